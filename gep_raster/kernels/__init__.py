@@ -1,0 +1,1 @@
+"""Numba kernels: pure functions on numpy arrays (no IO, no CRS, no dask)."""
