@@ -1,0 +1,374 @@
+"""Run configuration: a YAML file validated by pydantic models.
+
+Every error names the config key and the problem, e.g.
+``pipelines/gura.yaml: inputs.dem.path: file not found: /data/dem.tif``.
+
+Paths are resolved relative to the folder of the config file. ``${GEP_SHARED_DATA}`` (and any
+other ``${VAR}``) is expanded from the environment; ``GEP_SHARED_DATA`` defaults to the
+``shared/data`` folder beside the checkout (``../shared/data`` seen from the repository root).
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+SERVICES = ("water_conservation", "soil_retention", "carbon_sequestration", "air_purification")
+POLLUTANTS = ("so2", "nox", "dust")
+ECOSYSTEMS = ("forest", "shrub", "grassland", "wetland", "cropland", "urban", "water", "bare")
+
+
+def default_shared_data() -> Path:
+    """Location of the shared real datasets: env ``GEP_SHARED_DATA`` or ``<checkout>/../shared/data``."""
+    env = os.environ.get("GEP_SHARED_DATA")
+    if env:
+        return Path(env)
+    candidates = [Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"]
+    for c in candidates:
+        if c.is_dir():
+            return c.resolve()
+    return candidates[0]
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_vars(text: str) -> str:
+    """Expand ``${VAR}`` from the environment; ``${GEP_SHARED_DATA}`` has a default."""
+
+    def repl(m):
+        name = m.group(1)
+        if name == "GEP_SHARED_DATA":
+            return str(default_shared_data())
+        if name not in os.environ:
+            raise ConfigError(f"environment variable ${{{name}}} used in the config is not set")
+        return os.environ[name]
+
+    return _VAR.sub(repl, text)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RasterInput(_Model):
+    """One raster input: a file, a folder of GeoTIFF tiles, a glob, or a list of files (mosaicked lazily)."""
+
+    path: str | list[str]
+    band: int = Field(1, ge=1)
+    nodata: float | None = None  # overrides (or supplies) the file's nodata value
+    scale: float = 1.0  # multiply values by this (e.g. 0.1 for scaled integer products)
+    resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = None
+
+
+class ClimateInput(_Model):
+    """Precipitation or ET0: an annual raster (``path``) or 12 monthly rasters (``monthly``)."""
+
+    path: str | list[str] | None = None
+    monthly: str | list[str] | None = None
+    band: int = Field(1, ge=1)
+    nodata: float | None = None
+    scale: float = 1.0
+    resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.path is None) == (self.monthly is None):
+            raise ValueError("give exactly one of 'path' (annual raster, mm/a) or 'monthly' (12 rasters, mm/month)")
+        return self
+
+
+class CarbonInput(_Model):
+    """Carbon-flux input for carbon sequestration.
+
+    method: ``nep`` (NEP raster), ``npp`` (NPP raster), ``rates`` (legend column ``carbon_tco2_ha``),
+    ``stock_change`` (carbon-pool table and an alternate land-cover map, InVEST Carbon style).
+    """
+
+    method: Literal["nep", "npp", "rates", "stock_change"] = "rates"
+    path: str | list[str] | None = None
+    unit: Literal["t_c_per_ha", "g_c_per_m2", "t_dm_per_ha"] | None = None
+    nodata: float | None = None
+    # stock_change only
+    pools_table: str | None = None
+    code_column: str = "lucode"
+    pool_columns: list[str] = ["C_above", "C_below", "C_soil", "C_dead"]
+    alternate_land_cover: RasterInput | None = None
+    years: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.method in ("nep", "npp"):
+            if self.path is None:
+                raise ValueError(f"method '{self.method}' needs 'path' (a {self.method.upper()} raster)")
+            if self.unit is None:
+                raise ValueError(f"method '{self.method}' needs 'unit' (t_c_per_ha, g_c_per_m2 or t_dm_per_ha)")
+        if self.method == "stock_change":
+            missing = [k for k in ("pools_table", "alternate_land_cover", "years") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"method 'stock_change' needs {', '.join(missing)}")
+        return self
+
+
+class TableJoin(_Model):
+    """Extra parameter columns joined into the legend from another CSV (e.g. an InVEST biophysical table)."""
+
+    path: str
+    code_column: str = "lucode"
+    columns: dict[str, str]  # legend column name -> column name in this table
+
+
+class LegendConfig(_Model):
+    """Land-cover legend: one row per class code with its ecosystem type and parameters."""
+
+    path: str
+    code_column: str = "code"
+    columns: dict[str, str] = {}  # rename: legend column name -> column in the CSV
+    join: list[TableJoin] = []
+
+
+class PriceOverride(_Model):
+    value: float
+    unit: str
+    price_year: int
+    source: str
+    evidence: str = "user"
+
+
+class ParameterOverride(_Model):
+    value: float
+    source: str
+    evidence: str = "user"
+
+
+class PricesConfig(_Model):
+    table: str | None = None  # CSV with columns key,service,value,unit,price_year,source,evidence
+    overrides: dict[str, PriceOverride] = {}
+
+
+class WaterConservationConfig(_Model):
+    enabled: bool = True
+    negative_values: Literal["clip", "keep"] = "clip"
+
+
+class SoilRetentionConfig(_Model):
+    enabled: bool = True
+    ls_method: Literal["desmet_govers_d8"] = "desmet_govers_d8"
+    l_max: float = Field(122.0, gt=0)
+    r_method: Literal["renard_freimund_1994"] = "renard_freimund_1994"
+    exclude_ecosystems: list[str] = ["water", "urban"]
+
+    @field_validator("exclude_ecosystems")
+    @classmethod
+    def _eco(cls, v):
+        bad = [e for e in v if e not in ECOSYSTEMS]
+        if bad:
+            raise ValueError(f"unknown ecosystem type(s) {bad}; allowed: {list(ECOSYSTEMS)}")
+        return v
+
+
+class CarbonConfig(_Model):
+    enabled: bool = True
+    negative_values: Literal["clip", "keep"] = "keep"
+
+
+class AirConfig(_Model):
+    enabled: bool = True
+    pollutants: list[Literal["so2", "nox", "dust"]] = list(POLLUTANTS)
+
+
+class ServicesConfig(_Model):
+    water_conservation: WaterConservationConfig = WaterConservationConfig()
+    soil_retention: SoilRetentionConfig = SoilRetentionConfig()
+    carbon_sequestration: CarbonConfig = CarbonConfig()
+    air_purification: AirConfig = AirConfig()
+
+    def enabled(self) -> list[str]:
+        return [s for s in SERVICES if getattr(self, s).enabled]
+
+
+class LayerConfig(_Model):
+    """A polygon layer to aggregate to (township, county, special units ...)."""
+
+    path: str
+    id_field: str
+    name_field: str
+    layer: str | None = None  # layer name inside a GeoPackage
+    role: Literal["admin", "special_unit"] = "admin"
+    nests_in: str | None = None  # name of the layer this one nests in (townships in a county)
+
+
+class InputsConfig(_Model):
+    land_cover: RasterInput
+    dem: RasterInput | None = None
+    precipitation: ClimateInput | None = None
+    et: ClimateInput | None = None
+    et0: ClimateInput | None = None
+    carbon: CarbonInput = CarbonInput()
+    r_factor: RasterInput | None = None
+    k_factor: RasterInput | None = None
+    c_factor: RasterInput | None = None
+    p_factor: RasterInput | None = None
+
+    @model_validator(mode="after")
+    def _et(self):
+        if self.et is not None and self.et0 is not None:
+            raise ValueError("give either 'et' (actual ET) or 'et0' (reference ET, multiplied by legend Kc), not both")
+        return self
+
+
+class OutputConfig(_Model):
+    dir: str
+    chunk_size: int = Field(1024, ge=64, le=16384)
+
+
+class ProcessingConfig(_Model):
+    workers: int | None = Field(None, ge=1)
+
+
+class RunConfig(_Model):
+    """The whole run configuration (see README, section "Configuration reference")."""
+
+    name: str
+    description: str = ""
+    accounting_year: int | None = None
+    reference: str = "land_cover"  # input key whose grid is the reference grid
+    inputs: InputsConfig
+    legend: LegendConfig
+    prices: PricesConfig = PricesConfig()
+    parameters: dict[str, ParameterOverride] = {}  # overrides of gep_raster/data/parameters.csv
+    services: ServicesConfig = ServicesConfig()
+    layers: dict[str, LayerConfig] = {}
+    output: OutputConfig
+    processing: ProcessingConfig = ProcessingConfig()
+
+    # not part of the YAML: where the config came from
+    source_path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _cross(self):
+        en = self.services
+        if en.water_conservation.enabled:
+            if self.inputs.precipitation is None:
+                raise ValueError("services.water_conservation is enabled but inputs.precipitation is missing")
+            if self.inputs.et is None and self.inputs.et0 is None:
+                raise ValueError("services.water_conservation is enabled but neither inputs.et nor inputs.et0 is given")
+        if en.soil_retention.enabled:
+            if self.inputs.dem is None:
+                raise ValueError("services.soil_retention is enabled but inputs.dem is missing (needed for LS)")
+            if self.inputs.r_factor is None and self.inputs.precipitation is None:
+                raise ValueError("services.soil_retention needs inputs.r_factor or inputs.precipitation (R from rainfall)")
+        for name, layer in self.layers.items():
+            if layer.nests_in is not None and layer.nests_in not in self.layers:
+                raise ValueError(f"layers.{name}.nests_in: no layer named '{layer.nests_in}'")
+        valid_refs = {"land_cover", "dem"}
+        if self.reference not in valid_refs:
+            raise ValueError(f"reference must be one of {sorted(valid_refs)}")
+        return self
+
+    # -- helpers ---------------------------------------------------------------------
+    @property
+    def base_dir(self) -> Path:
+        return self.source_path.parent if self.source_path else Path.cwd()
+
+    def resolve(self, p: str) -> Path:
+        """Resolve a path from the config (relative to the config's folder)."""
+        path = Path(expand_vars(p)).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    def resolve_many(self, p: str | list[str], key: str) -> list[Path]:
+        """Resolve a file, folder (all *.tif/*.tiff inside), glob or list into a sorted list of files.
+
+        Raises ConfigError naming ``key`` when nothing matches."""
+        items = p if isinstance(p, list) else [p]
+        out: list[Path] = []
+        for item in items:
+            path = self.resolve(item)
+            s = str(path)
+            if any(ch in s for ch in "*?["):
+                hits = sorted(Path(h) for h in glob.glob(s))
+                if not hits:
+                    raise ConfigError(f"{key}: the pattern {s} matches no file")
+                out.extend(hits)
+            elif path.is_dir():
+                hits = sorted(q for q in path.iterdir() if q.suffix.lower() in (".tif", ".tiff", ".vrt"))
+                if not hits:
+                    raise ConfigError(f"{key}: the folder {path} holds no .tif/.tiff/.vrt file")
+                out.extend(hits)
+            elif path.exists():
+                out.append(path)
+            else:
+                raise ConfigError(f"{key}: file not found: {path}")
+        return out
+
+    @property
+    def output_dir(self) -> Path:
+        return self.resolve(self.output.dir)
+
+    def to_json_dict(self) -> dict:
+        return self.model_dump(mode="json", exclude={"source_path"})
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of the validated config."""
+        return hashlib.sha256(json.dumps(self.to_json_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def _format_validation_error(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after")) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against the README's configuration reference)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"{path}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
+    """Read and validate a run configuration YAML.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file.
+    overrides : dict, optional
+        Top-level keys replaced after reading (e.g. ``{"output": {"dir": "/tmp/x"}}``).
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, is not YAML, or a key is missing/invalid; the message names
+        every offending key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys (name, inputs, legend, ...)")
+    if overrides:
+        for k, v in overrides.items():
+            if isinstance(v, dict) and isinstance(raw.get(k), dict):
+                raw[k] = {**raw[k], **v}
+            else:
+                raw[k] = v
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(path, exc)) from None
+    cfg.source_path = path.resolve()
+    return cfg

@@ -1,0 +1,321 @@
+"""Lazy reading of raster inputs onto the reference grid.
+
+A :class:`GridSource` is one input (a file or a mosaic of tiles, possibly in other CRSs or
+resolutions) seen on the run's :class:`~gep_raster.grid.RefGrid`. ``read(r0, r1, c0, c1)``
+returns exactly that window of the reference grid:
+
+* sources already on the grid lattice (same CRS, same pixel size within tolerance, origin on
+  the lattice) are read directly, window by window (no resampling);
+* other sources go through a GDAL ``WarpedVRT`` built for that window's transform, so the
+  value of a destination pixel depends only on its position, never on the window (results do
+  not depend on chunk size);
+* the resampling comes from the *kind* of variable: categorical -> nearest (mode when the
+  source is finer than the grid); continuous -> bilinear (average when the source is finer).
+
+Categorical windows come back as int32 with -1 for nodata; continuous windows as float32
+with NaN for nodata. Tiles are combined first-valid-wins in sorted path order.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+from .errors import CRSError, RasterError
+from .grid import GRID_TOLERANCE, RefGrid
+
+CATEGORICAL_NODATA = -1
+
+
+@dataclass(frozen=True)
+class _FileInfo:
+    path: Path
+    crs: object
+    transform: object
+    width: int
+    height: int
+    nodata: float | None
+    dtype: str
+    bounds_on_grid: tuple[float, float, float, float]  # in the reference CRS
+    aligned: tuple[int, int] | None  # (row_off, col_off) of the file on the grid lattice, if aligned
+    finer: bool  # source pixel smaller than the grid pixel
+
+
+def _open(path: Path):
+    try:
+        return rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise RasterError(f"{path}: cannot open raster ({exc})") from None
+
+
+def _lattice_offset(ds, grid: RefGrid, tol: float = GRID_TOLERANCE) -> tuple[int, int] | None:
+    if ds.crs != grid.crs:
+        return None
+    gx, gy = grid.res
+    if abs(ds.transform.a - gx) > tol * gx or abs(-ds.transform.e - gy) > tol * gy:
+        return None
+    if ds.transform.b != 0 or ds.transform.d != 0:
+        return None
+    col = (ds.transform.c - grid.transform.c) / gx
+    row = (grid.transform.f - ds.transform.f) / gy
+    if abs(col - round(col)) > 1e-3 or abs(row - round(row)) > 1e-3:
+        return None
+    return int(round(row)), int(round(col))
+
+
+class GridSource:
+    """One input on the reference grid (lazy; reads only the windows asked for).
+
+    Parameters
+    ----------
+    name : str
+        Config key of the input (used in error messages), e.g. ``inputs.dem``.
+    paths : list of Path
+        One file or several tiles (sorted; earlier tiles win where tiles overlap).
+    grid : RefGrid
+        The reference grid.
+    kind : {"categorical", "continuous"}
+        Decides dtype, nodata convention and default resampling.
+    band : int
+        1-based band index.
+    nodata : float, optional
+        Overrides the files' nodata value (or supplies one when the files have none).
+    scale : float
+        Multiplier applied to continuous values (unit conversion).
+    resampling : str, optional
+        Overrides the kind's default resampling.
+
+    Raises
+    ------
+    RasterError
+        A file cannot be opened or lacks the band.
+    CRSError
+        A file has no CRS.
+    """
+
+    def __init__(self, name: str, paths: list[Path], grid: RefGrid, kind: str, *, band: int = 1,
+                 nodata: float | None = None, scale: float = 1.0, resampling: str | None = None):
+        if kind not in ("categorical", "continuous"):
+            raise ValueError(f"kind must be categorical or continuous, got {kind!r}")
+        self.name, self.paths, self.grid, self.kind = name, list(paths), grid, kind
+        self.band, self.scale = band, scale
+        self._nodata_override = nodata
+        self._resampling_override = resampling
+        self._local = threading.local()
+        infos = []
+        for p in self.paths:
+            with _open(p) as ds:
+                if ds.crs is None:
+                    raise CRSError(f"{name}: {p} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX {p})")
+                if band > ds.count:
+                    raise RasterError(f"{name}: {p} has {ds.count} band(s); band {band} was asked for")
+                nd = nodata if nodata is not None else ds.nodatavals[band - 1]
+                b = transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21) if ds.crs != grid.crs else tuple(ds.bounds)
+                src_px = abs(ds.transform.a) if ds.crs == grid.crs else None
+                if src_px is None:
+                    # compare pixel sizes in the grid CRS
+                    src_px = (b[2] - b[0]) / ds.width
+                infos.append(_FileInfo(p, ds.crs, ds.transform, ds.width, ds.height, nd, ds.dtypes[band - 1], b,
+                                       _lattice_offset(ds, grid), src_px < 0.75 * grid.res[0]))
+        self.files = infos
+
+    # ------------------------------------------------------------------------------
+    @property
+    def dtype(self):
+        return np.dtype(np.int32) if self.kind == "categorical" else np.dtype(np.float32)
+
+    @property
+    def fill(self):
+        return CATEGORICAL_NODATA if self.kind == "categorical" else np.nan
+
+    def resampling_for(self, info: _FileInfo) -> Resampling:
+        if self._resampling_override:
+            return Resampling[self._resampling_override]
+        if self.kind == "categorical":
+            return Resampling.mode if info.finer else Resampling.nearest
+        return Resampling.average if info.finer else Resampling.bilinear
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "files": [str(f.path) for f in self.files],
+            "band": self.band,
+            "nodata": [f.nodata for f in self.files],
+            "scale": self.scale,
+            "resampling": [("none (on grid)" if f.aligned else self.resampling_for(f).name) for f in self.files],
+        }
+
+    def _handle(self, path: Path):
+        cache = getattr(self._local, "handles", None)
+        if cache is None:
+            cache = self._local.handles = {}
+        ds = cache.get(path)
+        if ds is None:
+            ds = cache[path] = _open(path)
+        return ds
+
+    def _intersects(self, info: _FileInfo, r0, r1, c0, c1) -> bool:
+        t = self.grid.transform
+        left, right = t.c + c0 * t.a, t.c + c1 * t.a
+        top, bottom = t.f + r0 * t.e, t.f + r1 * t.e
+        b = info.bounds_on_grid
+        return not (b[0] >= right or b[2] <= left or b[1] >= top or b[3] <= bottom)
+
+    def _read_file(self, info: _FileInfo, r0, r1, c0, c1) -> tuple[np.ndarray, np.ndarray]:
+        """Raw values and a validity mask for the window from one file."""
+        ds = self._handle(info.path)
+        h, w = r1 - r0, c1 - c0
+        nd = info.nodata
+        try:
+            if info.aligned is not None:
+                ro, co = info.aligned
+                win = Window(c0 - co, r0 - ro, w, h)
+                fill = nd if nd is not None else 0
+                arr = ds.read(self.band, window=win, boundless=True, fill_value=fill)
+                inside = np.zeros((h, w), dtype=bool)
+                rr0, rr1 = max(0, ro - r0), min(h, ro + info.height - r0)
+                cc0, cc1 = max(0, co - c0), min(w, co + info.width - c0)
+                if rr1 > rr0 and cc1 > cc0:
+                    inside[rr0:rr1, cc0:cc1] = True
+            else:
+                wt = self.grid.window_transform(Window(c0, r0, w, h))
+                vrt_nd = nd if nd is not None else _sentinel(info.dtype)
+                with WarpedVRT(ds, crs=self.grid.crs, transform=wt, width=w, height=h,
+                               resampling=self.resampling_for(info), src_nodata=vrt_nd, nodata=vrt_nd,
+                               tolerance=1e-9) as vrt:
+                    arr = vrt.read(self.band)
+                inside = arr != np.array(vrt_nd).astype(arr.dtype)
+                nd = vrt_nd
+        except rasterio.errors.RasterioError as exc:
+            raise RasterError(f"{self.name}: reading {info.path} band {self.band} failed: {exc}") from None
+        valid = inside
+        if nd is not None:
+            ndv = np.array(nd).astype(arr.dtype) if np.isfinite(nd) or arr.dtype.kind == "f" else None
+            if ndv is not None:
+                valid = valid & ~(arr == ndv)
+        if arr.dtype.kind == "f":
+            valid &= np.isfinite(arr)
+        return arr, valid
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Window [r0:r1, c0:c1] of the reference grid.
+
+        Returns
+        -------
+        numpy.ndarray, shape (r1-r0, c1-c0)
+            int32 with -1 for nodata (categorical) or float32 with NaN for nodata (continuous),
+            continuous values multiplied by ``scale``.
+        """
+        h, w = r1 - r0, c1 - c0
+        out = np.full((h, w), self.fill, dtype=self.dtype)
+        todo = np.ones((h, w), dtype=bool)
+        for info in self.files:
+            if not self._intersects(info, r0, r1, c0, c1):
+                continue
+            arr, valid = self._read_file(info, r0, r1, c0, c1)
+            take = valid & todo
+            if self.kind == "categorical":
+                vals = arr[take]
+                if arr.dtype.kind == "f":
+                    if np.any(vals != np.round(vals)):
+                        raise RasterError(f"{self.name}: {info.path} holds non-integer class codes; "
+                                          "a land-cover raster must hold integer codes")
+                if vals.size and (vals.min() < 0 or vals.max() > 65535):
+                    raise RasterError(f"{self.name}: {info.path} holds class codes outside 0..65535 "
+                                      f"(min {vals.min()}, max {vals.max()}); is the nodata value set?")
+                out[take] = vals.astype(np.int32)
+            else:
+                out[take] = arr[take].astype(np.float32) * np.float32(self.scale) if self.scale != 1.0 \
+                    else arr[take].astype(np.float32)
+            todo &= ~take
+            if not todo.any():
+                break
+        return out
+
+    def to_dask(self, chunks):
+        """A dask array (height, width) that reads each chunk with :meth:`read`."""
+        import dask.array as da
+
+        def _block(block_info=None):
+            (ra, rb), (ca, cb) = block_info[None]["array-location"]
+            return self.read(ra, rb, ca, cb)
+
+        chunks = da.core.normalize_chunks(chunks, shape=self.grid.shape)
+        return da.map_blocks(_block, chunks=chunks, dtype=self.dtype, meta=np.empty((0, 0), self.dtype),
+                             name=f"read-{self.name}-{id(self):x}")
+
+    def read_all(self) -> np.ndarray:
+        return self.read(0, self.grid.height, 0, self.grid.width)
+
+
+class SumSource:
+    """Sum of several continuous sources (12 monthly rasters -> annual), NaN where any is NaN."""
+
+    def __init__(self, name: str, sources: list[GridSource]):
+        self.name, self.sources = name, sources
+        self.grid = sources[0].grid
+        self.kind = "continuous"
+        self.dtype = np.dtype(np.float32)
+
+    def read(self, r0, r1, c0, c1):
+        acc = np.zeros((r1 - r0, c1 - c0), dtype=np.float64)
+        for s in self.sources:
+            acc += s.read(r0, r1, c0, c1)
+        return acc.astype(np.float32)
+
+    def describe(self):
+        return {"name": self.name, "kind": "continuous", "sum_of": [s.describe() for s in self.sources]}
+
+    to_dask = GridSource.to_dask
+    read_all = GridSource.read_all
+
+
+def _sentinel(dtype: str):
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return float(np.finfo(dt).min)
+    if dt.kind == "u":
+        return int(np.iinfo(dt).max)
+    return int(np.iinfo(dt).min)
+
+
+def grid_from_files(paths: list[Path], name: str) -> RefGrid:
+    """Reference grid covering all tiles: CRS and pixel size of the first tile, extent = union,
+    snapped to the first tile's lattice.
+
+    Raises
+    ------
+    CRSError / RasterError
+        A tile has no CRS, another CRS or another pixel size than the first tile.
+    """
+    first = RefGrid.from_raster(paths[0])
+    if len(paths) == 1:
+        return first
+    gx, gy = first.res
+    lefts, bottoms, rights, tops = [], [], [], []
+    for p in paths:
+        g = RefGrid.from_raster(p)
+        if g.crs != first.crs:
+            raise CRSError(f"{name}: tile {p} is in {g.crs} but {paths[0]} is in {first.crs}; "
+                           "tiles of the reference input must share one CRS")
+        if abs(g.res[0] - gx) > GRID_TOLERANCE * gx or abs(g.res[1] - gy) > GRID_TOLERANCE * gy:
+            raise RasterError(f"{name}: tile {p} has pixel size {g.res}, {paths[0]} has {first.res}; "
+                              "tiles of the reference input must share one pixel size")
+        b = g.bounds
+        lefts.append(b[0]); bottoms.append(b[1]); rights.append(b[2]); tops.append(b[3])
+    x0, y1 = first.transform.c, first.transform.f
+    left = x0 + np.floor((min(lefts) - x0) / gx + 1e-6) * gx
+    top = y1 + np.ceil((max(tops) - y1) / gy - 1e-6) * gy
+    width = int(round((max(rights) - left) / gx))
+    height = int(round((top - min(bottoms)) / gy))
+    from affine import Affine
+
+    return RefGrid(first.crs, Affine(gx, 0, left, 0, -gy, top), width, height)

@@ -1,0 +1,540 @@
+"""Run orchestration: inputs -> reference grid -> services (dask) -> rasters, tables, figures, manifest.
+
+Stages (timed, recorded in the manifest):
+
+1. ``prepare``: config, legend, prices, inputs opened lazily on the reference grid, polygon layers.
+2. ``legend_check``: class histogram of the land cover; every class present must have a legend row.
+3. ``routing``: D8 flow accumulation of the whole DEM (pyflwdir), for the LS factor.
+4. ``coverage``: exact polygon coverage, once per layer (:class:`gep_raster.zonal.CoverageIndex`).
+5. ``compute_write``: one dask graph computes every output block in one pass over the inputs;
+   each block is written to its raster and added to every layer's sums as it arrives.
+6. ``finalize_rasters``: temporary GeoTIFFs become Cloud-Optimized GeoTIFFs (atomic rename).
+7. ``tables``, ``figures``, ``manifest``.
+
+A rerun of an identical run (same config, parameters, package version and input checksums)
+finds the raster stage done (``.gep_state/``) and only rebuilds what is missing.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .accounts import Layer, assign_parents, build_table, load_layer, nesting_report
+from .config import RunConfig
+from .errors import ConfigError, GepError, GridMismatchError, TableError
+from .grid import RefGrid
+from .io_read import GridSource, SumSource, grid_from_files
+from .services import SERVICE_LABELS, OutputSpec, ServiceModel
+from .tables import PriceBook, load_legend, required_legend_columns
+
+log = logging.getLogger("gep_raster")
+
+
+# --------------------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------------------
+def reference_grid(cfg: RunConfig) -> RefGrid:
+    key = cfg.reference
+    spec = getattr(cfg.inputs, key)
+    return grid_from_files(cfg.resolve_many(spec.path, f"inputs.{key}.path"), f"inputs.{key}")
+
+
+def _raster_source(cfg, key, spec, grid, kind):
+    return GridSource(f"inputs.{key}", cfg.resolve_many(spec.path, f"inputs.{key}.path"), grid, kind,
+                      band=spec.band, nodata=spec.nodata, scale=spec.scale, resampling=spec.resampling)
+
+
+def _climate_source(cfg, key, spec, grid):
+    if spec.path is not None:
+        return _raster_source(cfg, key, spec, grid, "continuous")
+    files = cfg.resolve_many(spec.monthly, f"inputs.{key}.monthly")
+    if len(files) != 12:
+        raise ConfigError(f"inputs.{key}.monthly: expected 12 monthly rasters, found {len(files)}: "
+                          f"{[f.name for f in files]}")
+    subs = [GridSource(f"inputs.{key}.monthly[{m + 1}]", [f], grid, "continuous", band=spec.band,
+                       nodata=spec.nodata, scale=spec.scale, resampling=spec.resampling)
+            for m, f in enumerate(files)]
+    return SumSource(f"inputs.{key}", subs)
+
+
+def open_inputs(cfg: RunConfig, grid: RefGrid, model_keys: list[str]) -> dict:
+    """Open every input the run needs as a lazy source on ``grid``; keys as in
+    :meth:`ServiceModel.input_keys` plus ``dem``."""
+    i = cfg.inputs
+    src: dict = {"lc": _raster_source(cfg, "land_cover", i.land_cover, grid, "categorical")}
+    if "precip" in model_keys:
+        src["precip"] = _climate_source(cfg, "precipitation", i.precipitation, grid)
+    if "et" in model_keys:
+        src["et"] = _climate_source(cfg, "et" if i.et is not None else "et0", i.et or i.et0, grid)
+    if "slope" in model_keys:
+        src["dem"] = _raster_source(cfg, "dem", i.dem, grid, "continuous")
+    for key, name in (("r", "r_factor"), ("k", "k_factor"), ("c", "c_factor"), ("p", "p_factor")):
+        if key in model_keys:
+            src[key] = _raster_source(cfg, name, getattr(i, name), grid, "continuous")
+    if "carbon_flux" in model_keys:
+        c = i.carbon
+        src["carbon_flux"] = GridSource("inputs.carbon", cfg.resolve_many(c.path, "inputs.carbon.path"), grid,
+                                        "continuous", nodata=c.nodata)
+    if "lc_alt" in model_keys:
+        a = i.carbon.alternate_land_cover
+        src["lc_alt"] = _raster_source(cfg, "carbon.alternate_land_cover", a, grid, "categorical")
+    return src
+
+
+def class_histogram(source: GridSource, chunk: int) -> dict[int, int]:
+    """Pixel count per class code of a categorical source (read block by block)."""
+    counts = np.zeros(65537, dtype=np.int64)
+    g = source.grid
+    for r0, r1, c0, c1 in g.block_windows(chunk):
+        a = source.read(r0, r1, c0, c1)
+        counts += np.bincount(a[a >= 0].ravel(), minlength=65537)[:65537]
+    return {int(k): int(counts[k]) for k in np.flatnonzero(counts)}
+
+
+# --------------------------------------------------------------------------------------
+# block sink: writes + zonal sums as blocks arrive
+# --------------------------------------------------------------------------------------
+class BlockSink:
+    """``da.store`` target: receives (n_outputs, h, w) blocks; writes them and accumulates sums."""
+
+    def __init__(self, outputs: list[OutputSpec], writers: dict, indices: dict, zonal_keys: list[str]):
+        self.outputs = outputs
+        self.writers = writers
+        self.indices = indices
+        self.okeys = [o.key for o in outputs]
+        self.zsel = [self.okeys.index(k) for k in zonal_keys]
+        self.gep_idx = self.okeys.index("gep_r_yuan")
+        n = len(outputs)
+        self.totals = np.zeros(n, np.float64)
+        self.valid_pixels = np.zeros(n, np.int64)
+        self.sums = {name: np.zeros((idx.n_polygons, len(zonal_keys)), np.float64) for name, idx in indices.items()}
+        self.valid_area = {name: np.zeros(idx.n_polygons, np.float64) for name, idx in indices.items()}
+        self.lock = threading.Lock()
+        self.blocks_done = 0
+
+    def __setitem__(self, key, value):
+        _, rs, cs = key
+        r0, c0 = rs.start or 0, cs.start or 0
+        value = np.asarray(value, dtype=np.float32)
+        for i, o in enumerate(self.outputs):
+            if o.write:
+                self.writers[o.key].write(r0, c0, value[i])
+        zblock = np.ascontiguousarray(value[self.zsel])
+        gep = np.ascontiguousarray(value[self.gep_idx])
+        with self.lock:
+            self.totals += np.nansum(value.astype(np.float64), axis=(1, 2))
+            self.valid_pixels += np.isfinite(value).sum(axis=(1, 2))
+            for name, idx in self.indices.items():
+                idx.accumulate(zblock, r0, c0, self.sums[name])
+                idx.accumulate(gep, r0, c0, np.zeros(idx.n_polygons), valid_area_out=self.valid_area[name])
+            self.blocks_done += 1
+
+
+# --------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    output_dir: Path
+    manifest_path: Path
+    manifest: dict
+    tables: dict = field(default_factory=dict)
+
+
+def _run_hash(cfg: RunConfig, checksums: dict, book: PriceBook) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(cfg.to_json_dict(), sort_keys=True).encode())
+    h.update(json.dumps(checksums, sort_keys=True).encode())
+    h.update(json.dumps({k: vars(v) for k, v in book.prices.items()}, sort_keys=True, default=str).encode())
+    h.update(json.dumps({k: vars(v) for k, v in book.params.items()}, sort_keys=True, default=str).encode())
+    h.update(__version__.encode())
+    return h.hexdigest()
+
+
+def _input_files(cfg: RunConfig, sources: dict, layers: dict[str, Layer], legend) -> list[Path]:
+    files: list[Path] = []
+
+    def add(s):
+        if isinstance(s, SumSource):
+            for sub in s.sources:
+                add(sub)
+        else:
+            files.extend(f.path for f in s.files)
+
+    for s in sources.values():
+        add(s)
+    files += [Path(x) for x in legend.sources]
+    files += [Path(layer.path) for layer in layers.values()]
+    if cfg.prices.table:
+        files.append(cfg.resolve(cfg.prices.table))
+    if cfg.inputs.carbon.pools_table and cfg.inputs.carbon.method == "stock_change":
+        files.append(cfg.resolve(cfg.inputs.carbon.pools_table))
+    seen, out = set(), []
+    for f in files:
+        if f not in seen:
+            seen.add(f)
+            out.append(f)
+    return out
+
+
+def run(cfg: RunConfig, *, workers: int | None = None, scheduler=None, progress: bool = True,
+        force: bool = False) -> RunResult:
+    """Run a GEP-R accounting job end to end.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        Validated configuration (:func:`gep_raster.config.load_config`).
+    workers : int, optional
+        Threads of the local dask scheduler (default: config ``processing.workers`` or all cores).
+    scheduler : optional
+        A ``dask.distributed.Client`` or scheduler address (runs the graph there).
+    progress : bool
+        Show a progress bar of blocks.
+    force : bool
+        Recompute even if the output folder holds an identical finished run.
+
+    Returns
+    -------
+    RunResult
+        Output folder, manifest path and content, and the account tables per layer.
+
+    Raises
+    ------
+    GepError (and subclasses)
+        Any input, config, table or grid problem, with a message naming the file and field.
+    """
+    from .io_write import BlockRasterWriter, atomic_to_csv, atomic_to_gpkg, atomic_write_json, sha256_file
+    from .provenance import StageTimer, input_checksums, machine_info, package_versions
+    from .zonal import CoverageIndex
+
+    timer = StageTimer()
+    out_dir = cfg.output_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state_dir = out_dir / ".gep_state"
+    state_dir.mkdir(exist_ok=True)
+
+    with timer.stage("prepare"):
+        legend = load_legend(cfg, required_legend_columns(cfg))
+        book = PriceBook.from_config(cfg)
+        grid = reference_grid(cfg)
+        model = ServiceModel.from_config(cfg, legend, book, cell_size=grid.res[0], geographic=grid.is_geographic)
+        if "soil_retention" in model.services and abs(grid.res[0] - grid.res[1]) > 1e-6 * grid.res[0]:
+            raise GridMismatchError(f"soil retention needs square pixels; the reference grid has {grid.res}")
+        keys = model.input_keys()
+        sources = open_inputs(cfg, grid, keys)
+        layers = {name: load_layer(cfg, name, grid) for name in cfg.layers}
+        chunk = cfg.output.chunk_size
+        checksums = input_checksums(_input_files(cfg, sources, layers, legend))
+        run_hash = _run_hash(cfg, checksums, book)
+
+    with timer.stage("legend_check"):
+        hist = class_histogram(sources["lc"], chunk)
+        missing = sorted(set(hist) - set(int(c) for c in legend.codes))
+        if missing:
+            raise TableError(
+                f"legend {legend.path}: land-cover class code(s) {missing} occur in inputs.land_cover "
+                f"({', '.join(f'{m}: {hist[m]} px' for m in missing[:10])}) but have no legend row; add them")
+        if "lc_alt" in sources:
+            hist_alt = class_histogram(sources["lc_alt"], chunk)
+            miss_alt = sorted(set(hist_alt) - set(int(c) for c in np.flatnonzero(np.isfinite(model.luts["carbon_stock"]))))
+            if miss_alt:
+                raise TableError(f"inputs.carbon.pools_table: class code(s) {miss_alt} of the alternate land cover "
+                                 "have no carbon-pool row")
+
+    outputs = model.outputs
+    written = [o for o in outputs if o.write]
+    zonal_keys = [o.key for o in outputs if o.kind in ("physical", "value", "gep_r", "diagnostic")]
+    state_file = state_dir / "rasters.json"
+    sums_file = state_dir / "sums.npz"
+    done = False
+    if not force and state_file.exists() and sums_file.exists():
+        try:
+            st = json.loads(state_file.read_text())
+            done = (st.get("run_hash") == run_hash
+                    and all((out_dir / o.path).exists() and sha256_file(out_dir / o.path) == st["sha256"].get(o.key)
+                            for o in written))
+        except (OSError, ValueError, KeyError):
+            done = False
+
+    indices: dict[str, CoverageIndex] = {}
+    with timer.stage("coverage"):
+        for name, layer in layers.items():
+            indices[name] = CoverageIndex.build(layer.gdf, grid, layer_name=name)
+        # nesting: coverage of parent ∩ union(children of that parent)
+        nest_idx, parents_of = {}, {}
+        for name, layer in layers.items():
+            parent_name = layer.config.nests_in
+            if parent_name is None:
+                continue
+            parent = layers[parent_name]
+            parents_of[name] = assign_parents(layer, parent)
+            geoms = []
+            import shapely
+
+            for p, pgeom in enumerate(parent.gdf.geometry.to_numpy()):
+                kids = layer.gdf.geometry.to_numpy()[parents_of[name] == p]
+                u = shapely.union_all(kids) if len(kids) else shapely.Polygon()
+                geoms.append(shapely.intersection(pgeom, u))
+            import geopandas as gpd
+
+            cov = gpd.GeoDataFrame({"i": range(len(geoms))}, geometry=geoms, crs=parent.gdf.crs)
+            cov = cov[~cov.geometry.is_empty]
+            idx = CoverageIndex.build(cov, grid, layer_name=f"{parent_name}∩{name}") if len(cov) else None
+            nest_idx[name] = (idx, cov.index.to_numpy())
+            if idx is not None:
+                indices[f"__nest__{name}"] = idx
+
+    if done:
+        log.info("rasters of this run are up to date in %s (run hash %s); skipping computation", out_dir, run_hash[:12])
+        st = json.loads(state_file.read_text())
+        z = np.load(sums_file)
+        sums = {k[len("sums__"):]: z[k] for k in z.files if k.startswith("sums__")}
+        valid_area = {k[len("valid__"):]: z[k] for k in z.files if k.startswith("valid__")}
+        totals = dict(zip(st["output_keys"], z["totals"]))
+        valid_pixels = dict(zip(st["output_keys"], z["valid_pixels"].tolist()))
+        upslope_info = st.get("routing")
+        timer_resumed = True
+    else:
+        timer_resumed = False
+        upslope = None
+        upslope_info = None
+        if "soil_retention" in model.services:
+            with timer.stage("routing"):
+                from .routing import upslope_area
+
+                dem_full = sources["dem"].read_all()
+                upslope = upslope_area(dem_full, grid.transform, latlon=grid.is_geographic)
+                upslope_info = {"method": "pyflwdir fill_depressions (Wang & Liu 2006) + D8, cell counts",
+                                "max_upslope_cells": float(np.nanmax(upslope)) if np.isfinite(upslope).any() else None}
+                del dem_full
+
+        with timer.stage("compute_write"):
+            import dask
+            import dask.array as da
+
+            chunks = da.core.normalize_chunks((chunk, chunk), shape=grid.shape)
+            arrays = {}
+            for k in keys:
+                if k in ("slope", "aspect_x", "upslope"):
+                    continue
+                arrays[k] = sources[k].to_dask(chunks)
+            if "soil_retention" in model.services:
+                dem = sources["dem"].to_dask(chunks)
+                arrays.update(model.terrain_dask(dem, grid.res))
+                arrays["upslope"] = da.from_array(upslope, chunks=chunks)
+            stacked = model.compute_dask(arrays, grid.row_pixel_area_m2)
+            writers = {}
+            try:
+                for o in written:
+                    p = out_dir / o.path
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    writers[o.key] = BlockRasterWriter(p, grid)
+                sink = BlockSink(outputs, writers, indices, zonal_keys)
+                nthreads = workers or cfg.processing.workers
+                kw = {}
+                if scheduler is not None:
+                    kw = {}
+                elif nthreads:
+                    kw = {"scheduler": "threads", "num_workers": nthreads}
+                else:
+                    kw = {"scheduler": "threads"}
+                if progress:
+                    from dask.diagnostics import ProgressBar
+
+                    with ProgressBar(dt=1.0, minimum=2.0):
+                        with dask.config.set(**kw):
+                            da.store(stacked, sink, lock=False)
+                else:
+                    with dask.config.set(**kw):
+                        da.store(stacked, sink, lock=False)
+            except BaseException:
+                for w in writers.values():
+                    w.abort()
+                raise
+
+        with timer.stage("finalize_rasters"):
+            common = {"gep_raster_version": __version__, "run_name": cfg.name, "run_hash": run_hash,
+                      "config_sha256": cfg.config_hash(), "accounting_year": cfg.accounting_year}
+            for o in written:
+                prices_used = {k: v for k, v in model.scalars.items() if "price" in k or "unit_value" in k}
+                writers[o.key].finalize(tags={**common, "service": o.service, "kind": o.kind, "units": o.unit,
+                                              "method": model.notes.get(o.service, "GEP-R = sum of the regulating-service value rasters"),
+                                              **({"prices": prices_used} if o.kind in ("value", "gep_r") else {})},
+                                        description=o.description, units=o.unit)
+        sums, valid_area = sink.sums, sink.valid_area
+        totals = dict(zip(sink.okeys, sink.totals.tolist()))
+        valid_pixels = dict(zip(sink.okeys, sink.valid_pixels.tolist()))
+        np.savez(sums_file, totals=sink.totals, valid_pixels=sink.valid_pixels,
+                 **{f"sums__{k}": v for k, v in sums.items()}, **{f"valid__{k}": v for k, v in valid_area.items()})
+        atomic_write_json(state_file, {"run_hash": run_hash, "output_keys": sink.okeys, "routing": upslope_info,
+                                       "sha256": {o.key: sha256_file(out_dir / o.path) for o in written}})
+
+    # ---------------------------------------------------------------- tables
+    manifest_outputs = []
+    for o in written:
+        manifest_outputs.append({"path": o.path, "service": o.service, "kind": o.kind, "unit": o.unit,
+                                 "description": o.description})
+    tables = {}
+    hierarchy = []
+    with timer.stage("tables"):
+        for name, layer in layers.items():
+            idx = indices[name]
+            tab = build_table(layer, grid, zonal_keys, sums[name], valid_area[name], idx.covered_area_m2())
+            diag_cols = [o.key for o in outputs if o.kind == "diagnostic"]
+            tab = tab.drop(columns=diag_cols)
+            tables[name] = tab
+            csv_path = out_dir / "tables" / f"{name}.csv"
+            gpkg_path = out_dir / "tables" / f"{name}.gpkg"
+            csv_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_to_csv(tab.drop(columns="geometry"), csv_path)
+            atomic_to_gpkg(tab, gpkg_path, layer=name)
+            for p, fmt in ((csv_path, "csv"), (gpkg_path, "gpkg")):
+                manifest_outputs.append({"path": str(p.relative_to(out_dir)), "service": "all", "kind": "table",
+                                         "unit": "see columns", "layer": name, "format": fmt,
+                                         "columns": _column_units(tab, outputs)})
+        for name, layer in layers.items():
+            parent_name = layer.config.nests_in
+            if parent_name is None:
+                continue
+            idx, kept = nest_idx[name]
+            n_par = len(layers[parent_name].gdf)
+            covered = np.zeros((n_par, len(zonal_keys)))
+            union_area = np.zeros(n_par)
+            if idx is not None:
+                covered[kept] = sums[f"__nest__{name}"]
+                union_area[kept] = idx.covered_area_m2()
+            rep = nesting_report(layer, layers[parent_name], zonal_keys, sums[name], sums[parent_name], covered,
+                                 parents_of[name], indices[name].covered_area_m2(), union_area)
+            for r in rep:
+                if not r["ok"]:
+                    log.warning("nesting check FAILED: %s '%s' vs its %s: max relative difference %.3g "
+                                "(children overlap each other or spill outside the parent by %.4f km2)",
+                                parent_name, r["parent_id"], name, r["max_rel_diff"], r["overlap_or_spill_km2"])
+                else:
+                    g = r["columns"]["gep_r_yuan"]
+                    log.info("nesting check ok: %s of %s '%s' sum to %.6g yuan = the %.4f%% of the parent they "
+                             "cover (parent total %.6g yuan; uncovered %.6g yuan)", name, parent_name, r["parent_id"],
+                             g["children_sum"], 100 * (r.get("covered_share_of_parent") or 0), g["parent_total"],
+                             g["uncovered_remainder"])
+            hierarchy.extend(rep)
+
+    # ---------------------------------------------------------------- figures
+    with timer.stage("figures"):
+        from .report import plot_gep_r_map, plot_value_by_service
+
+        fig_dir = out_dir / "figures"
+        fig_dir.mkdir(exist_ok=True)
+        gep = _read_decimated(out_dir / "rasters/gep_r_yuan.tif", 2000)
+        dgrid = _decimated_grid(grid, gep.shape)
+        plot_gep_r_map(gep, dgrid, fig_dir / "gep_r_map.png", title=f"GEP-R, {cfg.name}",
+                       polygons=[layer.gdf for layer in layers.values()],
+                       pixel_area_m2=float(np.mean(grid.row_pixel_area_m2)))
+        vals = {SERVICE_LABELS[s]: totals[f"{s}_yuan"] for s in model.services}
+        plot_value_by_service(vals, fig_dir / "value_by_service.png",
+                              title=f"Value per service, whole run area, {cfg.name}")
+        manifest_outputs.append({"path": "figures/gep_r_map.png", "service": "gep_r", "kind": "figure",
+                                 "unit": "yuan/ha/a"})
+        manifest_outputs.append({"path": "figures/value_by_service.png", "service": "all", "kind": "figure",
+                                 "unit": "yuan/a"})
+
+    # ---------------------------------------------------------------- manifest
+    with timer.stage("manifest"):
+        diag = {}
+        if "water_conservation" in model.services:
+            diag["water_conservation"] = {
+                "negative_balance_rule": cfg.services.water_conservation.negative_values,
+                "negative_balance_volume_m3": totals.get("water_deficit_m3"),
+                "share_of_gross_balance": (totals.get("water_deficit_m3") /
+                                           max(totals["water_conservation_m3"] + totals["water_deficit_m3"], 1e-300)
+                                           if cfg.services.water_conservation.negative_values == "clip" else None)}
+        if "carbon_sequestration" in model.services:
+            diag["carbon_sequestration"] = {"negative_rule": cfg.services.carbon_sequestration.negative_values,
+                                            "negative_amount_tco2": totals.get("carbon_negative_tco2")}
+        assumptions = _assumptions(cfg, legend, model, book)
+        manifest = {
+            "gep_raster_version": __version__,
+            "run_name": cfg.name,
+            "description": cfg.description,
+            "accounting_year": cfg.accounting_year,
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "run_hash": run_hash,
+            "resumed_rasters": timer_resumed,
+            "config_file": str(cfg.source_path) if cfg.source_path else None,
+            "config": cfg.to_json_dict(),
+            "config_sha256": cfg.config_hash(),
+            "grid": grid.describe(),
+            "chunk_size": chunk,
+            "inputs": {k: s.describe() for k, s in sources.items()},
+            "input_checksums": checksums,
+            "land_cover_classes_px": hist,
+            "legend": {"path": str(legend.path), "sources": legend.sources,
+                       "table": legend.table.reset_index().to_dict("records")},
+            **book.used_records(),
+            "methods": model.notes,
+            "routing": upslope_info,
+            "assumptions": assumptions,
+            "outputs": manifest_outputs,
+            "totals": {k: {"sum": totals[k], "unit": o.unit.replace(" per pixel", ""), "valid_pixels": valid_pixels[k]}
+                       for o in outputs for k in [o.key] if o.kind in ("physical", "value", "gep_r", "diagnostic")},
+            "diagnostics": diag,
+            "hierarchy_checks": hierarchy,
+            "package_versions": package_versions(),
+            "machine": machine_info(),
+        }
+        manifest["timings_s"] = timer.as_dict()
+        manifest_path = out_dir / "manifest.json"
+        atomic_write_json(manifest_path, manifest)
+    return RunResult(out_dir, manifest_path, manifest, tables)
+
+
+def _column_units(tab, outputs: list[OutputSpec]) -> dict:
+    units = {"area_km2": "km2", "grid_area_km2": "km2", "valid_area_km2": "km2", "gep_r_yuan_per_km2": "yuan/km2/a"}
+    for o in outputs:
+        units[o.key] = o.unit.replace(" per pixel", "")
+    return {c: units.get(c, "") for c in tab.columns if c != "geometry"}
+
+
+def _assumptions(cfg: RunConfig, legend, model: ServiceModel, book: PriceBook) -> list[str]:
+    out = []
+    for rec in book.used_records()["prices"] + book.used_records()["parameters"]:
+        if rec["evidence"] in ("U", "V2"):
+            out.append(f"{rec['key']} = {rec['value']} {rec['unit']} is marked [{rec['evidence']}] "
+                       f"(not verified in a primary source): {rec['source']}")
+    if "notes" in legend.table.columns:
+        for code, row in legend.table.iterrows():
+            note = str(row.get("notes", ""))
+            if "[U]" in note or "ASSUMPTION" in note.upper():
+                out.append(f"legend class {code} ({row.get('name', '')}): {note}")
+    if model.flags.get("carbon_method") == "npp":
+        out.append("carbon from NPP counts gross plant uptake (heterotrophic respiration not subtracted)")
+    return out
+
+
+def _read_decimated(path: Path, max_side: int) -> np.ndarray:
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        f = max(1, int(np.ceil(max(ds.width, ds.height) / max_side)))
+        shape = (int(np.ceil(ds.height / f)), int(np.ceil(ds.width / f)))
+        from rasterio.enums import Resampling
+
+        if f == 1:
+            return ds.read(1)
+        return ds.read(1, out_shape=shape, resampling=Resampling.average)
+
+
+def _decimated_grid(grid: RefGrid, shape) -> RefGrid:
+    from affine import Affine
+
+    h, w = shape
+    sx = grid.width / w
+    sy = grid.height / h
+    t = grid.transform
+    return RefGrid(grid.crs, Affine(t.a * sx, 0, t.c, 0, t.e * sy, t.f), w, h)

@@ -1,0 +1,230 @@
+"""Pre-flight validation: every problem of a run configuration, reported at once.
+
+Checks (InVEST-style ``validate``): every input exists and opens, has a CRS and the band asked
+for; every raster overlaps the reference grid; the reference grid is usable for the enabled
+services; the legend loads, has the columns the services need and covers every class present
+in the land cover; polygon layers open, carry their id and name fields and overlap the rasters;
+prices and parameters load; values of continuous inputs lie in plausible ranges for their units.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.warp import transform_bounds
+
+from .config import RunConfig
+from .errors import GepError
+
+#: (min, max, unit) plausible ranges for continuous inputs (after ``scale``)
+PLAUSIBLE = {
+    "dem": (-500.0, 9000.0, "m"),
+    "precipitation": (0.0, 12000.0, "mm/a"),
+    "precipitation.monthly": (0.0, 3000.0, "mm/month"),
+    "et": (0.0, 3000.0, "mm/a"),
+    "et.monthly": (0.0, 600.0, "mm/month"),
+    "et0": (0.0, 3500.0, "mm/a"),
+    "et0.monthly": (0.0, 600.0, "mm/month"),
+    "r_factor": (0.0, 60000.0, "MJ*mm/(ha*h*a)"),
+    "k_factor": (0.0, 0.2, "t*ha*h/(ha*MJ*mm)"),
+    "c_factor": (0.0, 1.0, "-"),
+    "p_factor": (0.0, 1.0, "-"),
+    "carbon.t_c_per_ha": (-30.0, 60.0, "t C/ha/a"),
+    "carbon.g_c_per_m2": (-3000.0, 6000.0, "g C/m2/a"),
+    "carbon.t_dm_per_ha": (-10.0, 150.0, "t dry matter/ha/a"),
+}
+
+
+@dataclass
+class ValidationReport:
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    info: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _sample(path: Path, band: int, max_side: int = 512) -> tuple[np.ndarray, object]:
+    with rasterio.open(path) as ds:
+        f = max(1, int(np.ceil(max(ds.width, ds.height) / max_side)))
+        shape = (max(1, ds.height // f), max(1, ds.width // f))
+        a = ds.read(band, out_shape=shape, resampling=Resampling.nearest, masked=True)
+        return a, ds.nodatavals[band - 1]
+
+
+def _bounds_on(path: Path, crs) -> tuple:
+    with rasterio.open(path) as ds:
+        if ds.crs is None:
+            raise GepError(f"{path}: raster has no CRS")
+        return transform_bounds(ds.crs, crs, *ds.bounds, densify_pts=21) if ds.crs != crs else tuple(ds.bounds)
+
+
+def _overlap(a, b) -> bool:
+    return not (a[0] >= b[2] or a[2] <= b[0] or a[1] >= b[3] or a[3] <= b[1])
+
+
+def validate(cfg: RunConfig) -> ValidationReport:
+    """Check a configuration without computing anything heavy.
+
+    Returns
+    -------
+    ValidationReport
+        ``problems`` (the run would fail or give wrong numbers), ``warnings`` and ``info``.
+        Never raises for a user mistake; every problem names the config key and the file.
+    """
+    from .pipeline import class_histogram, open_inputs, reference_grid
+    from .services import ServiceModel
+    from .tables import PriceBook, load_legend, required_legend_columns
+
+    rep = ValidationReport()
+    grid = None
+    try:
+        grid = reference_grid(cfg)
+        rep.info.append(f"reference grid from inputs.{cfg.reference}: {grid.width} x {grid.height} px, "
+                        f"pixel {grid.res[0]:g} x {grid.res[1]:g}, CRS {grid.crs.to_string()}")
+        if grid.is_geographic:
+            msg = ("reference grid is geographic (degrees): pixel areas are computed on the ellipsoid per row")
+            if cfg.services.soil_retention.enabled:
+                rep.problems.append(f"inputs.{cfg.reference}: {msg}, but soil retention needs a projected grid in "
+                                    "metres for slope and LS; reproject to a projected CRS or disable soil retention")
+            else:
+                rep.info.append(msg)
+    except GepError as exc:
+        rep.problems.append(str(exc))
+
+    # every raster input opens, has a CRS and overlaps the grid
+    i = cfg.inputs
+    raster_specs = [("land_cover", i.land_cover, None)]
+    for key in ("dem", "r_factor", "k_factor", "c_factor", "p_factor"):
+        spec = getattr(i, key)
+        if spec is not None:
+            raster_specs.append((key, spec, key))
+    for key in ("precipitation", "et", "et0"):
+        spec = getattr(i, key)
+        if spec is not None:
+            raster_specs.append((key, spec, key))
+    if i.carbon.method in ("nep", "npp") and i.carbon.path:
+        raster_specs.append(("carbon", i.carbon, f"carbon.{i.carbon.unit}"))
+    if i.carbon.method == "stock_change" and i.carbon.alternate_land_cover:
+        raster_specs.append(("carbon.alternate_land_cover", i.carbon.alternate_land_cover, None))
+    for key, spec, prange in raster_specs:
+        monthly = getattr(spec, "monthly", None)
+        pattern = monthly if monthly is not None else spec.path
+        sub = f"inputs.{key}.{'monthly' if monthly is not None else 'path'}"
+        try:
+            files = cfg.resolve_many(pattern, sub)
+        except GepError as exc:
+            rep.problems.append(str(exc))
+            continue
+        if monthly is not None and len(files) != 12:
+            rep.problems.append(f"{sub}: expected 12 monthly rasters, found {len(files)}")
+        band = getattr(spec, "band", 1)
+        scale = getattr(spec, "scale", 1.0)
+        for f in files:
+            try:
+                with rasterio.open(f) as ds:
+                    if ds.crs is None:
+                        rep.problems.append(f"{sub}: {f} has no CRS; assign one (gdal_edit.py -a_srs EPSG:XXXX)")
+                        continue
+                    if band > ds.count:
+                        rep.problems.append(f"{sub}: {f} has {ds.count} band(s), band {band} asked for")
+                        continue
+                    nd = spec.nodata if getattr(spec, "nodata", None) is not None else ds.nodatavals[band - 1]
+                    if nd is None:
+                        rep.warnings.append(f"{sub}: {f} band {band} has no nodata value; every pixel is taken as "
+                                            "valid (set 'nodata' in the config if some pixels are fill values)")
+            except rasterio.errors.RasterioIOError as exc:
+                rep.problems.append(f"{sub}: cannot open {f}: {exc}")
+                continue
+            if grid is not None:
+                try:
+                    if not _overlap(_bounds_on(f, grid.crs), grid.bounds):
+                        rep.problems.append(f"{sub}: {f} does not overlap the reference grid "
+                                            f"(grid bounds {tuple(round(b, 3) for b in grid.bounds)} in "
+                                            f"{grid.crs.to_string()})")
+                except Exception as exc:
+                    rep.problems.append(f"{sub}: {f}: cannot compare its extent with the grid ({exc})")
+            if prange is not None:
+                rkey = f"{prange}.monthly" if monthly is not None else prange
+                lo, hi, unit = PLAUSIBLE[rkey]
+                try:
+                    a, _ = _sample(f, band)
+                    a = a.astype(np.float64) * scale if a.count() else a
+                    if nd is not None and a.count():
+                        a = np.ma.masked_equal(a, nd * scale)
+                    if a.count():
+                        mn, mx = float(a.min()), float(a.max())
+                        if mn < lo or mx > hi:
+                            rep.problems.append(
+                                f"{sub}: {f} band {band} has values {mn:g}..{mx:g}, outside the plausible range "
+                                f"{lo:g}..{hi:g} {unit} for this input (wrong unit, scale factor or nodata?)")
+                    else:
+                        rep.problems.append(f"{sub}: {f} band {band} holds only nodata")
+                except Exception as exc:
+                    rep.problems.append(f"{sub}: cannot read values of {f}: {exc}")
+
+    # legend, prices, parameters
+    legend = None
+    try:
+        legend = load_legend(cfg, required_legend_columns(cfg))
+    except GepError as exc:
+        rep.problems.append(str(exc))
+    book = None
+    try:
+        book = PriceBook.from_config(cfg)
+    except GepError as exc:
+        rep.problems.append(str(exc))
+    if grid is not None and legend is not None and book is not None:
+        try:
+            model = ServiceModel.from_config(cfg, legend, book, cell_size=grid.res[0], geographic=grid.is_geographic)
+            sources = open_inputs(cfg, grid, model.input_keys())
+            hist = class_histogram(sources["lc"], cfg.output.chunk_size)
+            missing = sorted(set(hist) - set(int(c) for c in legend.codes))
+            if missing:
+                rep.problems.append(f"legend {legend.path}: class code(s) {missing} occur in inputs.land_cover "
+                                    f"({', '.join(f'{m}: {hist[m]} px' for m in missing[:10])}) but have no legend row")
+            unused = sorted(set(int(c) for c in legend.codes) - set(hist))
+            if unused:
+                rep.info.append(f"legend classes not present in the land cover: {unused}")
+            if not hist:
+                rep.problems.append("inputs.land_cover: no valid pixel (all nodata)")
+            for rec in book.used_records()["prices"] + book.used_records()["parameters"]:
+                if rec["evidence"] in ("U", "V2"):
+                    rep.warnings.append(f"{rec['key']} = {rec['value']} {rec['unit']} is marked [{rec['evidence']}] "
+                                        "(not verified in a primary source)")
+        except GepError as exc:
+            rep.problems.append(str(exc))
+
+    # polygon layers
+    if grid is not None:
+        from .accounts import load_layer
+
+        for name in cfg.layers:
+            try:
+                layer = load_layer(cfg, name, grid)
+            except GepError as exc:
+                rep.problems.append(str(exc))
+                continue
+            gb = grid.bounds
+            import shapely
+
+            box = shapely.box(*gb)
+            outside = [layer.gdf[layer.config.id_field].iloc[k] for k, g in enumerate(layer.gdf.geometry)
+                       if g is None or g.is_empty or not g.intersects(box)]
+            if len(outside) == len(layer.gdf):
+                rep.problems.append(f"layers.{name}: no polygon of {layer.path} overlaps the rasters "
+                                    f"(grid bounds {tuple(round(b, 3) for b in gb)})")
+            elif outside:
+                rep.warnings.append(f"layers.{name}: polygon(s) {outside[:10]} of {layer.path} lie outside the rasters "
+                                    "and will get zero values")
+            invalid = [layer.gdf[layer.config.id_field].iloc[k] for k, g in enumerate(layer.gdf.geometry)
+                       if g is not None and not g.is_valid]
+            if invalid:
+                rep.warnings.append(f"layers.{name}: polygon(s) {invalid[:10]} have invalid geometry "
+                                    "(self-intersections); they are repaired with make_valid before coverage")
+    return rep
