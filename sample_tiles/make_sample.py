@@ -594,8 +594,8 @@ def build(out: Path, legend_path: Path):
     up = upstream_mask(rec, dam)
     up.ravel()[dam] = False
     lab, _ = ndimage.label(up & (dem < level))
-    start = [d for d in range(H * W) if rec[d] == dam and up.ravel()[d] and dem.ravel()[d] < level]
-    donor = max(start, key=lambda d: acc_km2.ravel()[d])
+    start = np.flatnonzero((rec == dam) & up.ravel() & (dem.ravel() < level))
+    donor = int(start[np.argmax(acc_km2.ravel()[start])])
     reservoir = lab == lab.ravel()[donor]
     dem = np.where(reservoir, level, dem)
     dem, n_raised = priority_flood(dem, valid, Q_DEM)
