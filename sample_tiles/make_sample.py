@@ -138,8 +138,9 @@ NEP_RANGE = {1: (2.2, 4.0), 2: (1.5, 3.0), 3: (1.8, 3.5), 4: (2.5, 4.0), 5: (0.8
 
 
 # ================================================================ helpers
-def fbm(rng, shape, beta, n=1024):
-    """Fractal (power-law spectrum) noise, zero mean, unit std, cropped from an n x n field."""
+def fbm(rng, shape, beta, lmax=None, n=1024):
+    """Fractal (power-law spectrum) noise, zero mean, unit std, cropped from an n x n field.
+    `lmax` (px) tapers off wavelengths longer than lmax (keeps patches at a sensible size)."""
     white = rng.standard_normal((n, n))
     spec = np.fft.rfft2(white)
     ky = np.fft.fftfreq(n)[:, None]
@@ -147,6 +148,8 @@ def fbm(rng, shape, beta, n=1024):
     k = np.sqrt(kx * kx + ky * ky)
     k[0, 0] = np.inf
     spec *= k ** (-beta / 2.0)
+    if lmax is not None:
+        spec *= 1.0 - np.exp(-((k * lmax) ** 4))
     out = np.fft.irfft2(spec, s=(n, n))[: shape[0], : shape[1]]
     return (out - out.mean()) / out.std()
 
@@ -283,9 +286,10 @@ def pre_terrain(rng, chans):
     return best, best_f
 
 
-def priority_flood(z, valid, eps):
+def priority_flood(z, valid, eps, closed_seeds=None):
     """Priority-Flood + epsilon (Barnes et al. 2014): fills pits and gives flats a drainage
-    gradient of `eps` per cell. Outlets: grid border and cells next to nodata."""
+    gradient of `eps` per cell. Outlets: grid border and cells next to nodata, except those
+    in `closed_seeds`."""
     h, w = z.shape
     zp = np.full((h + 2, w + 2), np.nan)
     zp[1:-1, 1:-1] = z
@@ -293,7 +297,10 @@ def priority_flood(z, valid, eps):
     closed[1:-1, 1:-1] = ~valid
     # seeds: valid cells with a closed (border or nodata) neighbour
     nb_closed = ndimage.binary_dilation(closed, structure=np.ones((3, 3), bool))
-    seeds = np.flatnonzero(nb_closed & ~closed)
+    seedmask = nb_closed & ~closed
+    if closed_seeds is not None:
+        seedmask[1:-1, 1:-1] &= ~closed_seeds
+    seeds = np.flatnonzero(seedmask)
     zf = zp.ravel()
     cf = closed.ravel()
     W2 = w + 2
@@ -314,6 +321,58 @@ def priority_flood(z, valid, eps):
                 raised += 1
             heapq.heappush(heap, (zf[n], n))
     return zp[1:-1, 1:-1].copy(), raised
+
+
+def flood_tree(z, valid, closed_seeds=None):
+    """Drainage tree from a Priority-Flood: every cell drains to the neighbour that first
+    reached it (depressions drain through their deepest part to the spill point). Returns
+    receiver (flat index, -1 at outlets), pop order (receivers first), step length (m).
+    Outlets: valid cells on the border / next to nodata, except those in `closed_seeds`."""
+    h, w = z.shape
+    W2 = w + 2
+    zp = np.zeros((h + 2, w + 2))
+    zp[1:-1, 1:-1] = np.where(valid, z, 0.0)
+    closed = np.ones((h + 2, w + 2), dtype=bool)
+    closed[1:-1, 1:-1] = ~valid
+    nb_closed = ndimage.binary_dilation(closed, structure=np.ones((3, 3), bool))
+    seedmask = nb_closed & ~closed
+    if closed_seeds is not None:
+        seedmask[1:-1, 1:-1] &= ~closed_seeds
+    seeds = np.flatnonzero(seedmask)
+    zf = zp.ravel().tolist()
+    cf = closed.ravel().tolist()
+    parent = [-1] * ((h + 2) * W2)
+    offs = (-W2 - 1, -W2, -W2 + 1, -1, 1, W2 - 1, W2, W2 + 1)
+    heap = [(zf[i], zf[i], int(i)) for i in seeds]
+    heapq.heapify(heap)
+    for i in seeds:
+        cf[i] = True
+    popped = []
+    while heap:
+        lev, _, c = heapq.heappop(heap)
+        popped.append(c)
+        for o in offs:
+            n = c + o
+            if cf[n]:
+                continue
+            cf[n] = True
+            parent[n] = c
+            zn = zf[n]
+            heapq.heappush(heap, (zn if zn > lev else lev, zn, n))
+    par = np.asarray(parent)
+    pop = np.asarray(popped)
+
+    def unpad(i):
+        return (i // W2 - 1) * w + (i % W2 - 1)
+
+    rec = np.full(h * w, -1, dtype=np.int64)
+    has = par[pop] >= 0
+    rec[unpad(pop[has])] = unpad(par[pop[has]])
+    order = unpad(pop)
+    rr_, cc_ = np.divmod(np.arange(h * w), w)
+    rr2, cc2 = np.divmod(np.where(rec >= 0, rec, 0), w)
+    step = np.where(rec >= 0, np.hypot(rr_ - rr2, cc_ - cc2) * RES, 0.0)
+    return rec, order, step
 
 
 D8_OFFS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
@@ -495,6 +554,11 @@ def write_gpkg(path, records, geoms, layer):
 # ================================================================ main build
 A_CHANNEL = 200          # cells (0.18 km2): channel initiation for the terrain model
 INFLOW_KM2 = 160.0       # main river catchment upstream of the west edge
+TOWN_FRAC = 0.56         # position of the town along the main river
+KS = 350.0               # channel steepness (S = KS * A[m2]^-0.6)
+HS = 160.0               # m, hillslope relief scale
+RES_FRAC = 0.22          # dam position along tributary T5 (from its mouth)
+RES_DEPTH = 45.0         # m, reservoir level above the river bed at the dam
 
 
 def make_terrain(rng, valid):
@@ -509,26 +573,32 @@ def make_terrain(rng, valid):
     chans = build_network(rng)
     rr = np.mgrid[0:H, 0:W]
     p0, p0_f = pre_terrain(rng, chans)
-    p0 = p0 + ramp(p0_f, 0.0, 200.0) * 110.0 * fbm(rng, (H, W), 3.1) \
-        + 6.0 * fbm(rng, (H, W), 2.6)
-    p0f, _ = priority_flood(p0, valid, 1e-3)
-    rec, step = d8(p0f, valid)
-    order = topo_order(p0f, valid)
-    ones = valid.astype(float)
-    # main-river inflow from upstream of the west edge
     main = chans[0]
-    k_in = int(np.argmax(main["pts"][:, 0] >= 0.5))
-    c_in, r_in = np.floor(main["pts"][k_in]).astype(int)
+    # main-river entry (west edge) and exit (east edge) cells
+    mp = np.floor(main["pts"]).astype(int)
+    ok = (mp[:, 0] >= 0) & (mp[:, 0] < W) & (mp[:, 1] >= 0) & (mp[:, 1] < H)
+    c_in, r_in = mp[ok][0]
+    c_out, r_out = mp[ok][-1]
+    d_ends = np.minimum(np.hypot(rr[0] - r_in, rr[1] - c_in), np.hypot(rr[0] - r_out, rr[1] - c_out))
+    # grid edges are ridges (the county drains to the main river), except at the river ends
+    padded = np.pad(valid, 1, constant_values=False)
+    d_edge = ndimage.distance_transform_edt(padded)[1:-1, 1:-1] - 1.0
+    edge_bump = 220.0 * (1.0 - ramp(d_edge, 0, 35)) ** 2 * ramp(d_ends, 12, 40)
+    p0 = p0 + edge_bump + ramp(p0_f, 0.0, 200.0) * 110.0 * fbm(rng, (H, W), 3.1, 300) \
+        + 6.0 * fbm(rng, (H, W), 2.6, 100)
+    entry = (rr[1] <= 1) & (np.abs(rr[0] - r_in) <= 20)
+    rec, order, step = flood_tree(p0, valid, closed_seeds=entry)
+    ones = valid.astype(float)
     ones[r_in, c_in] += INFLOW_KM2 * 1e6 / RES ** 2
     acc = accumulate(rec, order, ones)
+    p0f = p0
     # long profiles
     uplift = (1.0 + 0.45 * ramp(rr[0], 280, 470) + 0.35 * ramp(-rr[1], -200, 0)
               + 0.15 * smooth_noise(rng, (H, W), 50.0))
     area_m2 = acc * RES ** 2
-    slope_ch = np.clip(170.0 * uplift * area_m2 ** -0.6, 0.0008, 0.5).ravel()
+    slope_ch = np.clip(KS * uplift * np.maximum(area_m2, RES ** 2) ** -0.6, 0.0008, 0.5).ravel()
     channel = (acc >= A_CHANNEL) & valid
-    idx = np.flatnonzero(channel.ravel())
-    idx = idx[np.argsort(p0f.ravel()[idx], kind="stable")]
+    idx = order[channel.ravel()[order]]
     zc = np.full(H * W, np.nan)
     p0v = p0f.ravel()
     main_out = int(np.argmax(np.where(valid, acc, -1).ravel()))
@@ -541,9 +611,12 @@ def make_terrain(rng, valid):
             zc[c] = zc[r] + step[c] * slope_ch[c]
     zc_img = zc.reshape(H, W)
     # valley floor half width grows with catchment area
-    w_img = np.where(channel, np.clip(16.0 * np.sqrt(area_m2 / 1e6), 0.0, 260.0), 0.0)
+    k_town = int(np.argmin(np.abs(main["frac"] - TOWN_FRAC)))
+    tc, tr = main["pts"][k_town]
+    basin = 1.0 + 1.4 * np.exp(-(((rr[1] - tc) / 70.0) ** 2 + ((rr[0] - tr) / 45.0) ** 2))
+    w_img = np.where(channel, np.clip(16.0 * np.sqrt(area_m2 / 1e6), 0.0, 250.0) * basin, 0.0)
     # hillslope envelope, computed per 8 m elevation band of channel cells
-    hs = (230.0 + 60.0 * smooth_noise(rng, (H, W), 40.0)) * uplift
+    hs = (HS + 0.25 * HS * smooth_noise(rng, (H, W), 40.0)) * uplift
     ls = 420.0
     zmin = np.nanmin(zc)
     band = np.where(channel, np.floor((zc_img - zmin) / 8.0), -1).astype(int)
@@ -561,9 +634,10 @@ def make_terrain(rng, valid):
         best_f = np.where(upd, f, best_f)
     z = ndimage.gaussian_filter(best, 1.0)
     amp = ramp(best_f, 0.0, 120.0)
-    z = z + amp * (45.0 * fbm(rng, (H, W), 3.0) + 6.0 * fbm(rng, (H, W), 2.2)) \
-        + 0.8 * fbm(rng, (H, W), 2.2)
+    z = z + amp * (45.0 * fbm(rng, (H, W), 3.0, 250) + 6.0 * fbm(rng, (H, W), 2.2, 60)) \
+        + 0.3 * fbm(rng, (H, W), 2.2, 60)
     vmin, vmax = z[valid].min(), z[valid].max()
+    print(f"raw relief {vmin:.1f} .. {vmax:.1f}")
     dem = 80.0 + (z - vmin) * (1320.0 / (vmax - vmin))
     return dem, chans, (r_in, c_in)
 
@@ -577,28 +651,40 @@ def build(out: Path, legend_path: Path):
     # ---------------- terrain
     dem, chans, (r_in, c_in) = make_terrain(rng, valid)
     dem = quantize(dem, Q_DEM)
-    dem, _ = priority_flood(dem, valid, Q_DEM)
+    # the main valley at the west edge must drain into the grid, not off it
+    entry = (cc <= 1) & (np.abs(rr - r_in) <= 20)
+    dem, _ = priority_flood(dem, valid, Q_DEM, entry)
     rec, step = d8(dem, valid)
     order = topo_order(dem, valid)
+    # main-river inflow enters at the lowest west-edge cell of the main valley
+    ent = np.where((cc == 0) & (np.abs(rr - r_in) <= 20), dem, np.inf)
+    r_in, c_in = divmod(int(np.argmin(ent)), W)
+    assert rec[r_in * W + c_in] >= 0, "main-river entry cell drains off the grid"
     w_in = valid.astype(float)
     w_in[r_in, c_in] += INFLOW_KM2 * 1e6 / RES ** 2
     acc_km2 = accumulate(rec, order, w_in) * RES ** 2 / 1e6
 
-    # ---------------- reservoir on the T5 valley: flat water surface behind a dam
+    # ---------------- reservoir in the T5 valley: flat water surface behind a dam
     ch5 = [ch for ch in chans if ch["name"] == "T5"][0]
-    pc, pr = np.floor(ch5["pts"][int(np.argmin(np.abs(ch5["frac"] - 0.30)))]).astype(int)
+    pc, pr = np.floor(ch5["pts"][int(np.argmin(np.abs(ch5["frac"] - RES_FRAC)))]).astype(int)
     cand = np.where((acc_km2 > 3.0) & (np.hypot(rr - pr, cc - pc) < 12), acc_km2, -1)
     dam = int(np.argmax(cand.ravel()))
     dam_r, dam_c = divmod(dam, W)
-    level = quantize(dem[dam_r, dam_c] + 36.0, Q_DEM)
     up = upstream_mask(rec, dam)
     up.ravel()[dam] = False
-    lab, _ = ndimage.label(up & (dem < level))
-    start = np.flatnonzero((rec == dam) & up.ravel() & (dem.ravel() < level))
+    near_dam = np.hypot(rr - dam_r, cc - dam_c) <= 2.5
+    start = np.flatnonzero((rec == dam) & up.ravel())
     donor = int(start[np.argmax(acc_km2.ravel()[start])])
-    reservoir = lab == lab.ravel()[donor]
+    level = quantize(dem[dam_r, dam_c] + RES_DEPTH, Q_DEM)
+    while True:   # lower the level until the lake stays inside the dam's catchment
+        lab, _ = ndimage.label(up & (dem < level))
+        reservoir = lab == lab.ravel()[donor]
+        rim = ndimage.binary_dilation(reservoir, np.ones((3, 3), bool)) & ~reservoir & ~near_dam
+        if (dem[rim] > level).all():
+            break
+        level -= 1.0
     dem = np.where(reservoir, level, dem)
-    dem, n_raised = priority_flood(dem, valid, Q_DEM)
+    dem, n_raised = priority_flood(dem, valid, Q_DEM, entry)
     dem = np.where(valid, dem, F_NODATA)
 
     # ---------------- hydrology of the final DEM
@@ -611,8 +697,8 @@ def build(out: Path, legend_path: Path):
     hand_s = np.where(valid, drainage_height(z, rec, order, acc_km2 >= 0.18), 0.0)
 
     # ---------------- land cover
-    nA, nB, nC, nD = (fbm(rng, (H, W), 3.0) for _ in range(4))
-    nE, nF, nG, nT = (fbm(rng, (H, W), 3.2) for _ in range(4))
+    nA, nB, nC, nD = (fbm(rng, (H, W), 2.8, 90) for _ in range(4))
+    nE, nF, nG, nT = (fbm(rng, (H, W), 3.0, 50) for _ in range(4))
     # forest types by competing scores (elevation preference + multi-scale patch noise)
     s_broad = 1.1 * ramp(z, 500, 950) + 0.35 * ramp(slope, 28, 42) + 0.5 * nA
     s_needle = 0.85 * (1 - ramp(z, 650, 1000)) + 0.5 * nB + 0.1 * ramp(hand_s, 30, 120)
@@ -641,7 +727,7 @@ def build(out: Path, legend_path: Path):
         lc[(u / rng.uniform(4, 7)) ** 2 + (v / rng.uniform(1.5, 2.5)) ** 2 < 1] = 12
     # built-up: the town on the main-river floor, plus villages on the valley floors
     main = chans[0]
-    k_town = int(np.argmin(np.abs(main["frac"] - 0.56)))
+    k_town = int(np.argmin(np.abs(main["frac"] - TOWN_FRAC)))
     tc, tr = main["pts"][k_town]
     dvec = main["pts"][k_town + 60] - main["pts"][k_town - 60]
     a = np.arctan2(dvec[1], dvec[0])
@@ -714,7 +800,7 @@ def build(out: Path, legend_path: Path):
     micro = box(mx, my - 20.0, mx + 20.0, my)
 
     # ---------------- NEP on the 30 m grid, then to EPSG:4326
-    nn = 0.5 + 0.5 * np.tanh(fbm(rng, (H, W), 3.0))
+    nn = 0.5 + 0.5 * np.tanh(fbm(rng, (H, W), 2.8, 60))
     elev_pen = 1.0 - 0.25 * ramp(z, 600, 1400)
     nep = np.zeros((H, W))
     for code, (lo_, hi_) in NEP_RANGE.items():

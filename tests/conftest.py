@@ -1,0 +1,101 @@
+"""Shared fixtures: location of the real datasets, a tiny synthetic run, config writers."""
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data() -> Path:
+    from gep_raster.config import default_shared_data
+
+    return default_shared_data()
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    p = shared_data()
+    if not (p / "invest_gura_kenya").is_dir():
+        pytest.skip(f"real datasets not found at {p} (set GEP_SHARED_DATA)")
+    return p
+
+
+LEGEND_CSV = """code,name,ecosystem,runoff_coef,usle_c,usle_p,kc,carbon_tco2_ha,so2_kg_ha,nox_kg_ha,dust_kg_ha,notes
+1,broadleaf forest,forest,0.0267,0.006,1,1.0,9.0,88.65,6.0,10110,test
+2,paddy,cropland,0.10,0.15,0.15,1.1,1.0,45,3,1000,test
+3,water,water,0.0,0.0,1,1.05,0,0,0,0,test
+4,town,urban,0.60,0.0,1,0.2,0,0,0,0,test
+"""
+
+
+def write_raster(path: Path, array: np.ndarray, *, crs="EPSG:32650", transform=None, nodata=None):
+    array = np.asarray(array)
+    transform = transform or Affine(30, 0, 500000, 0, -30, 3000000)
+    with rasterio.open(path, "w", driver="GTiff", width=array.shape[1], height=array.shape[0], count=1,
+                       dtype=array.dtype, crs=crs, transform=transform, nodata=nodata) as ds:
+        ds.write(array, 1)
+    return path
+
+
+def write_config(folder: Path, body: str, name: str = "run.yaml") -> Path:
+    p = folder / name
+    p.write_text(textwrap.dedent(body), encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A 40 x 50 px, 30 m synthetic run folder (land cover, DEM, P, ET, polygons) and its config path."""
+    import geopandas as gpd
+    import shapely
+
+    rng = np.random.default_rng(42)
+    h, w = 40, 50
+    yy, xx = np.mgrid[0:h, 0:w]
+    dem = (300 + 4.0 * xx + 2.5 * yy + 15 * np.sin(xx / 5.0) * np.cos(yy / 7.0)).astype(np.float32)
+    lc = np.ones((h, w), np.uint8)
+    lc[:, :12] = 2
+    lc[18:22, :] = 3
+    lc[:6, 40:] = 4
+    lc[0, 0] = 255  # nodata pixel
+    p = (1500 + 2 * xx + rng.normal(0, 5, (h, w))).astype(np.float32)
+    et = (800 + yy).astype(np.float32)
+    (tmp_path / "legend.csv").write_text(LEGEND_CSV)
+    write_raster(tmp_path / "lc.tif", lc, nodata=255)
+    write_raster(tmp_path / "dem.tif", dem, nodata=-9999.0)
+    write_raster(tmp_path / "p.tif", p, nodata=-9999.0)
+    write_raster(tmp_path / "et.tif", et, nodata=-9999.0)
+    x0, y1 = 500000, 3000000
+    county = shapely.box(x0 + 15, y1 - h * 30 + 15, x0 + w * 30 - 15, y1 - 15)
+    halves = [shapely.box(x0 + 15, y1 - h * 30 + 15, x0 + 700.5, y1 - 15),
+              shapely.box(x0 + 700.5, y1 - h * 30 + 15, x0 + w * 30 - 15, y1 - 15)]
+    gpd.GeoDataFrame({"county_code": ["330000"], "county_name": ["测试县"]}, geometry=[county],
+                     crs="EPSG:32650").to_file(tmp_path / "county.gpkg")
+    gpd.GeoDataFrame({"town_code": ["330000001", "330000002"], "town_name": ["东镇", "西乡"]},
+                     geometry=halves, crs="EPSG:32650").to_file(tmp_path / "towns.gpkg")
+    gpd.GeoDataFrame({"unit_id": ["VEP-1"], "unit_name": ["tiny parcel"]},
+                     geometry=[shapely.box(x0 + 300, y1 - 300, x0 + 310, y1 - 290)],
+                     crs="EPSG:32650").to_file(tmp_path / "units.gpkg")
+    cfg = write_config(tmp_path, f"""
+        name: tiny
+        inputs:
+          land_cover: {{path: lc.tif}}
+          dem: {{path: dem.tif}}
+          precipitation: {{path: p.tif}}
+          et: {{path: et.tif}}
+          carbon: {{method: rates}}
+        legend: {{path: legend.csv}}
+        layers:
+          county: {{path: county.gpkg, id_field: county_code, name_field: county_name}}
+          township: {{path: towns.gpkg, id_field: town_code, name_field: town_name, nests_in: county}}
+          special_units: {{path: units.gpkg, id_field: unit_id, name_field: unit_name, role: special_unit}}
+        output: {{dir: out, chunk_size: 64}}
+        """)
+    return cfg
