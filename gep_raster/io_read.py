@@ -187,13 +187,19 @@ class GridSource:
                     inside[rr0:rr1, cc0:cc1] = True
             else:
                 wt = self.grid.window_transform(Window(c0, r0, w, h))
-                vrt_nd = nd if nd is not None else _sentinel(info.dtype)
+                src_nd = nd if nd is not None else _sentinel(info.dtype)
+                # continuous values are interpolated in float32 (an int16 source must not be rounded);
+                # classes keep their integer type
+                if self.kind == "continuous":
+                    work_dtype, dst_nd = "float32", float(np.finfo(np.float32).min)
+                else:
+                    work_dtype, dst_nd = info.dtype, src_nd
                 with WarpedVRT(ds, crs=self.grid.crs, transform=wt, width=w, height=h,
-                               resampling=self.resampling_for(info), src_nodata=vrt_nd, nodata=vrt_nd,
-                               tolerance=1e-9) as vrt:
+                               resampling=self.resampling_for(info), src_nodata=src_nd, nodata=dst_nd,
+                               dtype=work_dtype, tolerance=1e-9) as vrt:
                     arr = vrt.read(self.band)
-                inside = arr != np.array(vrt_nd).astype(arr.dtype)
-                nd = vrt_nd
+                inside = arr != np.array(dst_nd).astype(arr.dtype)
+                nd = dst_nd
         except rasterio.errors.RasterioError as exc:
             raise RasterError(f"{self.name}: reading {info.path} band {self.band} failed: {exc}") from None
         valid = inside

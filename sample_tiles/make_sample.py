@@ -44,6 +44,7 @@ from shapely.geometry import LineString, MultiPoint, Point, Polygon, box  # noqa
 from shapely.ops import unary_union  # noqa: E402
 
 SEED = 20240611
+DEBUG = {}
 
 # ---------------------------------------------------------------- grid definition
 CRS_UTM = CRS.from_epsg(32650)
@@ -555,8 +556,9 @@ def write_gpkg(path, records, geoms, layer):
 A_CHANNEL = 200          # cells (0.18 km2): channel initiation for the terrain model
 INFLOW_KM2 = 160.0       # main river catchment upstream of the west edge
 TOWN_FRAC = 0.56         # position of the town along the main river
-KS = 350.0               # channel steepness (S = KS * A[m2]^-0.6)
-HS = 160.0               # m, hillslope relief scale
+KS = 170.0               # channel steepness (S = KS * A[m2]^-0.6)
+NOISE = 12.0             # m, fractal roughness on the slopes
+HS = 230.0               # m, hillslope relief scale
 RES_FRAC = 0.22          # dam position along tributary T5 (from its mouth)
 RES_DEPTH = 45.0         # m, reservoir level above the river bed at the dam
 
@@ -583,11 +585,12 @@ def make_terrain(rng, valid):
     # grid edges are ridges (the county drains to the main river), except at the river ends
     padded = np.pad(valid, 1, constant_values=False)
     d_edge = ndimage.distance_transform_edt(padded)[1:-1, 1:-1] - 1.0
-    edge_bump = 220.0 * (1.0 - ramp(d_edge, 0, 35)) ** 2 * ramp(d_ends, 12, 40)
-    p0 = p0 + edge_bump + ramp(p0_f, 0.0, 200.0) * 110.0 * fbm(rng, (H, W), 3.1, 300) \
-        + 6.0 * fbm(rng, (H, W), 2.6, 100)
-    entry = (rr[1] <= 1) & (np.abs(rr[0] - r_in) <= 20)
-    rec, order, step = flood_tree(p0, valid, closed_seeds=entry)
+    edge_bump = 120.0 * (1.0 - ramp(d_edge, 0, 35)) ** 2 * ramp(d_ends, 12, 40)
+    p0 = p0 + edge_bump + ramp(p0_f, 0.0, 200.0) * 110.0 * fbm(rng, (H, W), 3.1) \
+        + 6.0 * fbm(rng, (H, W), 2.6)
+    # the whole grid drains to the main-river exit on the east edge
+    exit_win = (rr[1] >= W - 2) & (np.abs(rr[0] - r_out) <= 20)
+    rec, order, step = flood_tree(p0, valid, closed_seeds=~exit_win)
     ones = valid.astype(float)
     ones[r_in, c_in] += INFLOW_KM2 * 1e6 / RES ** 2
     acc = accumulate(rec, order, ones)
@@ -596,7 +599,11 @@ def make_terrain(rng, valid):
     uplift = (1.0 + 0.45 * ramp(rr[0], 280, 470) + 0.35 * ramp(-rr[1], -200, 0)
               + 0.15 * smooth_noise(rng, (H, W), 50.0))
     area_m2 = acc * RES ** 2
-    slope_ch = np.clip(KS * uplift * np.maximum(area_m2, RES ** 2) ** -0.6, 0.0008, 0.5).ravel()
+    hs = HS * (1.0 + 0.3 * fbm(rng, (H, W), 3.0)) * uplift
+    ls = 420.0
+    # channels never steeper than half the hillslope base gradient (no hanging valleys)
+    slope_ch = np.clip(KS * uplift * np.maximum(area_m2, RES ** 2) ** -0.6, 0.0008,
+                       0.5 * hs / ls).ravel()
     channel = (acc >= A_CHANNEL) & valid
     idx = order[channel.ravel()[order]]
     zc = np.full(H * W, np.nan)
@@ -616,8 +623,6 @@ def make_terrain(rng, valid):
     basin = 1.0 + 1.4 * np.exp(-(((rr[1] - tc) / 70.0) ** 2 + ((rr[0] - tr) / 45.0) ** 2))
     w_img = np.where(channel, np.clip(16.0 * np.sqrt(area_m2 / 1e6), 0.0, 250.0) * basin, 0.0)
     # hillslope envelope, computed per 8 m elevation band of channel cells
-    hs = (HS + 0.25 * HS * smooth_noise(rng, (H, W), 40.0)) * uplift
-    ls = 420.0
     zmin = np.nanmin(zc)
     band = np.where(channel, np.floor((zc_img - zmin) / 8.0), -1).astype(int)
     best = np.full((H, W), np.inf)
@@ -632,10 +637,11 @@ def make_terrain(rng, valid):
         upd = cand < best
         best = np.where(upd, cand, best)
         best_f = np.where(upd, f, best_f)
+    DEBUG.update(best=best, zc=zc_img, channel=channel, acc=acc, rec=rec, order=order, p0=p0)
     z = ndimage.gaussian_filter(best, 1.0)
     amp = ramp(best_f, 0.0, 120.0)
-    z = z + amp * (45.0 * fbm(rng, (H, W), 3.0, 250) + 6.0 * fbm(rng, (H, W), 2.2, 60)) \
-        + 0.3 * fbm(rng, (H, W), 2.2, 60)
+    z = z + amp * (NOISE * fbm(rng, (H, W), 2.6) + 3.0 * fbm(rng, (H, W), 2.0)) \
+        + 0.3 * fbm(rng, (H, W), 2.2)
     vmin, vmax = z[valid].min(), z[valid].max()
     print(f"raw relief {vmin:.1f} .. {vmax:.1f}")
     dem = 80.0 + (z - vmin) * (1320.0 / (vmax - vmin))
