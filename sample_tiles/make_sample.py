@@ -324,7 +324,7 @@ def priority_flood(z, valid, eps, closed_seeds=None):
     return zp[1:-1, 1:-1].copy(), raised
 
 
-def flood_tree(z, valid, closed_seeds=None):
+def flood_tree(z, valid, closed_seeds=None, tree_step=2.0):
     """Drainage tree from a Priority-Flood: every cell drains to the neighbour that first
     reached it (depressions drain through their deepest part to the spill point). Returns
     receiver (flat index, -1 at outlets), pop order (receivers first), step length (m).
@@ -344,6 +344,7 @@ def flood_tree(z, valid, closed_seeds=None):
     cf = closed.ravel().tolist()
     parent = [-1] * ((h + 2) * W2)
     offs = (-W2 - 1, -W2, -W2 + 1, -1, 1, W2 - 1, W2, W2 + 1)
+    steps = [0] * ((h + 2) * W2)
     heap = [(zf[i], zf[i], int(i)) for i in seeds]
     heapq.heapify(heap)
     for i in seeds:
@@ -352,6 +353,7 @@ def flood_tree(z, valid, closed_seeds=None):
     while heap:
         lev, _, c = heapq.heappop(heap)
         popped.append(c)
+        sc = steps[c]
         for o in offs:
             n = c + o
             if cf[n]:
@@ -359,7 +361,13 @@ def flood_tree(z, valid, closed_seeds=None):
             cf[n] = True
             parent[n] = c
             zn = zf[n]
-            heapq.heappush(heap, (zn if zn > lev else lev, zn, n))
+            if zn >= lev:
+                heapq.heappush(heap, (zn, zn, n))
+            else:
+                # inside a depression: grow short paths to the spill that prefer the deep
+                # middle of the depression (no long detours, no parallel 'comb' lines)
+                steps[n] = sc + 1
+                heapq.heappush(heap, (lev, lev + tree_step * (sc + 1) - (lev - zn), n))
     par = np.asarray(parent)
     pop = np.asarray(popped)
 
