@@ -183,7 +183,7 @@ def _input_files(cfg: RunConfig, sources: dict, layers: dict[str, Layer], legend
     return out
 
 
-def run(cfg: RunConfig, *, workers: int | None = None, scheduler=None, progress: bool = True,
+def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         force: bool = False) -> RunResult:
     """Run a GEP-R accounting job end to end.
 
@@ -193,8 +193,6 @@ def run(cfg: RunConfig, *, workers: int | None = None, scheduler=None, progress:
         Validated configuration (:func:`gep_raster.config.load_config`).
     workers : int, optional
         Threads of the local dask scheduler (default: config ``processing.workers`` or all cores).
-    scheduler : optional
-        A ``dask.distributed.Client`` or scheduler address (runs the graph there).
     progress : bool
         Show a progress bar of blocks.
     force : bool
@@ -338,10 +336,7 @@ def run(cfg: RunConfig, *, workers: int | None = None, scheduler=None, progress:
                     writers[o.key] = BlockRasterWriter(p, grid)
                 sink = BlockSink(outputs, writers, indices, zonal_keys)
                 nthreads = workers or cfg.processing.workers
-                kw = {}
-                if scheduler is not None:
-                    kw = {}
-                elif nthreads:
+                if nthreads:
                     kw = {"scheduler": "threads", "num_workers": nthreads}
                 else:
                     kw = {"scheduler": "threads"}

@@ -640,7 +640,8 @@ def make_terrain(rng, valid):
         dist, (ir, ic) = ndimage.distance_transform_edt(~m, return_indices=True)
         dm = dist * RES
         wn = w_img[ir, ic]
-        f = 0.008 * np.minimum(dm, wn) + hs * np.tanh(np.maximum(dm - wn, 0.0) / ls)
+        dd = np.maximum(dm - wn, 0.0)
+        f = 0.008 * np.minimum(dm, wn) + hs * np.tanh(dd / ls) + 0.15 * dd
         cand = zc_img[ir, ic] + f
         upd = cand < best
         best = np.where(upd, cand, best)
