@@ -44,7 +44,6 @@ from shapely.geometry import LineString, MultiPoint, Point, Polygon, box  # noqa
 from shapely.ops import unary_union  # noqa: E402
 
 SEED = 20240611
-DEBUG = {}
 
 # ---------------------------------------------------------------- grid definition
 CRS_UTM = CRS.from_epsg(32650)
@@ -76,6 +75,17 @@ TRI_W, TRI_H = 95, 75
 Q_DEM = 1.0 / 256.0   # m; also the epsilon of the depression fill
 Q_CLIM = 1.0 / 256.0  # mm
 Q_NEP = 1.0 / 1024.0  # t C/ha/a
+
+# terrain / landscape model parameters
+A_CHANNEL = 200          # cells (0.18 km2): channel initiation for the terrain model
+INFLOW_KM2 = 160.0       # main river catchment upstream of the west edge
+TOWN_FRAC = 0.56         # position of the town along the main river
+KS = 450.0               # channel steepness (S = KS * A[m2]^-0.6)
+NOISE = 8.0              # m, fractal roughness on the slopes
+G_LIN = 0.15             # linear hillslope term (keeps cones rising; no hanging valleys)
+HS = 180.0               # m, hillslope relief scale
+RES_AREA_KM2 = 0.8       # target reservoir area
+RES_DEPTH = 80.0         # m, reservoir level above the river bed at the dam
 
 COUNTY_CODE = "331122"
 COUNTY_NAME = "示范县"
@@ -561,24 +571,45 @@ def write_gpkg(path, records, geoms, layer):
 
 
 # ================================================================ main build
-A_CHANNEL = 200          # cells (0.18 km2): channel initiation for the terrain model
-INFLOW_KM2 = 160.0       # main river catchment upstream of the west edge
-TOWN_FRAC = 0.56         # position of the town along the main river
-KS = 170.0               # channel steepness (S = KS * A[m2]^-0.6)
-NOISE = 12.0             # m, fractal roughness on the slopes
-HS = 230.0               # m, hillslope relief scale
-RES_FRAC = 0.22          # dam position along tributary T5 (from its mouth)
-RES_DEPTH = 45.0         # m, reservoir level above the river bed at the dam
+def reservoir_at(dem, rec, acc_km2, dam):
+    """Lake behind a dam at cell `dam`: the highest level (<= bed + RES_DEPTH, >= bed + 15 m)
+    at which the lake spills only at the dam. Returns (mask, level) or None."""
+    dam_r, dam_c = divmod(dam, W)
+    up = upstream_mask(rec, dam)
+    up.ravel()[dam] = False
+    rr, cc = np.mgrid[0:H, 0:W]
+    # the dam may span the valley (cells draining to the stem just below the dam)
+    path = follow(rec, dam)
+    mouth = [c for c in path if acc_km2.ravel()[c] < 100.0][-1]
+    downside = upstream_mask(rec, mouth) & ~up
+    near_dam = downside & (np.hypot(rr - dam_r, cc - dam_c) <= 15.0)
+    start = np.flatnonzero((rec == dam) & up.ravel())
+    donor = int(start[np.argmax(acc_km2.ravel()[start])])
+    win = np.hypot(rr - dam_r, cc - dam_c) < 120
+    for depth in np.arange(RES_DEPTH, 14.0, -1.0):
+        level = quantize(dem[dam_r, dam_c] + depth, Q_DEM)
+        lab, _ = ndimage.label(up & win & (dem < level))
+        if lab.ravel()[donor] == 0:
+            continue
+        reservoir = lab == lab.ravel()[donor]
+        rim = ndimage.binary_dilation(reservoir, np.ones((3, 3), bool)) & ~reservoir & ~near_dam
+        if (dem[rim] > level).all():
+            return reservoir, level, up | (np.arange(H * W) == dam).reshape(H, W)
+    return None
+
 
 
 def make_terrain(rng, valid):
     """Drainage-network-driven terrain.
 
-    1. pre-terrain: envelope of designed valleys + fractal noise; fill; D8 routing;
+    1. pre-terrain: envelope of designed valleys + edge ridges + fractal noise, routed
+       with a Priority-Flood drainage tree to the single main-river exit (east edge);
     2. channels (accumulation >= A_CHANNEL) get a stream-power-law long profile
-       S = ks * A^-0.6, integrated upstream from the outlets;
-    3. hillslopes: lower envelope of 'cones' z_ch + f(d) around all channel cells;
-    4. fractal roughness, rescale to 80..1400 m.
+       S = KS * U * A^-0.6 (U: 'uplift', higher to the south and west), integrated
+       upstream from the exit;
+    3. hillslopes: lower envelope of 'cones' z_ch + f(d) around all channel cells
+       (flat valley floor whose width grows with sqrt(A), then concave + linear rise);
+    4. fractal roughness on the slopes, linear rescale to 80..1400 m.
     """
     chans = build_network(rng)
     rr = np.mgrid[0:H, 0:W]
@@ -589,7 +620,8 @@ def make_terrain(rng, valid):
     ok = (mp[:, 0] >= 0) & (mp[:, 0] < W) & (mp[:, 1] >= 0) & (mp[:, 1] < H)
     c_in, r_in = mp[ok][0]
     c_out, r_out = mp[ok][-1]
-    d_ends = np.minimum(np.hypot(rr[0] - r_in, rr[1] - c_in), np.hypot(rr[0] - r_out, rr[1] - c_out))
+    d_ends = np.minimum(np.hypot(rr[0] - r_in, rr[1] - c_in),
+                        np.hypot(rr[0] - r_out, rr[1] - c_out))
     # grid edges are ridges (the county drains to the main river), except at the river ends
     padded = np.pad(valid, 1, constant_values=False)
     d_edge = ndimage.distance_transform_edt(padded)[1:-1, 1:-1] - 1.0
@@ -602,7 +634,6 @@ def make_terrain(rng, valid):
     ones = valid.astype(float)
     ones[r_in, c_in] += INFLOW_KM2 * 1e6 / RES ** 2
     acc = accumulate(rec, order, ones)
-    p0f = p0
     # long profiles
     uplift = (1.0 + 0.45 * ramp(rr[0], 280, 470) + 0.35 * ramp(-rr[1], -200, 0)
               + 0.15 * smooth_noise(rng, (H, W), 50.0))
@@ -615,7 +646,7 @@ def make_terrain(rng, valid):
     channel = (acc >= A_CHANNEL) & valid
     idx = order[channel.ravel()[order]]
     zc = np.full(H * W, np.nan)
-    p0v = p0f.ravel()
+    p0v = p0.ravel()
     main_out = int(np.argmax(np.where(valid, acc, -1).ravel()))
     recl = rec.tolist()
     for c in idx.tolist():
@@ -641,18 +672,16 @@ def make_terrain(rng, valid):
         dm = dist * RES
         wn = w_img[ir, ic]
         dd = np.maximum(dm - wn, 0.0)
-        f = 0.008 * np.minimum(dm, wn) + hs * np.tanh(dd / ls) + 0.15 * dd
+        f = 0.008 * np.minimum(dm, wn) + hs * np.tanh(dd / ls) + G_LIN * dd
         cand = zc_img[ir, ic] + f
         upd = cand < best
         best = np.where(upd, cand, best)
         best_f = np.where(upd, f, best_f)
-    DEBUG.update(best=best, zc=zc_img, channel=channel, acc=acc, rec=rec, order=order, p0=p0)
     z = ndimage.gaussian_filter(best, 1.0)
     amp = ramp(best_f, 0.0, 120.0)
     z = z + amp * (NOISE * fbm(rng, (H, W), 2.6) + 3.0 * fbm(rng, (H, W), 2.0)) \
         + 0.3 * fbm(rng, (H, W), 2.2)
     vmin, vmax = z[valid].min(), z[valid].max()
-    print(f"raw relief {vmin:.1f} .. {vmax:.1f}")
     dem = 80.0 + (z - vmin) * (1320.0 / (vmax - vmin))
     return dem, chans, (r_in, c_in)
 
@@ -681,23 +710,20 @@ def build(out: Path, legend_path: Path):
 
     # ---------------- reservoir in the T5 valley: flat water surface behind a dam
     ch5 = [ch for ch in chans if ch["name"] == "T5"][0]
-    pc, pr = np.floor(ch5["pts"][int(np.argmin(np.abs(ch5["frac"] - RES_FRAC)))]).astype(int)
-    cand = np.where((acc_km2 > 3.0) & (np.hypot(rr - pr, cc - pc) < 12), acc_km2, -1)
-    dam = int(np.argmax(cand.ravel()))
-    dam_r, dam_c = divmod(dam, W)
-    up = upstream_mask(rec, dam)
-    up.ravel()[dam] = False
-    near_dam = np.hypot(rr - dam_r, cc - dam_c) <= 2.5
-    start = np.flatnonzero((rec == dam) & up.ravel())
-    donor = int(start[np.argmax(acc_km2.ravel()[start])])
-    level = quantize(dem[dam_r, dam_c] + RES_DEPTH, Q_DEM)
-    while True:   # lower the level until the lake stays inside the dam's catchment
-        lab, _ = ndimage.label(up & (dem < level))
-        reservoir = lab == lab.ravel()[donor]
-        rim = ndimage.binary_dilation(reservoir, np.ones((3, 3), bool)) & ~reservoir & ~near_dam
-        if (dem[rim] > level).all():
-            break
-        level -= 1.0
+    pc, pr = np.floor(ch5["pts"][int(np.argmin(np.abs(ch5["frac"] - 0.75)))]).astype(int)
+    cand = np.where((acc_km2 > 0.5) & (np.hypot(rr - pr, cc - pc) < 10), acc_km2, -1)
+    stem = follow(rec, int(np.argmax(cand.ravel())))
+    best_res = None
+    for dam in stem[::3]:
+        if not (3.0 < acc_km2.ravel()[dam] < 25.0):
+            continue
+        res = reservoir_at(dem, rec, acc_km2, dam)
+        if res is None:
+            continue
+        score = abs(res[0].sum() * RES ** 2 / 1e6 - RES_AREA_KM2)
+        if best_res is None or score < best_res[0]:
+            best_res = (score, dam) + res
+    _, dam, reservoir, level, dam_catchment = best_res
     dem = np.where(reservoir, level, dem)
     dem, n_raised = priority_flood(dem, valid, Q_DEM, entry)
     dem = np.where(valid, dem, F_NODATA)
@@ -726,14 +752,16 @@ def build(out: Path, legend_path: Path):
     lc[(z > 1180) & (nF > -0.3) & (slope < 32)] = 6
     lc[(z > 900) & (nG > 2.0) & (hand_s > 60)] = 6
     # tea gardens / orchards on gentle low hills
-    lc[(z < 650) & (slope > 4) & (slope < 24) & (hand > 10) & (hand < 200) & (nT > 1.25)] = 9
-    # dry cropland and paddy on valley floors and terraces
-    lc[(hand < 45) & (slope < 15) & (nG > 0.2) & (z < 750)] = 8
-    paddy = ((hand < 10) & (slope < 6)) | ((hand < 40) & (slope < 15) & (nF > 0.6) & (z < 800))
-    lc[paddy & ~((hand > 6) & (nG > 1.0))] = 7
+    lc[(z < 700) & (slope > 4) & (slope < 26) & (hand > 8) & (hand < 220) & (nT > 0.55)] = 9
+    # dry cropland on low slopes near the valleys, paddy on valley floors and terraces
+    lc[(hand < 90) & (slope < 20) & (nG > -0.2) & (z < 800)] = 8
+    floor_ = (hand < 12) & (slope < 8)
+    terrace = (hand_s < 50) & (slope < 21) & (nF > 0.0) & (z < 900)
+    lc[(floor_ & (nG < 0.9)) | (terrace & (nG < 0.6))] = 7
     lc = majority(lc, 3)
     # bare: landslide scars on steep slopes
-    steep_idx = np.flatnonzero(((slope > 33) & valid & (z > 300)).ravel())
+    steep = (slope > np.percentile(slope[valid], 92)) & valid & (z > 300)
+    steep_idx = np.flatnonzero(steep.ravel())
     for k in rng.choice(steep_idx, 9, replace=False):
         r0, c0 = divmod(int(k), W)
         a = rng.uniform(0, np.pi)
@@ -796,7 +824,7 @@ def build(out: Path, legend_path: Path):
     lc[tri] = LC_NODATA
 
     # ---------------- reservoir protection unit (VEP-001): catchment ∩ buffer, ~4 km2
-    catch_poly = raster_to_polygon(upstream_mask(rec, dam), FULL_TRANSFORM)
+    catch_poly = raster_to_polygon(dam_catchment, FULL_TRANSFORM)
     res_poly = raster_to_polygon(reservoir, FULL_TRANSFORM)
     lo, hi = 0.0, 4000.0
     for _ in range(50):
@@ -809,8 +837,25 @@ def build(out: Path, legend_path: Path):
         prot = max(prot.geoms, key=lambda g: g.area)
 
     # ---------------- micro parcel (VEP-003): 20 m x 20 m, contains no pixel centre
-    mc = int(np.floor((town_xy[0] - X0) / RES)) + 14
-    mr = int(np.floor((Y0 - town_xy[1]) / RES)) - 9
+    # (an ancient-tree plot at the edge of town: the first all-forest 2 x 2 pixel block found
+    #  walking outwards from 14 px east / 9 px north of the town centre)
+    mc0 = int(np.floor((town_xy[0] - X0) / RES)) + 14
+    mr0 = int(np.floor((Y0 - town_xy[1]) / RES)) - 9
+    mr, mc = mr0, mc0
+    for rad in range(0, 60):
+        found = False
+        for dr in range(-rad, rad + 1):
+            for dc in range(-rad, rad + 1):
+                if max(abs(dr), abs(dc)) != rad:
+                    continue
+                r_, c_ = mr0 + dr, mc0 + dc
+                if 0 <= r_ < H - 1 and 0 <= c_ < W - 1 and np.isin(lc[r_:r_ + 2, c_:c_ + 2], (1, 2, 3, 4)).all():
+                    mr, mc, found = r_, c_, True
+                    break
+            if found:
+                break
+        if found:
+            break
     mx, my = X0 + mc * RES + 17.0, Y0 - mr * RES - 17.0
     micro = box(mx, my - 20.0, mx + 20.0, my)
 
@@ -862,7 +907,7 @@ def build(out: Path, legend_path: Path):
     monthly = quantize(p_ann[None] * frac, Q_CLIM)
     p_ann = monthly.sum(0)              # exact: all terms are multiples of 1/256 mm
     aet = quantize(945.0 - 290.0 * zn + 4.0 * cn, Q_CLIM)
-    et0 = quantize(1195.0 - 240.0 * zn - 10.0 * yn + 4.0 * cn, Q_CLIM)
+    et0 = quantize(1190.0 - 215.0 * zn - 10.0 * yn + 3.0 * cn, Q_CLIM)
     aet = np.clip(aet, 650.0, 950.0)
     et0 = np.clip(et0, 950.0, 1200.0)
 
@@ -896,7 +941,7 @@ def build(out: Path, legend_path: Path):
                towns, "townships")
     write_gpkg(pdir / "special_units.gpkg",
                {"unit_id": ["VEP-001", "VEP-002", "VEP-003"],
-                "unit_name": ["示范水库集雨区保护单元", "大田茶园地块", "古树保护微地块"],
+                "unit_name": ["示范水库集雨区保护单元", "茶园示范地块", "古树保护微地块"],
                 "unit_type": ["reservoir_catchment", "tea_garden", "micro_parcel"]},
                [prot, tea_poly, micro], "special_units")
 
@@ -910,7 +955,8 @@ def build(out: Path, legend_path: Path):
     (out / "SHA256SUMS").write_text("\n".join(lines) + "\n")
 
     return dict(dem=dem, lc=lc, valid=valid, slope=slope, hand=hand, reservoir=reservoir,
-                n_raised=n_raised, acc_km2=acc_km2, rec=rec, dam=dam, county=county, towns=towns, prot=prot, tea=tea_poly,
+                n_raised=n_raised, acc_km2=acc_km2, rec=rec, dam=dam, county=county,
+                towns=towns, prot=prot, tea=tea_poly,
                 micro=micro, p_ann=p_ann, monthly=monthly, aet=aet, et0=et0, nep=nep_ll)
 
 
