@@ -163,7 +163,9 @@ class WaterConservationConfig(_Model):
 class SoilRetentionConfig(_Model):
     enabled: bool = True
     ls_method: Literal["desmet_govers_d8"] = "desmet_govers_d8"
-    l_max: float = Field(122.0, gt=0)
+    l_max: float = Field(122.0, gt=0)  # cap on the L factor (InVEST SDR semantics)
+    max_slope_length_m: float | None = Field(None, gt=0)  # None: parameter soil_retention.max_slope_length_m
+    slope_length_cap: bool = True  # False: no slope-length cap (InVEST-compatible LS)
     r_method: Literal["renard_freimund_1994"] = "renard_freimund_1994"
     exclude_ecosystems: list[str] = ["water", "urban"]
 
@@ -312,7 +314,7 @@ class RunConfig(_Model):
 
     @property
     def output_dir(self) -> Path:
-        return self.resolve(self.output.dir)
+        return self.resolve(self.output.dir).resolve()
 
     def to_json_dict(self) -> dict:
         return self.model_dump(mode="json", exclude={"source_path"})

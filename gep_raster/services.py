@@ -129,6 +129,11 @@ class ServiceModel:
             if i.k_factor is None:
                 scalars["k_constant"] = book.param("soil_retention.k_constant")
             scalars["l_max"] = s.soil_retention.l_max
+            if s.soil_retention.slope_length_cap:
+                lam = s.soil_retention.max_slope_length_m or book.param("soil_retention.max_slope_length_m")
+                # A_in = (cells - 1) * D^2 <= (lambda_max - D) * D  <=>  cells <= lambda_max / D
+                scalars["max_upslope_cells"] = max(lam / cell_size, 1.0)
+                scalars["max_slope_length_m"] = lam
             lam = book.param("soil_retention.sediment_deposition_ratio")
             rho = book.param("soil_retention.bulk_density")
             cn = book.param("soil_retention.soil_n_content")
@@ -143,6 +148,8 @@ class ServiceModel:
             notes["soil_retention"] = (
                 "RUSLE Q = R*K*LS*(1 - C*P) (Garze GEP 2.4.2; Renard et al. 1997); LS: Desmet & Govers (1996) "
                 "with McCool (1987) S on pyflwdir D8 flow accumulation, as InVEST SDR; "
+                + (f"contributing slope length capped at {scalars['max_slope_length_m']:g} m; "
+                   if "max_slope_length_m" in scalars else "no slope-length cap; ")
                 + ("R from annual precipitation (Renard & Freimund 1994); " if i.r_factor is None else "R raster; ")
                 + (f"K = constant {scalars.get('k_constant')} (ASSUMPTION, no K raster); " if i.k_factor is None
                    else "K raster; ")
@@ -299,7 +306,10 @@ class ServiceModel:
         if "soil_retention" in self.services:
             from .kernels.soil import ls_factor_kernel, r_factor_from_annual_precip_kernel, rusle_kernel
 
-            ls = ls_factor_kernel(blocks["slope"], blocks["upslope"], blocks["aspect_x"], self.cell_size,
+            ups = blocks["upslope"]
+            if "max_upslope_cells" in self.scalars:  # slope-length cap: hillslope length <= lambda_max
+                ups = np.minimum(ups, np.float32(self.scalars["max_upslope_cells"]))
+            ls = ls_factor_kernel(blocks["slope"], ups, blocks["aspect_x"], self.cell_size,
                                   l_max=self.scalars["l_max"])
             r = r_factor_from_annual_precip_kernel(blocks["precip"]) if self.flags["r_from_precip"] else blocks["r"]
             k = (np.full(lc.shape, self.scalars["k_constant"], np.float32) if self.flags["k_constant"]

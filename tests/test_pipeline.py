@@ -117,7 +117,8 @@ def test_table_totals_equal_raster_sums_and_townships_equal_county(tiny_run):
     assert county["gep_r_yuan"].iloc[0] == pytest.approx(expected, rel=1e-6)
     # GEP-R column = sum of the service value columns
     vals = [c for c in county.columns if c.endswith("_yuan") and c != "gep_r_yuan"]
-    assert county[vals].sum(axis=1).iloc[0] == pytest.approx(county["gep_r_yuan"].iloc[0], rel=1e-9)
+    # (per-pixel GEP-R is stored in float32: the identity holds to float32 rounding)
+    assert county[vals].sum(axis=1).iloc[0] == pytest.approx(county["gep_r_yuan"].iloc[0], rel=1e-7)
 
 
 def test_sub_pixel_special_unit_gets_its_share(tiny_run):

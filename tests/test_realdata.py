@@ -178,6 +178,8 @@ def test_gura_pixel_by_hand_for_every_service(gura, shared):
     else:
         beta = (sin / 0.0896) / (3 * sin ** 0.8 + 0.56)
         mexp = beta / (1 + beta)
+    lam_max = par["soil_retention.max_slope_length_m"]  # slope-length cap: cells <= lambda_max / D
+    cells = min(cells, lam_max / 15.0)
     D, Ain = 15.0, (cells - 1) * 225.0
     L = ((Ain + D * D) ** (mexp + 1) - Ain ** (mexp + 1)) / (D ** (mexp + 2) * x ** mexp * 22.13 ** mexp)
     L = min(L, 122.0)

@@ -168,3 +168,21 @@ def test_stock_change_carbon(tmp_path, tiny):
                               AREA)
     assert out["carbon_sequestration_tco2"][0, 0] == pytest.approx(-2.673, rel=1e-5)
     assert out["carbon_negative_tco2"][0, 0] == pytest.approx(2.673, rel=1e-5)
+
+
+def test_slope_length_cap(tiny):
+    model, _ = model_for(tiny)
+    # 500 upslope cells of 30 m: capped at lambda_max / D = 122 / 30 = 4.0667 cells, i.e. A_in = 3.0667 * 900 m2
+    b = dict(lc=[1], precip=[1600.0], et=[850.0], slope=[0.20], aspect_x=[1.0])
+    capped = model.compute_block(block(upslope=[500.0], **b), AREA)["ls_factor"][0, 0]
+    same = model.compute_block(block(upslope=[122 / 30], **b), AREA)["ls_factor"][0, 0]
+    assert capped == pytest.approx(same, rel=1e-6)
+    sin = 0.2 / math.sqrt(1.04)
+    S = 16.8 * sin - 0.50  # slope >= 9 %
+    beta = (sin / 0.0896) / (3 * sin ** 0.8 + 0.56)
+    m = beta / (1 + beta)
+    A = (122 / 30 - 1) * 900.0
+    L = ((A + 900) ** (m + 1) - A ** (m + 1)) / (30 ** (m + 2) * 22.13 ** m)
+    assert capped == pytest.approx(L * S, rel=1e-5)
+    free, _ = model_for(tiny, services={"soil_retention": {"slope_length_cap": False}})
+    assert free.compute_block(block(upslope=[500.0], **b), AREA)["ls_factor"][0, 0] > 3 * capped
