@@ -38,7 +38,7 @@ else:
     legend = load_legend(cfg, required_legend_columns(cfg))
     model = ServiceModel.from_config(cfg, legend, PriceBook.from_config(cfg), cell_size=grid.res[0],
                                      geographic=grid.is_geographic)
-    src = open_inputs(cfg, grid, model.input_keys())
+    src = open_inputs(cfg, grid, model.input_keys(), model.input_requests())
     n_out = sum(1 for o in model.outputs if o.write)
     Path(out).mkdir(parents=True, exist_ok=True)
     writers = [BlockRasterWriter(Path(out) / f"io_{i}.tif", grid) for i in range(n_out)]

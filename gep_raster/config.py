@@ -22,9 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 
-SERVICES = ("water_conservation", "soil_retention", "carbon_sequestration", "air_purification")
-POLLUTANTS = ("so2", "nox", "dust")
-ECOSYSTEMS = ("forest", "shrub", "grassland", "wetland", "cropland", "urban", "water", "bare")
+from .config_base import ECOSYSTEMS, ClimateInput, RasterInput, _Model  # noqa: F401  (re-exported)
 
 
 def default_shared_data() -> Path:
@@ -54,37 +52,6 @@ def expand_vars(text: str) -> str:
         return os.environ[name]
 
     return _VAR.sub(repl, text)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RasterInput(_Model):
-    """One raster input: a file, a folder of GeoTIFF tiles, a glob, or a list of files (mosaicked lazily)."""
-
-    path: str | list[str]
-    band: int = Field(1, ge=1)
-    nodata: float | None = None  # overrides (or supplies) the file's nodata value
-    scale: float = 1.0  # multiply values by this (e.g. 0.1 for scaled integer products)
-    resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = None
-
-
-class ClimateInput(_Model):
-    """Precipitation or ET0: an annual raster (``path``) or 12 monthly rasters (``monthly``)."""
-
-    path: str | list[str] | None = None
-    monthly: str | list[str] | None = None
-    band: int = Field(1, ge=1)
-    nodata: float | None = None
-    scale: float = 1.0
-    resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self):
-        if (self.path is None) == (self.monthly is None):
-            raise ValueError("give exactly one of 'path' (annual raster, mm/a) or 'monthly' (12 rasters, mm/month)")
-        return self
 
 
 class CarbonInput(_Model):
@@ -155,47 +122,27 @@ class PricesConfig(_Model):
     overrides: dict[str, PriceOverride] = {}
 
 
-class WaterConservationConfig(_Model):
-    enabled: bool = True
-    negative_values: Literal["clip", "keep"] = "clip"
+def _services_config_model():
+    """``services`` section: one sub-model per registered service (its module's ``Config``)."""
+    from pydantic import create_model
 
+    from .services.registry import DEFAULT_ON, REGISTRY
 
-class SoilRetentionConfig(_Model):
-    enabled: bool = True
-    ls_method: Literal["desmet_govers_d8"] = "desmet_govers_d8"
-    l_max: float = Field(122.0, gt=0)  # cap on the L factor (InVEST SDR semantics)
-    max_slope_length_m: float | None = Field(None, gt=0)  # None: parameter soil_retention.max_slope_length_m
-    slope_length_cap: bool = True  # False: no slope-length cap (InVEST-compatible LS)
-    r_method: Literal["renard_freimund_1994"] = "renard_freimund_1994"
-    exclude_ecosystems: list[str] = ["water", "urban"]
-
-    @field_validator("exclude_ecosystems")
-    @classmethod
-    def _eco(cls, v):
-        bad = [e for e in v if e not in ECOSYSTEMS]
-        if bad:
-            raise ValueError(f"unknown ecosystem type(s) {bad}; allowed: {list(ECOSYSTEMS)}")
-        return v
-
-
-class CarbonConfig(_Model):
-    enabled: bool = True
-    negative_values: Literal["clip", "keep"] = "keep"
-
-
-class AirConfig(_Model):
-    enabled: bool = True
-    pollutants: list[Literal["so2", "nox", "dust"]] = list(POLLUTANTS)
-
-
-class ServicesConfig(_Model):
-    water_conservation: WaterConservationConfig = WaterConservationConfig()
-    soil_retention: SoilRetentionConfig = SoilRetentionConfig()
-    carbon_sequestration: CarbonConfig = CarbonConfig()
-    air_purification: AirConfig = AirConfig()
+    fields = {}
+    for name, mod in REGISTRY.items():
+        default = mod.Config() if name in DEFAULT_ON else mod.Config(enabled=False)
+        fields[name] = (mod.Config, default)
+    model = create_model("ServicesConfig", __base__=_Model, **fields)
 
     def enabled(self) -> list[str]:
-        return [s for s in SERVICES if getattr(self, s).enabled]
+        """Names of the enabled services, in registry (= computation) order."""
+        return [n for n in REGISTRY if getattr(self, n).enabled]
+
+    model.enabled = enabled
+    return model
+
+
+ServicesConfig = _services_config_model()
 
 
 class LayerConfig(_Model):
@@ -258,17 +205,12 @@ class RunConfig(_Model):
 
     @model_validator(mode="after")
     def _cross(self):
-        en = self.services
-        if en.water_conservation.enabled:
-            if self.inputs.precipitation is None:
-                raise ValueError("services.water_conservation is enabled but inputs.precipitation is missing")
-            if self.inputs.et is None and self.inputs.et0 is None:
-                raise ValueError("services.water_conservation is enabled but neither inputs.et nor inputs.et0 is given")
-        if en.soil_retention.enabled:
-            if self.inputs.dem is None:
-                raise ValueError("services.soil_retention is enabled but inputs.dem is missing (needed for LS)")
-            if self.inputs.r_factor is None and self.inputs.precipitation is None:
-                raise ValueError("services.soil_retention needs inputs.r_factor or inputs.precipitation (R from rainfall)")
+        from .services.registry import REGISTRY
+
+        for name in self.services.enabled():
+            problems = REGISTRY[name].Service.check_config(self)
+            if problems:
+                raise ValueError("; ".join(problems))
         for name, layer in self.layers.items():
             if layer.nests_in is not None and layer.nests_in not in self.layers:
                 raise ValueError(f"layers.{name}.nests_in: no layer named '{layer.nests_in}'")

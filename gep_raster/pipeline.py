@@ -32,7 +32,7 @@ from .config import RunConfig
 from .errors import ConfigError, GepError, GridMismatchError, TableError
 from .grid import RefGrid
 from .io_read import GridSource, SumSource, grid_from_files
-from .services import SERVICE_LABELS, OutputSpec, ServiceModel
+from .services import OutputSpec, ServiceModel
 from .tables import PriceBook, load_legend, required_legend_columns
 
 log = logging.getLogger("gep_raster")
@@ -52,29 +52,35 @@ def _raster_source(cfg, key, spec, grid, kind):
                       band=spec.band, nodata=spec.nodata, scale=spec.scale, resampling=spec.resampling)
 
 
-def _climate_source(cfg, key, spec, grid):
+def _climate_source(cfg, key, spec, grid, name: str | None = None):
+    """Annual raster, or the sum of 12 monthly rasters; ``name`` is the config key for messages."""
+    name = name or f"inputs.{key}"
     if spec.path is not None:
-        return _raster_source(cfg, key, spec, grid, "continuous")
-    files = cfg.resolve_many(spec.monthly, f"inputs.{key}.monthly")
+        return GridSource(name, cfg.resolve_many(spec.path, f"{name}.path"), grid, "continuous", band=spec.band,
+                          nodata=spec.nodata, scale=spec.scale, resampling=spec.resampling)
+    files = cfg.resolve_many(spec.monthly, f"{name}.monthly")
     if len(files) != 12:
-        raise ConfigError(f"inputs.{key}.monthly: expected 12 monthly rasters, found {len(files)}: "
+        raise ConfigError(f"{name}.monthly: expected 12 monthly rasters, found {len(files)}: "
                           f"{[f.name for f in files]}")
-    subs = [GridSource(f"inputs.{key}.monthly[{m + 1}]", [f], grid, "continuous", band=spec.band,
+    subs = [GridSource(f"{name}.monthly[{m + 1}]", [f], grid, "continuous", band=spec.band,
                        nodata=spec.nodata, scale=spec.scale, resampling=spec.resampling)
             for m, f in enumerate(files)]
-    return SumSource(f"inputs.{key}", subs)
+    return SumSource(name, subs)
 
 
-def open_inputs(cfg: RunConfig, grid: RefGrid, model_keys: list[str]) -> dict:
-    """Open every input the run needs as a lazy source on ``grid``; keys as in
-    :meth:`ServiceModel.input_keys` plus ``dem``."""
+def open_inputs(cfg: RunConfig, grid: RefGrid, model_keys: list[str], requests: dict | None = None) -> dict:
+    """Open every input the run needs as a lazy source on ``grid``.
+
+    ``model_keys`` are the keys of :meth:`ServiceModel.input_keys` (core keys, see
+    :data:`gep_raster.services.base.CORE_INPUTS`); ``requests`` maps a service's own input keys to
+    :class:`~gep_raster.services.base.InputRequest`. The DEM is opened as ``dem`` when any terrain term is needed."""
     i = cfg.inputs
     src: dict = {"lc": _raster_source(cfg, "land_cover", i.land_cover, grid, "categorical")}
     if "precip" in model_keys:
         src["precip"] = _climate_source(cfg, "precipitation", i.precipitation, grid)
     if "et" in model_keys:
         src["et"] = _climate_source(cfg, "et" if i.et is not None else "et0", i.et or i.et0, grid)
-    if "slope" in model_keys:
+    if {"slope", "aspect_x", "upslope", "dem"} & set(model_keys):
         src["dem"] = _raster_source(cfg, "dem", i.dem, grid, "continuous")
     for key, name in (("r", "r_factor"), ("k", "k_factor"), ("c", "c_factor"), ("p", "p_factor")):
         if key in model_keys:
@@ -86,6 +92,15 @@ def open_inputs(cfg: RunConfig, grid: RefGrid, model_keys: list[str]) -> dict:
     if "lc_alt" in model_keys:
         a = i.carbon.alternate_land_cover
         src["lc_alt"] = _raster_source(cfg, "carbon.alternate_land_cover", a, grid, "categorical")
+    for key, req in (requests or {}).items():
+        if key in src:
+            continue
+        if hasattr(req.spec, "monthly"):  # ClimateInput: annual or 12 monthly rasters
+            src[key] = _climate_source(cfg, key, req.spec, grid, name=req.config_key)
+        else:
+            src[key] = GridSource(req.config_key, cfg.resolve_many(req.spec.path, f"{req.config_key}.path"), grid,
+                                  req.kind, band=req.spec.band, nodata=req.spec.nodata, scale=req.spec.scale,
+                                  resampling=req.spec.resampling)
     return src
 
 
@@ -223,10 +238,10 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         book = PriceBook.from_config(cfg)
         grid = reference_grid(cfg)
         model = ServiceModel.from_config(cfg, legend, book, cell_size=grid.res[0], geographic=grid.is_geographic)
-        if "soil_retention" in model.services and abs(grid.res[0] - grid.res[1]) > 1e-6 * grid.res[0]:
-            raise GridMismatchError(f"soil retention needs square pixels; the reference grid has {grid.res}")
+        if model.needs_terrain() and abs(grid.res[0] - grid.res[1]) > 1e-6 * grid.res[0]:
+            raise GridMismatchError(f"terrain terms (slope, LS) need square pixels; the reference grid has {grid.res}")
         keys = model.input_keys()
-        sources = open_inputs(cfg, grid, keys)
+        sources = open_inputs(cfg, grid, keys, model.input_requests())
         layers = {name: load_layer(cfg, name, grid) for name in cfg.layers}
         chunk = cfg.output.chunk_size
         checksums = input_checksums(_input_files(cfg, sources, layers, legend))
@@ -241,7 +256,8 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
                 f"({', '.join(f'{m}: {hist[m]} px' for m in missing[:10])}) but have no legend row; add them")
         if "lc_alt" in sources:
             hist_alt = class_histogram(sources["lc_alt"], chunk)
-            miss_alt = sorted(set(hist_alt) - set(int(c) for c in np.flatnonzero(np.isfinite(model.luts["carbon_stock"]))))
+            stock = model.service("carbon_sequestration").luts["stock"]
+            miss_alt = sorted(set(hist_alt) - set(int(c) for c in np.flatnonzero(np.isfinite(stock))))
             if miss_alt:
                 raise TableError(f"inputs.carbon.pools_table: class code(s) {miss_alt} of the alternate land cover "
                                  "have no carbon-pool row")
@@ -303,7 +319,7 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         timer_resumed = False
         upslope = None
         upslope_info = None
-        if "soil_retention" in model.services:
+        if model.needs_routing():
             with timer.stage("routing"):
                 from .routing import upslope_area
 
@@ -323,9 +339,12 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
                 if k in ("slope", "aspect_x", "upslope"):
                     continue
                 arrays[k] = sources[k].to_dask(chunks)
-            if "soil_retention" in model.services:
+            if model.needs_terrain():
                 dem = sources["dem"].to_dask(chunks)
                 arrays.update(model.terrain_dask(dem, grid.res))
+                if "dem" in keys:
+                    arrays["dem"] = dem
+            if model.needs_routing():
                 arrays["upslope"] = da.from_array(upslope, chunks=chunks)
             stacked = model.compute_dask(arrays, grid.row_pixel_area_m2)
             writers = {}
@@ -358,7 +377,8 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
             common = {"gep_raster_version": __version__, "run_name": cfg.name, "run_hash": run_hash,
                       "config_sha256": cfg.config_hash(), "accounting_year": cfg.accounting_year}
             for o in written:
-                prices_used = {k: v for k, v in model.scalars.items() if "price" in k or "unit_value" in k}
+                prices_used = {p["key"]: p["value"] for p in book.used_records()["prices"]
+                               if o.kind == "gep_r" or p["service"] == o.service}
                 writers[o.key].finalize(tags={**common, "service": o.service, "kind": o.kind, "units": o.unit,
                                               "method": model.notes.get(o.service, "GEP-R = sum of the regulating-service value rasters"),
                                               **({"prices": prices_used} if o.kind in ("value", "gep_r") else {})},
@@ -431,7 +451,7 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         plot_gep_r_map(gep, dgrid, fig_dir / "gep_r_map.png", title=f"GEP-R, {cfg.name}",
                        polygons=[layer.gdf for layer in layers.values()],
                        pixel_area_m2=float(np.mean(grid.row_pixel_area_m2)))
-        vals = {SERVICE_LABELS[s]: totals[f"{s}_yuan"] for s in model.services}
+        vals = {s.label: totals[s.value_key] for s in model.services}
         plot_value_by_service(vals, fig_dir / "value_by_service.png",
                               title=f"Value per service, whole run area, {cfg.name}")
         manifest_outputs.append({"path": "figures/gep_r_map.png", "service": "gep_r", "kind": "figure",
@@ -442,14 +462,14 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
     # ---------------------------------------------------------------- manifest
     with timer.stage("manifest"):
         diag = {}
-        if "water_conservation" in model.services:
+        if "water_conservation" in model.names:
             diag["water_conservation"] = {
                 "negative_balance_rule": cfg.services.water_conservation.negative_values,
                 "negative_balance_volume_m3": totals.get("water_deficit_m3"),
                 "share_of_gross_balance": (totals.get("water_deficit_m3") /
                                            max(totals["water_conservation_m3"] + totals["water_deficit_m3"], 1e-300)
                                            if cfg.services.water_conservation.negative_values == "clip" else None)}
-        if "carbon_sequestration" in model.services:
+        if "carbon_sequestration" in model.names:
             diag["carbon_sequestration"] = {"negative_rule": cfg.services.carbon_sequestration.negative_values,
                                             "negative_amount_tco2": totals.get("carbon_negative_tco2")}
         assumptions = _assumptions(cfg, legend, model, book)
@@ -507,7 +527,7 @@ def _assumptions(cfg: RunConfig, legend, model: ServiceModel, book: PriceBook) -
             note = str(row.get("notes", ""))
             if "[U]" in note or "ASSUMPTION" in note.upper():
                 out.append(f"legend class {code} ({row.get('name', '')}): {note}")
-    if model.flags.get("carbon_method") == "npp":
+    if "carbon_sequestration" in model.names and model.service("carbon_sequestration").flags["method"] == "npp":
         out.append("carbon from NPP counts gross plant uptake (heterotrophic respiration not subtracted)")
     return out
 

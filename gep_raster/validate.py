@@ -182,7 +182,7 @@ def validate(cfg: RunConfig) -> ValidationReport:
     if grid is not None and legend is not None and book is not None:
         try:
             model = ServiceModel.from_config(cfg, legend, book, cell_size=grid.res[0], geographic=grid.is_geographic)
-            sources = open_inputs(cfg, grid, model.input_keys())
+            sources = open_inputs(cfg, grid, model.input_keys(), model.input_requests())
             hist = class_histogram(sources["lc"], cfg.output.chunk_size)
             missing = sorted(set(hist) - set(int(c) for c in legend.codes))
             if missing:

@@ -19,7 +19,7 @@ def _model_inputs(cfg):
     book = PriceBook.from_config(cfg)
     grid = reference_grid(cfg)
     model = ServiceModel.from_config(cfg, legend, book, cell_size=grid.res[0], geographic=False)
-    return grid, model, open_inputs(cfg, grid, model.input_keys())
+    return grid, model, open_inputs(cfg, grid, model.input_keys(), model.input_requests())
 
 
 def numpy_vs_dask(cfg, chunkings):

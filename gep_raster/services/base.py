@@ -1,0 +1,128 @@
+"""The service interface: every regulating service is one module with a ``Config`` and a ``Service``.
+
+A service declares the outputs it writes (:class:`OutputSpec`), the input blocks it needs
+(core keys provided by the pipeline, see :data:`CORE_INPUTS`, plus its own rasters through
+:meth:`ServiceBase.input_requests`), and computes one block with :meth:`ServiceBase.compute`,
+a pure function of numpy arrays. Services run in registry order within a block and may read the
+outputs of earlier services from ``shared`` (oxygen release reads the carbon flux).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import RunConfig
+    from ..tables import Legend, PriceBook
+
+#: Input blocks the pipeline provides on request (key -> meaning, dtype, unit)
+CORE_INPUTS = {
+    "lc": "land-cover class codes, int32, -1 = nodata",
+    "precip": "annual precipitation P, float32 mm/a (inputs.precipitation)",
+    "et": "actual ET (mm/a), or ET0 (mm/a) when inputs.et0 is configured (see BuildContext.et_is_et0)",
+    "dem": "elevation, float32 m (inputs.dem)",
+    "slope": "tan(slope) from the DEM, Horn 3x3 (map_overlap depth 1)",
+    "aspect_x": "|sin a| + |cos a| from the DEM (Desmet & Govers x term)",
+    "upslope": "D8 upslope cells including the cell (pyflwdir), float32",
+    "r": "RUSLE R raster (inputs.r_factor)",
+    "k": "RUSLE K raster (inputs.k_factor)",
+    "c": "RUSLE C raster (inputs.c_factor)",
+    "p": "RUSLE P raster (inputs.p_factor)",
+    "carbon_flux": "NEP or NPP raster in inputs.carbon.unit",
+    "lc_alt": "alternate land cover (inputs.carbon.alternate_land_cover), int32",
+}
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One output raster of a run (``kind``: physical, value, gep_r, intermediate, diagnostic)."""
+
+    key: str
+    service: str
+    kind: str
+    unit: str
+    description: str
+    write: bool = True
+
+    @property
+    def path(self) -> str:
+        folder = {"physical": "physical/", "value": "value/", "gep_r": "", "intermediate": "intermediate/",
+                  "diagnostic": "diagnostic/"}[self.kind]
+        return f"rasters/{folder}{self.key}.tif"
+
+
+@dataclass(frozen=True)
+class InputRequest:
+    """A raster a service reads besides the core inputs: ``spec`` is a RasterInput/ClimateInput of its config."""
+
+    config_key: str  # e.g. "services.climate_regulation.hot_days_raster" (for messages)
+    spec: Any
+    kind: str = "continuous"  # or "categorical"
+
+
+@dataclass
+class BuildContext:
+    """What a service needs to configure itself."""
+
+    cfg: "RunConfig"
+    legend: "Legend"
+    book: "PriceBook"
+    cell_size: float
+    geographic: bool
+
+    @property
+    def et_is_et0(self) -> bool:
+        return self.cfg.inputs.et0 is not None
+
+
+class ServiceBase:
+    """Base class of a regulating service.
+
+    Subclasses set ``name`` and ``label`` and implement :meth:`configure` (fill ``luts``,
+    ``scalars``, ``flags``, ``outputs``, ``note``; read prices with ``ctx.book.price`` so they are
+    recorded), :meth:`input_keys` and :meth:`compute`. Objects must stay picklable (numpy arrays,
+    floats, strings) because dask ships them to workers.
+    """
+
+    name: str = ""
+    label: str = ""
+
+    def __init__(self, ctx: BuildContext):
+        self.luts: dict[str, np.ndarray] = {}
+        self.scalars: dict[str, float] = {}
+        self.flags: dict[str, Any] = {}
+        self.outputs: list[OutputSpec] = []
+        self.note: str = ""
+        self.configure(ctx)
+
+    # -- to implement --------------------------------------------------------------------
+    def configure(self, ctx: BuildContext) -> None:
+        raise NotImplementedError
+
+    def input_keys(self) -> list[str]:
+        """Core input keys (:data:`CORE_INPUTS`) and own requested keys this service reads."""
+        return ["lc"]
+
+    def input_requests(self) -> dict[str, InputRequest]:
+        """Own rasters (key -> request), opened by the pipeline on the reference grid."""
+        return {}
+
+    def compute(self, blocks: dict[str, np.ndarray], row_area_m2: np.ndarray, nodata: np.ndarray,
+                shared: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs of one block: every key of :attr:`outputs` (float32, NaN = nodata).
+
+        ``nodata`` is True where the land cover is nodata or has no legend row; ``shared`` holds the
+        outputs of services computed before this one in the same block."""
+        raise NotImplementedError
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def value_key(self) -> str:
+        return f"{self.name}_yuan"
+
+    @staticmethod
+    def check_config(cfg: "RunConfig") -> list[str]:
+        """Cross-section checks of the run configuration (messages name the keys)."""
+        return []

@@ -1,0 +1,138 @@
+"""Soil retention (土壤保持) by RUSLE: potential minus actual erosion.
+
+Q = R·K·LS·(1 − C·P) (t/ha/a) × pixel area (Garzê GEP §2.4.2; Renard et al. 1997). LS: Desmet &
+Govers (1996) with McCool et al. (1987) S on D8 flow accumulation (pyflwdir), as InVEST SDR
+3.9–3.13, L capped at ``l_max``; contributing hillslope length capped at ``max_slope_length_m``.
+R from annual precipitation (Renard & Freimund 1994) when no R raster is given; K constant
+(parameter ``soil_retention.k_constant``, an assumption) when no K raster is given; C and P from
+the legend unless rasters are given. Value per t = λ/ρ·dredging cost + C_N·P_N + C_P·P_P (Garzê).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from ..config_base import ECOSYSTEMS, ServiceConfigBase
+from ..errors import CRSError
+from .base import BuildContext, OutputSpec, ServiceBase
+
+
+class Config(ServiceConfigBase):
+    ls_method: Literal["desmet_govers_d8"] = "desmet_govers_d8"
+    l_max: float = Field(122.0, gt=0)  # cap on the L factor (InVEST SDR semantics)
+    max_slope_length_m: float | None = Field(None, gt=0)  # None: parameter soil_retention.max_slope_length_m
+    slope_length_cap: bool = True  # False: no slope-length cap (InVEST-compatible LS)
+    r_method: Literal["renard_freimund_1994"] = "renard_freimund_1994"
+    exclude_ecosystems: list[str] = ["water", "urban"]
+
+    @field_validator("exclude_ecosystems")
+    @classmethod
+    def _eco(cls, v):
+        bad = [e for e in v if e not in ECOSYSTEMS]
+        if bad:
+            raise ValueError(f"unknown ecosystem type(s) {bad}; allowed: {list(ECOSYSTEMS)}")
+        return v
+
+
+class Service(ServiceBase):
+    name = "soil_retention"
+    label = "Soil retention"
+
+    @staticmethod
+    def check_config(cfg) -> list[str]:
+        out = []
+        if cfg.inputs.dem is None:
+            out.append("services.soil_retention is enabled but inputs.dem is missing (needed for LS)")
+        if cfg.inputs.r_factor is None and cfg.inputs.precipitation is None:
+            out.append("services.soil_retention needs inputs.r_factor or inputs.precipitation (R from rainfall)")
+        return out
+
+    def configure(self, ctx: BuildContext) -> None:
+        s, i, book = ctx.cfg.services.soil_retention, ctx.cfg.inputs, ctx.book
+        if ctx.geographic:
+            raise CRSError("soil retention needs a projected grid (metres) for the slope and LS factor; the "
+                           "reference grid is geographic (degrees). Reproject the land cover and DEM to a projected "
+                           "CRS (e.g. the local UTM zone) or disable services.soil_retention")
+        self.cell_size = float(ctx.cell_size)
+        if i.c_factor is None:
+            self.luts["usle_c"] = ctx.legend.lut("usle_c")
+        if i.p_factor is None:
+            self.luts["usle_p"] = ctx.legend.lut("usle_p")
+        self.luts["erodible"] = (1 - ctx.legend.ecosystem_lut(s.exclude_ecosystems)).astype(np.float32)
+        self.flags["r_from_precip"] = i.r_factor is None
+        self.flags["k_constant"] = i.k_factor is None
+        if i.k_factor is None:
+            self.scalars["k_constant"] = book.param("soil_retention.k_constant")
+        self.scalars["l_max"] = s.l_max
+        if s.slope_length_cap:
+            lam = s.max_slope_length_m or book.param("soil_retention.max_slope_length_m")
+            # A_in = (cells - 1) * D^2 <= (lambda_max - D) * D  <=>  cells <= lambda_max / D
+            self.scalars["max_upslope_cells"] = max(lam / ctx.cell_size, 1.0)
+            self.scalars["max_slope_length_m"] = lam
+        lam_ = book.param("soil_retention.sediment_deposition_ratio")
+        rho = book.param("soil_retention.bulk_density")
+        cn = book.param("soil_retention.soil_n_content")
+        cp = book.param("soil_retention.soil_p_content")
+        ps = book.price("soil_retention.dredging_cost")
+        pn = book.price("soil_retention.nitrogen_price")
+        pp = book.price("soil_retention.phosphorus_price")
+        self.scalars["unit_value"] = lam_ / rho * ps + cn * pn + cp * pp  # yuan per t of retained soil
+        self.note = (
+            "RUSLE Q = R*K*LS*(1 - C*P) (Garze GEP 2.4.2; Renard et al. 1997); LS: Desmet & Govers (1996) "
+            "with McCool (1987) S on pyflwdir D8 flow accumulation, as InVEST SDR; "
+            + (f"contributing slope length capped at {self.scalars['max_slope_length_m']:g} m; "
+               if "max_slope_length_m" in self.scalars else "no slope-length cap; ")
+            + ("R from annual precipitation (Renard & Freimund 1994); " if i.r_factor is None else "R raster; ")
+            + (f"K = constant {self.scalars.get('k_constant')} (ASSUMPTION, no K raster); " if i.k_factor is None
+               else "K raster; ")
+            + f"not computed for ecosystems {s.exclude_ecosystems}; value per t = "
+              f"lambda/rho*dredging + N*P_N + P*P_P = {self.scalars['unit_value']:.4f} yuan/t")
+        self.outputs = [
+            OutputSpec("soil_retention_t", self.name, "physical", "t/a per pixel",
+                       "Soil retention RKLS*(1-CP) (RUSLE potential minus actual erosion), t per pixel per year"),
+            OutputSpec("soil_retention_yuan", self.name, "value", "yuan/a per pixel",
+                       "Value of soil retention (less sedimentation + N and P retained), yuan per pixel per year"),
+            OutputSpec("ls_factor", self.name, "intermediate", "-", "RUSLE LS factor (Desmet & Govers 1996)"),
+            OutputSpec("r_factor", self.name, "intermediate", "MJ*mm/(ha*h*a)", "RUSLE R factor"),
+        ]
+
+    def input_keys(self) -> list[str]:
+        keys = ["lc", "slope", "aspect_x", "upslope"]
+        keys.append("precip" if self.flags["r_from_precip"] else "r")
+        if not self.flags["k_constant"]:
+            keys.append("k")
+        if "usle_c" not in self.luts:
+            keys.append("c")
+        if "usle_p" not in self.luts:
+            keys.append("p")
+        return keys
+
+    def compute(self, blocks, row_area_m2, nodata, shared):
+        from ..kernels.amount import rate_to_amount
+        from ..kernels.lookup import apply_lut
+        from ..kernels.soil import ls_factor_kernel, r_factor_from_annual_precip_kernel, rusle_kernel
+        from ..kernels.valuation import linear_value
+
+        lc = blocks["lc"]
+        ups = blocks["upslope"]
+        if "max_upslope_cells" in self.scalars:  # slope-length cap: hillslope length <= lambda_max
+            ups = np.minimum(ups, np.float32(self.scalars["max_upslope_cells"]))
+        ls = ls_factor_kernel(blocks["slope"], ups, blocks["aspect_x"], self.cell_size, l_max=self.scalars["l_max"])
+        r = r_factor_from_annual_precip_kernel(blocks["precip"]) if self.flags["r_from_precip"] else blocks["r"]
+        k = np.full(lc.shape, self.scalars["k_constant"], np.float32) if self.flags["k_constant"] else blocks["k"]
+        c = apply_lut(lc, self.luts["usle_c"]) if "usle_c" in self.luts else blocks["c"]
+        p = apply_lut(lc, self.luts["usle_p"]) if "usle_p" in self.luts else blocks["p"]
+        potential, actual = rusle_kernel(r, k, ls, c, p)
+        rate = (potential - actual).astype(np.float32)  # t/ha/a
+        rate[nodata] = np.nan
+        erodible = apply_lut(lc, self.luts["erodible"])
+        mask = np.where(np.isfinite(erodible), erodible, 0).astype(np.uint8)
+        q, _ = rate_to_amount(rate, 1.0, row_area_m2, mask=mask, clip=False)
+        return {
+            "soil_retention_t": q,
+            "soil_retention_yuan": linear_value(q, [self.scalars["unit_value"]]),
+            "ls_factor": np.where(nodata, np.nan, ls).astype(np.float32),
+            "r_factor": np.where(nodata, np.nan, r).astype(np.float32),
+        }
