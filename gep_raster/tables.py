@@ -18,36 +18,15 @@ import pandas as pd
 from .config import ECOSYSTEMS, RunConfig
 from .errors import TableError
 
-#: Legend column -> (valid min, valid max, unit, meaning)
-LEGEND_COLUMNS = {
-    "runoff_coef": (0.0, 1.0, "fraction", "mean surface-runoff coefficient alpha (R = alpha * P)"),
-    "usle_c": (0.0, 1.0, "-", "RUSLE cover-management factor C"),
-    "usle_p": (0.0, 1.0, "-", "RUSLE support-practice factor P"),
-    "kc": (0.0, 2.0, "-", "crop coefficient: ET = Kc * ET0"),
-    "carbon_tco2_ha": (-100.0, 100.0, "t CO2/ha/a", "net CO2 sequestration rate"),
-    "so2_kg_ha": (0.0, 5000.0, "kg/ha/a", "SO2 uptake capacity"),
-    "nox_kg_ha": (0.0, 5000.0, "kg/ha/a", "NOx uptake capacity"),
-    "dust_kg_ha": (0.0, 200000.0, "kg/ha/a", "dust retention capacity"),
-}
+def required_legend_columns(cfg: RunConfig) -> dict[str, tuple]:
+    """Legend columns the enabled services need: column -> (valid min, valid max, unit, meaning).
 
+    Each service declares its own columns (``Service.legend_columns(cfg)``)."""
+    from .services.registry import REGISTRY
 
-def required_legend_columns(cfg: RunConfig) -> list[str]:
-    """Legend columns the enabled services need."""
-    s, i = cfg.services, cfg.inputs
-    need = []
-    if s.water_conservation.enabled:
-        need.append("runoff_coef")
-        if i.et0 is not None:
-            need.append("kc")
-    if s.soil_retention.enabled:
-        if i.c_factor is None:
-            need.append("usle_c")
-        if i.p_factor is None:
-            need.append("usle_p")
-    if s.carbon_sequestration.enabled and i.carbon.method == "rates":
-        need.append("carbon_tco2_ha")
-    if s.air_purification.enabled:
-        need.extend(f"{p}_kg_ha" for p in s.air_purification.pollutants)
+    need: dict[str, tuple] = {}
+    for name in cfg.services.enabled():
+        need.update(REGISTRY[name].Service.legend_columns(cfg))
     return need
 
 
@@ -90,7 +69,7 @@ class Legend:
         return out
 
 
-def load_legend(cfg: RunConfig, required: list[str] | None = None) -> Legend:
+def load_legend(cfg: RunConfig, required: dict[str, tuple] | None = None) -> Legend:
     """Load, join and validate the land-cover legend.
 
     Raises
@@ -136,15 +115,13 @@ def load_legend(cfg: RunConfig, required: list[str] | None = None) -> Legend:
         raise TableError(f"legend {path}: column 'ecosystem' has unknown type(s) "
                          f"{bad.to_dict('records')}; allowed: {list(ECOSYSTEMS)}")
     df = df.set_index("code").sort_index()
-    for col in required or []:
+    for col, (lo, hi, unit, meaning) in (required or {}).items():
         if col not in df.columns:
-            raise TableError(f"legend {path}: column '{col}' is missing; it is needed for "
-                             f"{LEGEND_COLUMNS[col][3]} ({LEGEND_COLUMNS[col][2]})")
+            raise TableError(f"legend {path}: column '{col}' is missing; it is needed for {meaning} ({unit})")
         vals = pd.to_numeric(df[col], errors="coerce")
         if vals.isna().any():
             raise TableError(f"legend {path}: column '{col}' is empty or not a number for class code(s) "
                              f"{df.index[vals.isna()].tolist()}")
-        lo, hi, unit, _ = LEGEND_COLUMNS[col]
         out = (vals < lo) | (vals > hi)
         if out.any():
             raise TableError(f"legend {path}: column '{col}' ({unit}) must lie in [{lo}, {hi}]; class code(s) "

@@ -24,6 +24,12 @@ class Service(ServiceBase):
     name = "air_purification"
     label = "Air purification"
 
+    @staticmethod
+    def legend_columns(cfg) -> dict[str, tuple]:
+        limits = {"so2": 5000.0, "nox": 5000.0, "dust": 200000.0}
+        return {f"{p}_kg_ha": (0.0, limits[p], "kg/ha/a", f"{p.upper()} uptake capacity")
+                for p in cfg.services.air_purification.pollutants}
+
     def configure(self, ctx: BuildContext) -> None:
         pols = list(ctx.cfg.services.air_purification.pollutants)
         self.flags["pollutants"] = pols

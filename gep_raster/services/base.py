@@ -123,6 +123,11 @@ class ServiceBase:
         return f"{self.name}_yuan"
 
     @staticmethod
+    def legend_columns(cfg: "RunConfig") -> dict[str, tuple]:
+        """Legend columns this service needs: column -> (valid min, valid max, unit, meaning)."""
+        return {}
+
+    @staticmethod
     def check_config(cfg: "RunConfig") -> list[str]:
         """Cross-section checks of the run configuration (messages name the keys)."""
         return []

@@ -24,6 +24,12 @@ class Service(ServiceBase):
     name = "carbon_sequestration"
     label = "Carbon sequestration"
 
+    @staticmethod
+    def legend_columns(cfg) -> dict[str, tuple]:
+        if cfg.inputs.carbon.method == "rates":
+            return {"carbon_tco2_ha": (-100.0, 100.0, "t CO2/ha/a", "net CO2 sequestration rate")}
+        return {}
+
     def configure(self, ctx: BuildContext) -> None:
         c = ctx.cfg.inputs.carbon
         book = ctx.book

@@ -49,6 +49,15 @@ class Service(ServiceBase):
             out.append("services.soil_retention needs inputs.r_factor or inputs.precipitation (R from rainfall)")
         return out
 
+    @staticmethod
+    def legend_columns(cfg) -> dict[str, tuple]:
+        cols = {}
+        if cfg.inputs.c_factor is None:
+            cols["usle_c"] = (0.0, 1.0, "-", "RUSLE cover-management factor C")
+        if cfg.inputs.p_factor is None:
+            cols["usle_p"] = (0.0, 1.0, "-", "RUSLE support-practice factor P")
+        return cols
+
     def configure(self, ctx: BuildContext) -> None:
         s, i, book = ctx.cfg.services.soil_retention, ctx.cfg.inputs, ctx.book
         if ctx.geographic:

@@ -31,6 +31,13 @@ class Service(ServiceBase):
             out.append("services.water_conservation is enabled but neither inputs.et nor inputs.et0 is given")
         return out
 
+    @staticmethod
+    def legend_columns(cfg) -> dict[str, tuple]:
+        cols = {"runoff_coef": (0.0, 1.0, "fraction", "mean surface-runoff coefficient alpha (R = alpha * P)")}
+        if cfg.inputs.et0 is not None:
+            cols["kc"] = (0.0, 2.0, "-", "crop coefficient: ET = Kc * ET0")
+        return cols
+
     def configure(self, ctx: BuildContext) -> None:
         c = ctx.cfg.services.water_conservation
         self.luts["runoff_coef"] = ctx.legend.lut("runoff_coef")

@@ -1,0 +1,17 @@
+"""Flood regulation (stub: being implemented)."""
+from __future__ import annotations
+
+from ..config_base import ServiceConfigBase
+from .base import BuildContext, ServiceBase
+
+
+class Config(ServiceConfigBase):
+    pass
+
+
+class Service(ServiceBase):
+    name = "flood_regulation"
+    label = "Flood regulation"
+
+    def configure(self, ctx: BuildContext) -> None:
+        raise NotImplementedError("services.flood_regulation is not implemented yet")
