@@ -120,6 +120,30 @@ class ParameterOverride(_Model):
 class PricesConfig(_Model):
     table: str | None = None  # CSV with columns key,service,value,unit,price_year,source,evidence
     overrides: dict[str, PriceOverride] = {}
+    price_index: str | None = None  # CSV year,index (e.g. CPI): prices moved from price_year to accounting_year
+
+
+class EconomicAccountsConfig(_Model):
+    """Provisioning (EPV) and cultural (ECV) accounts from statistics tables, allocated to pixels."""
+
+    table: str  # CSV of statistics per admin unit (see gep_raster/economic.py)
+    layer: str  # name of the layers.<name> whose id_field the table's unit ids refer to
+    exclude_outside_region: bool = False  # GB/T 46869-2025: subtract value originating outside the region
+
+
+class ScenarioEdit(_Model):
+    """Change the land cover inside polygons (e.g. a development parcel becomes built-up)."""
+
+    path: str  # polygon file
+    to_class: int
+    where: str | None = None  # optional attribute filter "field == value"
+
+
+class ScenarioConfig(_Model):
+    """A land-cover scenario applied when reading inputs.land_cover."""
+
+    name: str
+    edits: list[ScenarioEdit] = []
 
 
 def _services_config_model():
@@ -195,6 +219,9 @@ class RunConfig(_Model):
     legend: LegendConfig
     prices: PricesConfig = PricesConfig()
     parameters: dict[str, ParameterOverride] = {}  # overrides of gep_raster/data/parameters.csv
+    parameters_table: str | None = None  # regional parameter table (key,value,source[,evidence]) overriding defaults
+    economic_accounts: EconomicAccountsConfig | None = None
+    scenario: ScenarioConfig | None = None
     services: ServicesConfig = ServicesConfig()
     layers: dict[str, LayerConfig] = {}
     output: OutputConfig

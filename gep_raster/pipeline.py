@@ -104,14 +104,24 @@ def open_inputs(cfg: RunConfig, grid: RefGrid, model_keys: list[str], requests: 
     return src
 
 
-def class_histogram(source: GridSource, chunk: int) -> dict[int, int]:
-    """Pixel count per class code of a categorical source (read block by block)."""
+def class_histogram(source: GridSource, chunk: int, *, with_area: bool = False):
+    """Pixel count per class code of a categorical source (read block by block).
+
+    With ``with_area`` also returns the area of each class in m2 (true pixel areas per row)."""
     counts = np.zeros(65537, dtype=np.int64)
+    areas = np.zeros(65537, dtype=np.float64)
     g = source.grid
     for r0, r1, c0, c1 in g.block_windows(chunk):
         a = source.read(r0, r1, c0, c1)
-        counts += np.bincount(a[a >= 0].ravel(), minlength=65537)[:65537]
-    return {int(k): int(counts[k]) for k in np.flatnonzero(counts)}
+        ok = a >= 0
+        counts += np.bincount(a[ok].ravel(), minlength=65537)[:65537]
+        if with_area:
+            w = np.broadcast_to(g.pixel_area_m2(r0, r1), a.shape)[ok]
+            areas += np.bincount(a[ok].ravel(), weights=w, minlength=65537)[:65537]
+    hist = {int(k): int(counts[k]) for k in np.flatnonzero(counts)}
+    if with_area:
+        return hist, {int(k): float(areas[k]) for k in np.flatnonzero(counts)}
+    return hist
 
 
 # --------------------------------------------------------------------------------------
@@ -237,23 +247,30 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         legend = load_legend(cfg, required_legend_columns(cfg))
         book = PriceBook.from_config(cfg)
         grid = reference_grid(cfg)
-        model = ServiceModel.from_config(cfg, legend, book, cell_size=grid.res[0], geographic=grid.is_geographic)
-        if model.needs_terrain() and abs(grid.res[0] - grid.res[1]) > 1e-6 * grid.res[0]:
-            raise GridMismatchError(f"terrain terms (slope, LS) need square pixels; the reference grid has {grid.res}")
-        keys = model.input_keys()
-        sources = open_inputs(cfg, grid, keys, model.input_requests())
-        layers = {name: load_layer(cfg, name, grid) for name in cfg.layers}
         chunk = cfg.output.chunk_size
-        checksums = input_checksums(_input_files(cfg, sources, layers, legend))
-        run_hash = _run_hash(cfg, checksums, book)
+        lc_source = _raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical")
 
     with timer.stage("legend_check"):
-        hist = class_histogram(sources["lc"], chunk)
+        hist, class_area = class_histogram(lc_source, chunk, with_area=True)
         missing = sorted(set(hist) - set(int(c) for c in legend.codes))
         if missing:
             raise TableError(
                 f"legend {legend.path}: land-cover class code(s) {missing} occur in inputs.land_cover "
                 f"({', '.join(f'{m}: {hist[m]} px' for m in missing[:10])}) but have no legend row; add them")
+
+    with timer.stage("prepare"):
+        model = ServiceModel.from_config(cfg, legend, book, cell_size=grid.res[0], geographic=grid.is_geographic,
+                                         class_area_m2=class_area)
+        if model.needs_terrain() and abs(grid.res[0] - grid.res[1]) > 1e-6 * grid.res[0]:
+            raise GridMismatchError(f"terrain terms (slope, LS) need square pixels; the reference grid has {grid.res}")
+        keys = model.input_keys()
+        sources = open_inputs(cfg, grid, keys, model.input_requests())
+        sources["lc"] = lc_source
+        layers = {name: load_layer(cfg, name, grid) for name in cfg.layers}
+        checksums = input_checksums(_input_files(cfg, sources, layers, legend))
+        run_hash = _run_hash(cfg, checksums, book)
+
+    with timer.stage("legend_check"):
         if "lc_alt" in sources:
             hist_alt = class_histogram(sources["lc_alt"], chunk)
             stock = model.service("carbon_sequestration").luts["stock"]

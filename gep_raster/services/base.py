@@ -71,6 +71,8 @@ class BuildContext:
     book: "PriceBook"
     cell_size: float
     geographic: bool
+    #: area (m2) of each land-cover class over the whole reference grid (from the legend check pass)
+    class_area_m2: dict = field(default_factory=dict)
 
     @property
     def et_is_et0(self) -> bool:

@@ -25,9 +25,13 @@ class ServiceModel:
     defined_lut: np.ndarray
 
     @classmethod
-    def from_config(cls, cfg, legend, book, *, cell_size: float, geographic: bool) -> "ServiceModel":
-        """Configure every enabled service. Raises ConfigError/TableError/CRSError naming the key."""
-        ctx = BuildContext(cfg, legend, book, float(cell_size), bool(geographic))
+    def from_config(cls, cfg, legend, book, *, cell_size: float, geographic: bool,
+                    class_area_m2: dict | None = None) -> "ServiceModel":
+        """Configure every enabled service. Raises ConfigError/TableError/CRSError naming the key.
+
+        ``class_area_m2``: area of each land-cover class over the grid (m2), for services whose
+        rules need regional totals (e.g. an emissions cap spread in proportion to capacity)."""
+        ctx = BuildContext(cfg, legend, book, float(cell_size), bool(geographic), dict(class_area_m2 or {}))
         services = [REGISTRY[name].Service(ctx) for name in cfg.services.enabled()]
         if not services:
             raise ConfigError("services: every service is disabled; enable at least one")
