@@ -1,4 +1,4 @@
-"""Accounts: per-polygon tables of physical quantities, values and GEP-R, and nesting checks.
+"""Accounts: per-polygon tables of physical quantities, values, GEP-R (and GEP), and nesting checks.
 
 Sums come from exact coverage fractions (:mod:`gep_raster.zonal`): a pixel cut by a polygon
 edge counts by its covered fraction, a polygon smaller than a pixel still gets its share, and
@@ -172,3 +172,54 @@ def nesting_report(child: Layer, parent: Layer, columns: list[str], child_sums: 
 
 def _py(v):
     return v.item() if hasattr(v, "item") else v
+
+
+def roll_up(child_values: np.ndarray, parents_of_child: np.ndarray, n_parents: int) -> np.ndarray:
+    """Sum child rows into their parents.
+
+    Parameters
+    ----------
+    child_values : float64 (n_children, k)
+        Values per child polygon (e.g. yuan/a).
+    parents_of_child : int64 (n_children,)
+        Parent position of each child (:func:`assign_parents`; -1 = no parent, not counted).
+    n_parents : int
+
+    Returns
+    -------
+    float64 (n_parents, k)
+        ``out[p] = Σ child_values[c]`` over the children c with ``parents_of_child[c] == p``.
+    """
+    child_values = np.asarray(child_values, np.float64)
+    out = np.zeros((n_parents, child_values.shape[1]), np.float64)
+    ok = parents_of_child >= 0
+    np.add.at(out, parents_of_child[ok], child_values[ok])
+    return out
+
+
+def add_gep_columns(tab: pd.DataFrame) -> pd.DataFrame:
+    """Add ``gep_yuan`` = GEP-R + EPV + ECV and ``gep_yuan_per_km2`` (per valid km2) to an account table.
+
+    Parameters
+    ----------
+    tab : DataFrame
+        An account table (:func:`build_table`) holding ``gep_r_yuan``, ``provisioning_yuan`` and
+        ``cultural_yuan`` (yuan/a).
+
+    Returns
+    -------
+    DataFrame
+        The table with the two columns added (also in ``tab``), columns ordered: id/name/areas, services, ``gep_r_yuan``,
+        ``provisioning_yuan``, ``cultural_yuan``, ``gep_yuan``, item columns (``epv_*``, ``ecv_*``),
+        ``gep_r_yuan_per_km2``, ``gep_yuan_per_km2``, geometry.
+    """
+    tab["gep_yuan"] = tab["gep_r_yuan"] + tab["provisioning_yuan"] + tab["cultural_yuan"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tab["gep_yuan_per_km2"] = np.where(tab["valid_area_km2"] > 0, tab["gep_yuan"] / tab["valid_area_km2"], np.nan)
+    cols = [c for c in tab.columns if c != "geometry"]
+    head = ["gep_r_yuan", "provisioning_yuan", "cultural_yuan", "gep_yuan"]
+    items = [c for c in cols if c.startswith(("epv_", "ecv_"))]
+    tail = ["gep_r_yuan_per_km2", "gep_yuan_per_km2"]
+    rest = [c for c in cols if c not in head + items + tail]
+    order = rest + head + items + tail + (["geometry"] if "geometry" in tab.columns else [])
+    return tab[order]

@@ -124,26 +124,86 @@ class PricesConfig(_Model):
 
 
 class EconomicAccountsConfig(_Model):
-    """Provisioning (EPV) and cultural (ECV) accounts from statistics tables, allocated to pixels."""
+    """Provisioning (EPV) and cultural (ECV) accounts from statistics tables, allocated to pixels.
+
+    ``table``: CSV of statistics per unit (format in :mod:`gep_raster.economic`); ``layer``: the
+    ``layers.<name>`` whose ``id_field`` the table's ``unit_id`` refers to; ``exclude_outside_region``:
+    subtract ``value_yuan × outside_share`` (GB/T 46869-2025); ``weight_rasters``: rasters a row may
+    name in its ``weight`` column (e.g. NPP to weight crop output).
+    """
 
     table: str  # CSV of statistics per admin unit (see gep_raster/economic.py)
     layer: str  # name of the layers.<name> whose id_field the table's unit ids refer to
     exclude_outside_region: bool = False  # GB/T 46869-2025: subtract value originating outside the region
+    weight_rasters: dict[str, RasterInput] = {}  # name -> raster, usable in the table's `weight` column
+
+    @field_validator("weight_rasters")
+    @classmethod
+    def _weight_names(cls, v):
+        for name in v:
+            if name == "area" or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"weight raster name '{name}' must be an identifier other than 'area'")
+        return v
 
 
 class ScenarioEdit(_Model):
-    """Change the land cover inside polygons (e.g. a development parcel becomes built-up)."""
+    """One land-cover edit of a scenario: inside the polygon(s), pixels take ``to_class``.
 
-    path: str  # polygon file
-    to_class: int
-    where: str | None = None  # optional attribute filter "field == value"
+    Exactly one of ``path`` (a polygon file, relative to the config) or ``wkt`` (an inline WKT
+    Polygon/MultiPolygon) is required. Rule (see :mod:`gep_raster.scenario`): a pixel of the
+    reference grid takes ``to_class`` when its **centre** lies inside a polygon; land-cover
+    nodata pixels stay nodata; later edits win where edits overlap.
+
+    Fields
+    ------
+    path : polygon file (GeoPackage, shapefile ...), any CRS (reprojected to the grid).
+    layer : layer name inside ``path`` (GeoPackage with several layers).
+    where : attribute filter ``"field == value"`` or ``"field != value"`` on the features of
+        ``path`` (value quoted -> compared as text; unquoted -> as a number when it is one).
+    wkt : inline polygon geometry (WKT).
+    crs : CRS of ``wkt`` (e.g. ``EPSG:32650``); default: the reference grid's CRS.
+    to_class : land-cover class code (0..65535) given to the pixels; it must have a legend row.
+    from_classes : optional list of class codes: only pixels of these classes are edited (e.g. the
+        cropland and shrub of a parcel become forest, its existing forest is left as it is).
+    set_inputs : optional ``{input name: value}``: inside the same polygons, the continuous
+        input ``inputs.<name>`` (e.g. ``carbon`` for an NEP/NPP raster, in that input's unit)
+        takes ``value`` on the pixels this edit changes, so that inputs that do not follow the
+        land cover (an observed NEP raster) change with it. The value is a user assumption: say
+        where it comes from.
+    """
+
+    path: str | None = None
+    layer: str | None = None
+    where: str | None = None
+    wkt: str | None = None
+    crs: str | None = None
+    to_class: int = Field(ge=0, le=65535)
+    from_classes: list[int] | None = None
+    set_inputs: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _one_geometry(self):
+        if (self.path is None) == (self.wkt is None):
+            raise ValueError("give exactly one of 'path' (polygon file) or 'wkt' (inline polygon)")
+        if self.wkt is not None and (self.where is not None or self.layer is not None):
+            raise ValueError("'where' and 'layer' apply to 'path' only (an inline 'wkt' has no attributes)")
+        if self.path is not None and self.crs is not None:
+            raise ValueError("'crs' applies to 'wkt' only (a polygon file carries its own CRS)")
+        if self.where is not None and not re.match(r"^\s*[^\s=!]+\s*(==|!=)\s*\S.*$", self.where):
+            raise ValueError(f"where: '{self.where}' is not of the form \"field == value\" (or !=)")
+        if self.from_classes is not None and not self.from_classes:
+            raise ValueError("from_classes: give at least one class code, or leave the key out (all classes)")
+        return self
 
 
 class ScenarioConfig(_Model):
-    """A land-cover scenario applied when reading inputs.land_cover."""
+    """A land-cover scenario applied when reading ``inputs.land_cover`` (see :mod:`gep_raster.scenario`).
+
+    ``edits`` are applied in order (a later edit wins where edits overlap)."""
 
     name: str
-    edits: list[ScenarioEdit] = []
+    description: str = ""
+    edits: list[ScenarioEdit] = Field(min_length=1)
 
 
 def _services_config_model():

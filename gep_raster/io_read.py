@@ -6,9 +6,12 @@ returns exactly that window of the reference grid:
 
 * sources already on the grid lattice (same CRS, same pixel size within tolerance, origin on
   the lattice) are read directly, window by window (no resampling);
-* other sources go through a GDAL ``WarpedVRT`` built for that window's transform, so the
-  value of a destination pixel depends only on its position, never on the window (results do
-  not depend on chunk size);
+* continuous sources resampled bilinearly are interpolated by our own kernel from the exact
+  position of every destination pixel centre in the source (pyproj), so the value of a pixel
+  depends only on its position, never on the window (GDAL's warper derives its kernel scale from
+  each window's extent, which made reprojected values depend on the chunking);
+* other sources (classes, ``average``/``mode`` when the source is finer) go through a GDAL
+  ``WarpedVRT`` with the exact transformer built for that window's transform;
 * the resampling comes from the *kind* of variable: categorical -> nearest (mode when the
   source is finer than the grid); continuous -> bilinear (average when the source is finer).
 
@@ -46,6 +49,7 @@ class _FileInfo:
     bounds_on_grid: tuple[float, float, float, float]  # in the reference CRS
     aligned: tuple[int, int] | None  # (row_off, col_off) of the file on the grid lattice, if aligned
     finer: bool  # source pixel smaller than the grid pixel
+    scale: tuple[float, float]  # (x, y) destination pixels per source pixel, fixed for the whole file
 
 
 def _open(path: Path):
@@ -118,12 +122,13 @@ class GridSource:
                     raise RasterError(f"{name}: {p} has {ds.count} band(s); band {band} was asked for")
                 nd = nodata if nodata is not None else ds.nodatavals[band - 1]
                 b = transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21) if ds.crs != grid.crs else tuple(ds.bounds)
-                src_px = abs(ds.transform.a) if ds.crs == grid.crs else None
-                if src_px is None:
-                    # compare pixel sizes in the grid CRS
-                    src_px = (b[2] - b[0]) / ds.width
+                if ds.crs == grid.crs:
+                    src_px, src_py = abs(ds.transform.a), abs(ds.transform.e)
+                else:  # pixel sizes expressed in the grid CRS
+                    src_px, src_py = (b[2] - b[0]) / ds.width, (b[3] - b[1]) / ds.height
                 infos.append(_FileInfo(p, ds.crs, ds.transform, ds.width, ds.height, nd, ds.dtypes[band - 1], b,
-                                       _lattice_offset(ds, grid), src_px < 0.75 * grid.res[0]))
+                                       _lattice_offset(ds, grid), src_px < 0.75 * grid.res[0],
+                                       (src_px / grid.res[0], src_py / grid.res[1])))
         self.files = infos
 
     # ------------------------------------------------------------------------------
@@ -185,6 +190,9 @@ class GridSource:
                 cc0, cc1 = max(0, co - c0), min(w, co + info.width - c0)
                 if rr1 > rr0 and cc1 > cc0:
                     inside[rr0:rr1, cc0:cc1] = True
+            elif self.kind == "continuous" and self.resampling_for(info) == Resampling.bilinear:
+                arr, inside = self._bilinear_window(ds, info, r0, r1, c0, c1)
+                nd = None
             else:
                 wt = self.grid.window_transform(Window(c0, r0, w, h))
                 src_nd = nd if nd is not None else _sentinel(info.dtype)
@@ -210,6 +218,63 @@ class GridSource:
         if arr.dtype.kind == "f":
             valid &= np.isfinite(arr)
         return arr, valid
+
+    def _transformer(self, info: _FileInfo):
+        cache = getattr(self._local, "transformers", None)
+        if cache is None:
+            cache = self._local.transformers = {}
+        t = cache.get(info.path)
+        if t is None and info.crs != self.grid.crs:
+            from pyproj import Transformer
+
+            t = cache[info.path] = Transformer.from_crs(self.grid.crs.to_wkt(), info.crs.to_wkt(), always_xy=True)
+        return t
+
+    def _bilinear_window(self, ds, info: _FileInfo, r0, r1, c0, c1):
+        """Bilinear warp of one window, computed from exact pixel-centre positions (chunk-independent).
+
+        Every destination pixel centre is transformed to the source CRS (pyproj, exact), turned into
+        fractional source pixel-centre coordinates, and interpolated from the 4 neighbours
+        (:func:`gep_raster.kernels.resample.bilinear_sample`); the value of a pixel depends only on its
+        position, never on the window."""
+        from .kernels.resample import bilinear_sample
+
+        h, w = r1 - r0, c1 - c0
+        t = self.grid.transform
+        xs = t.c + (np.arange(c0, c1) + 0.5) * t.a
+        ys = t.f + (np.arange(r0, r1) + 0.5) * t.e
+        X, Y = np.meshgrid(xs, ys)
+        tr = self._transformer(info)
+        if tr is not None:
+            X, Y = tr.transform(X, Y)
+        inv = ~info.transform
+        fc = inv.a * X + inv.b * Y + inv.c - 0.5  # source pixel-centre coordinates
+        fr = inv.d * X + inv.e * Y + inv.f - 0.5
+        bad = ~(np.isfinite(fc) & np.isfinite(fr))
+        fc[bad] = np.nan
+        fr[bad] = np.nan
+        if bad.all():
+            return np.full((h, w), np.nan, np.float32), np.zeros((h, w), bool)
+        rlo = int(np.floor(np.nanmin(fr))) - 1
+        rhi = int(np.floor(np.nanmax(fr))) + 3
+        clo = int(np.floor(np.nanmin(fc))) - 1
+        chi = int(np.floor(np.nanmax(fc))) + 3
+        rlo, clo = max(rlo, 0), max(clo, 0)
+        rhi, chi = min(rhi, info.height), min(chi, info.width)
+        if rhi <= rlo or chi <= clo:
+            return np.full((h, w), np.nan, np.float32), np.zeros((h, w), bool)
+        src = ds.read(self.band, window=Window(clo, rlo, chi - clo, rhi - rlo))
+        valid = np.ones(src.shape, bool)
+        if info.nodata is not None:
+            valid &= src != np.array(info.nodata).astype(src.dtype)
+        if src.dtype.kind == "f":
+            valid &= np.isfinite(src)
+        # outside the source raster: no value (not an extrapolation from the edge)
+        outside = (fr < -0.5) | (fr > info.height - 0.5) | (fc < -0.5) | (fc > info.width - 0.5)
+        fr = np.where(outside, np.nan, fr - rlo)
+        fc = np.where(outside, np.nan, fc - clo)
+        out = bilinear_sample(src, valid, fr, fc)
+        return out, np.isfinite(out)
 
     def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Window [r0:r1, c0:c1] of the reference grid.
@@ -254,9 +319,12 @@ class GridSource:
             (ra, rb), (ca, cb) = block_info[None]["array-location"]
             return self.read(ra, rb, ca, cb)
 
+        from dask.base import tokenize
+
         chunks = da.core.normalize_chunks(chunks, shape=self.grid.shape)
+        # the graph name depends on the source and the chunking (same source, other chunks = other keys)
         return da.map_blocks(_block, chunks=chunks, dtype=self.dtype, meta=np.empty((0, 0), self.dtype),
-                             name=f"read-{self.name}-{id(self):x}")
+                             name=f"read-{self.name}-{tokenize(id(self), self.name, chunks)}")
 
     def read_all(self) -> np.ndarray:
         return self.read(0, self.grid.height, 0, self.grid.width)

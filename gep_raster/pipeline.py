@@ -6,8 +6,11 @@ Stages (timed, recorded in the manifest):
 2. ``legend_check``: class histogram of the land cover; every class present must have a legend row.
 3. ``routing``: D8 flow accumulation of the whole DEM (pyflwdir), for the LS factor.
 4. ``coverage``: exact polygon coverage, once per layer (:class:`gep_raster.zonal.CoverageIndex`).
-5. ``compute_write``: one dask graph computes every output block in one pass over the inputs;
-   each block is written to its raster and added to every layer's sums as it arrives.
+   With ``economic_accounts``: ``economic_prepass`` reads land cover (and weight rasters) once more to
+   sum the allocation denominators per unit (:mod:`gep_raster.economic`).
+5. ``compute_write``: one dask graph computes every output block in one pass over the inputs
+   (services, then EPV/ECV allocation and GEP); each block is written to its raster and added to
+   every layer's sums as it arrives.
 6. ``finalize_rasters``: temporary GeoTIFFs become Cloud-Optimized GeoTIFFs (atomic rename).
 7. ``tables``, ``figures``, ``manifest``.
 
@@ -27,8 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .accounts import Layer, assign_parents, build_table, load_layer, nesting_report
+from .accounts import (Layer, add_gep_columns, assign_parents, build_table, load_layer, nesting_report,
+                       polygon_area_km2, roll_up)
 from .config import RunConfig
+from .economic import EconomicAccounts
 from .errors import ConfigError, GepError, GridMismatchError, TableError
 from .grid import RefGrid
 from .io_read import GridSource, SumSource, grid_from_files
@@ -200,6 +205,8 @@ def _input_files(cfg: RunConfig, sources: dict, layers: dict[str, Layer], legend
         files.append(cfg.resolve(cfg.prices.table))
     if cfg.inputs.carbon.pools_table and cfg.inputs.carbon.method == "stock_change":
         files.append(cfg.resolve(cfg.inputs.carbon.pools_table))
+    if cfg.economic_accounts is not None:
+        files.append(cfg.resolve(cfg.economic_accounts.table))
     seen, out = set(), []
     for f in files:
         if f not in seen:
@@ -267,6 +274,9 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         sources = open_inputs(cfg, grid, keys, model.input_requests())
         sources["lc"] = lc_source
         layers = {name: load_layer(cfg, name, grid) for name in cfg.layers}
+        econ = EconomicAccounts.from_config(cfg, legend, layers) if cfg.economic_accounts is not None else None
+        if econ is not None:
+            sources.update(econ.open_weight_sources(cfg, grid))
         checksums = input_checksums(_input_files(cfg, sources, layers, legend))
         run_hash = _run_hash(cfg, checksums, book)
 
@@ -279,9 +289,11 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
                 raise TableError(f"inputs.carbon.pools_table: class code(s) {miss_alt} of the alternate land cover "
                                  "have no carbon-pool row")
 
-    outputs = model.outputs
+    # service outputs, then (with economic accounts) EPV, ECV, GEP and the per-item values
+    outputs = model.outputs + (econ.outputs if econ is not None else [])
     written = [o for o in outputs if o.write]
-    zonal_keys = [o.key for o in outputs if o.kind in ("physical", "value", "gep_r", "diagnostic")]
+    service_keys = [o.key for o in model.outputs if o.kind in ("physical", "value", "gep_r", "diagnostic")]
+    zonal_keys = service_keys + (econ.zonal_keys if econ is not None else [])
     state_file = state_dir / "rasters.json"
     sums_file = state_dir / "sums.npz"
     done = False
@@ -321,6 +333,11 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
             nest_idx[name] = (idx, cov.index.to_numpy())
             if idx is not None:
                 indices[f"__nest__{name}"] = idx
+
+    if econ is not None:
+        with timer.stage("economic_prepass"):
+            econ.compute_denominators(sources["lc"], sources, indices[econ.layer_name])
+            econ.warn_unallocated()
 
     if done:
         log.info("rasters of this run are up to date in %s (run hash %s); skipping computation", out_dir, run_hash[:12])
@@ -364,6 +381,10 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
             if model.needs_routing():
                 arrays["upslope"] = da.from_array(upslope, chunks=chunks)
             stacked = model.compute_dask(arrays, grid.row_pixel_area_m2)
+            if econ is not None:  # EPV, ECV, GEP appended to the stack (reads as in the pre-pass)
+                econ_lc, econ_w = econ.dask_inputs(sources["lc"], sources, chunks)
+                stacked = econ.compute_dask(stacked, model.output_keys.index("gep_r_yuan"), econ_lc, econ_w,
+                                            indices[econ.layer_name], grid.row_pixel_area_m2)
             writers = {}
             try:
                 for o in written:
@@ -395,10 +416,17 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
                       "config_sha256": cfg.config_hash(), "accounting_year": cfg.accounting_year}
             for o in written:
                 prices_used = {p["key"]: p["value"] for p in book.used_records()["prices"]
-                               if o.kind == "gep_r" or p["service"] == o.service}
+                               if o.kind in ("gep_r", "gep") or p["service"] == o.service}
+                if econ is not None and o.key in econ.output_keys:
+                    method = econ.note if o.kind != "gep" else "GEP = EPV + GEP-R + ECV; " + econ.note
+                    extra = {"statistics_table": str(econ.table_path), "statistics_sha256": econ.table_sha256}
+                else:
+                    method = model.notes.get(o.service, "GEP-R = sum of the regulating-service value rasters")
+                    extra = {}
                 writers[o.key].finalize(tags={**common, "service": o.service, "kind": o.kind, "units": o.unit,
-                                              "method": model.notes.get(o.service, "GEP-R = sum of the regulating-service value rasters"),
-                                              **({"prices": prices_used} if o.kind in ("value", "gep_r") else {})},
+                                              "method": method, **extra,
+                                              **({"prices": prices_used} if o.kind in ("value", "gep_r", "gep")
+                                                 else {})},
                                         description=o.description, units=o.unit)
         sums, valid_area = sink.sums, sink.valid_area
         totals = dict(zip(sink.okeys, sink.totals.tolist()))
@@ -420,8 +448,9 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
             idx = indices[name]
             tab = build_table(layer, grid, zonal_keys, sums[name], valid_area[name], idx.covered_area_m2())
             diag_cols = [o.key for o in outputs if o.kind == "diagnostic"]
-            tab = tab.drop(columns=diag_cols)
-            tables[name] = tab
+            tables[name] = tab.drop(columns=diag_cols)
+        econ_layer_rules = _economic_columns(econ, tables, layers, parents_of) if econ is not None else {}
+        for name, tab in tables.items():
             csv_path = out_dir / "tables" / f"{name}.csv"
             gpkg_path = out_dir / "tables" / f"{name}.gpkg"
             csv_path.parent.mkdir(parents=True, exist_ok=True)
@@ -442,8 +471,12 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
             if idx is not None:
                 covered[kept] = sums[f"__nest__{name}"]
                 union_area[kept] = idx.covered_area_m2()
-            rep = nesting_report(layer, layers[parent_name], zonal_keys, sums[name], sums[parent_name], covered,
-                                 parents_of[name], indices[name].covered_area_m2(), union_area)
+            # the nesting identity is checked on the service columns (raster sums); EPV/ECV columns of the
+            # allocation layer and its parents are statistics and their sums (see gep_raster.economic)
+            ns = len(service_keys)
+            rep = nesting_report(layer, layers[parent_name], service_keys, sums[name][:, :ns],
+                                 sums[parent_name][:, :ns], covered[:, :ns], parents_of[name],
+                                 indices[name].covered_area_m2(), union_area)
             for r in rep:
                 if not r["ok"]:
                     log.warning("nesting check FAILED: %s '%s' vs its %s: max relative difference %.3g "
@@ -469,8 +502,11 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
                        polygons=[layer.gdf for layer in layers.values()],
                        pixel_area_m2=float(np.mean(grid.row_pixel_area_m2)))
         vals = {s.label: totals[s.value_key] for s in model.services}
-        plot_value_by_service(vals, fig_dir / "value_by_service.png",
-                              title=f"Value per service, whole run area, {cfg.name}")
+        title = f"Value per service, whole run area, {cfg.name}"
+        if econ is not None:  # EPV and ECV beside the regulating services
+            vals.update(econ.plot_values())
+            title = f"GEP by service (EPV, GEP-R services, ECV), whole run area, {cfg.name}"
+        plot_value_by_service(vals, fig_dir / "value_by_service.png", title=title)
         manifest_outputs.append({"path": "figures/gep_r_map.png", "service": "gep_r", "kind": "figure",
                                  "unit": "yuan/ha/a"})
         manifest_outputs.append({"path": "figures/value_by_service.png", "service": "all", "kind": "figure",
@@ -489,7 +525,7 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         if "carbon_sequestration" in model.names:
             diag["carbon_sequestration"] = {"negative_rule": cfg.services.carbon_sequestration.negative_values,
                                             "negative_amount_tco2": totals.get("carbon_negative_tco2")}
-        assumptions = _assumptions(cfg, legend, model, book)
+        assumptions = _assumptions(cfg, legend, model, book, econ)
         manifest = {
             "gep_raster_version": __version__,
             "run_name": cfg.name,
@@ -514,9 +550,12 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
             "assumptions": assumptions,
             "outputs": manifest_outputs,
             "totals": {k: {"sum": totals[k], "unit": o.unit.replace(" per pixel", ""), "valid_pixels": valid_pixels[k]}
-                       for o in outputs for k in [o.key] if o.kind in ("physical", "value", "gep_r", "diagnostic")},
+                       for o in outputs for k in [o.key]
+                       if o.kind in ("physical", "value", "gep_r", "diagnostic", "gep", "economic_item")},
             "diagnostics": diag,
             "hierarchy_checks": hierarchy,
+            **({"economic_accounts": _economic_manifest(econ, totals, econ_layer_rules, sums, zonal_keys,
+                                                        indices, layers, grid)} if econ is not None else {}),
             "package_versions": package_versions(),
             "machine": machine_info(),
         }
@@ -526,14 +565,43 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
     return RunResult(out_dir, manifest_path, manifest, tables)
 
 
+def _economic_columns(econ: EconomicAccounts, tables: dict, layers: dict[str, Layer], parents_of: dict) -> dict:
+    """Set the EPV/ECV columns of the allocation layer (its statistics) and of the layers it nests in
+    (sums of their children), add ``gep_yuan`` to every table; returns layer -> rule used."""
+    cols = econ.zonal_keys
+    rules = {name: "coverage-weighted sum of the EPV/ECV rasters" for name in tables}
+    name, vals = econ.layer_name, econ.unit_values()
+    tables[name][cols] = vals
+    rules[name] = "statistics of the unit (allocated + unallocated value)"
+    while layers[name].config.nests_in is not None:
+        parent = layers[name].config.nests_in
+        vals = roll_up(vals, parents_of[name], len(layers[parent].gdf))
+        tables[parent][cols] = vals
+        rules[parent] = f"sum of its {name} rows"
+        name = parent
+    for n in tables:
+        tables[n] = add_gep_columns(tables[n])
+    return rules
+
+
+def _economic_manifest(econ: EconomicAccounts, totals: dict, layer_rules: dict, sums: dict, zonal_keys: list,
+                       indices: dict, layers: dict, grid: RefGrid) -> dict:
+    j = [zonal_keys.index("provisioning_yuan"), zonal_keys.index("cultural_yuan")]
+    name = econ.layer_name
+    return econ.manifest(totals, layer_rules, sums[name][:, j], indices[name].covered_area_m2(),
+                         polygon_area_km2(layers[name].gdf, grid))
+
+
 def _column_units(tab, outputs: list[OutputSpec]) -> dict:
-    units = {"area_km2": "km2", "grid_area_km2": "km2", "valid_area_km2": "km2", "gep_r_yuan_per_km2": "yuan/km2/a"}
+    units = {"area_km2": "km2", "grid_area_km2": "km2", "valid_area_km2": "km2", "gep_r_yuan_per_km2": "yuan/km2/a",
+             "gep_yuan_per_km2": "yuan/km2/a"}
     for o in outputs:
         units[o.key] = o.unit.replace(" per pixel", "")
     return {c: units.get(c, "") for c in tab.columns if c != "geometry"}
 
 
-def _assumptions(cfg: RunConfig, legend, model: ServiceModel, book: PriceBook) -> list[str]:
+def _assumptions(cfg: RunConfig, legend, model: ServiceModel, book: PriceBook,
+                 econ: EconomicAccounts | None = None) -> list[str]:
     out = []
     for rec in book.used_records()["prices"] + book.used_records()["parameters"]:
         if rec["evidence"] in ("U", "V2"):
@@ -546,6 +614,13 @@ def _assumptions(cfg: RunConfig, legend, model: ServiceModel, book: PriceBook) -
                 out.append(f"legend class {code} ({row.get('name', '')}): {note}")
     if "carbon_sequestration" in model.names and model.service("carbon_sequestration").flags["method"] == "npp":
         out.append("carbon from NPP counts gross plant uptake (heterotrophic respiration not subtracted)")
+    if econ is not None:
+        if econ.is_illustrative():
+            n = econ.illustrative_rows()
+            out.append(f"economic_accounts: {n} of {len(econ.rows)} statistics rows of {econ.table_path} are "
+                       "ILLUSTRATIVE [EX], not real statistics: EPV, ECV and GEP are illustrative")
+        out.append("economic_accounts: the spatial allocation of EPV/ECV (allocate_to, weight) is an engine design "
+                   "rule, not from a standard (methods note 3.1-3.2)")
     return out
 
 

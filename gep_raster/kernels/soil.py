@@ -14,22 +14,45 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["ls_factor_kernel", "rusle_kernel", "r_factor_from_annual_precip_kernel"]
+__all__ = ["ls_factor_kernel", "ls_factor_slope_length_kernel", "rusle_kernel",
+           "r_factor_from_annual_precip_kernel"]
 
 
 # --------------------------------------------------------------------------------------
 # numba kernels
 # --------------------------------------------------------------------------------------
 @numba.njit(nogil=True, cache=True)
+def _s_and_m(s32):
+    """McCool S factor and the slope-length exponent m for a float32 slope gradient tan θ (≥ 0).
+
+    The slope classes are compared in float32 so that a percent value given as float32(tan θ) falls in the
+    same class as the exact percent (e.g. float32(0.09) counts as 9 %). Returns (S, m) as float64."""
+    s64 = np.float64(s32)
+    sin_t = s64 / math.sqrt(1.0 + s64 * s64)  # sin(arctan s), without the trig calls
+    # McCool et al. (1987) slope steepness factor
+    if s32 < np.float32(0.09):
+        s_fac = 10.8 * sin_t + 0.03
+    else:
+        s_fac = 16.8 * sin_t - 0.5
+    # slope-length exponent m (InVEST table; McCool et al. 1989 beta for > 9 %)
+    if s32 <= np.float32(0.01):
+        m = 0.2
+    elif s32 <= np.float32(0.035):
+        m = 0.3
+    elif s32 <= np.float32(0.05):
+        m = 0.4
+    elif s32 <= np.float32(0.09):
+        m = 0.5
+    else:
+        beta = (sin_t / 0.0896) / (3.0 * sin_t ** 0.8 + 0.56)
+        m = beta / (1.0 + beta)
+    return s_fac, m
+
+
+@numba.njit(nogil=True, cache=True)
 def _ls_factor_nb(slope, cells, aspect_x, cell_size, l_max):
     h, w = slope.shape
     out = np.empty((h, w), dtype=np.float32)
-    # slope thresholds compared in float32 so that a percent value given as float32(tan θ)
-    # falls in the same class as the exact percent (e.g. float32(0.09) counts as 9 %).
-    t01 = np.float32(0.01)
-    t035 = np.float32(0.035)
-    t05 = np.float32(0.05)
-    t09 = np.float32(0.09)
     ref = 22.13  # RUSLE unit plot length (m)
     for r in range(h):
         for c in range(w):
@@ -39,25 +62,7 @@ def _ls_factor_nb(slope, cells, aspect_x, cell_size, l_max):
             if np.isnan(s32) or np.isnan(n) or np.isnan(x) or s32 < 0 or n < 1.0 or x <= 0.0:
                 out[r, c] = np.float32(np.nan)
                 continue
-            s64 = np.float64(s32)
-            sin_t = s64 / math.sqrt(1.0 + s64 * s64)  # sin(arctan s), without the trig calls
-            # McCool et al. (1987) slope steepness factor
-            if s32 < t09:
-                s_fac = 10.8 * sin_t + 0.03
-            else:
-                s_fac = 16.8 * sin_t - 0.5
-            # slope-length exponent m (InVEST table; McCool et al. 1989 beta for > 9 %)
-            if s32 <= t01:
-                m = 0.2
-            elif s32 <= t035:
-                m = 0.3
-            elif s32 <= t05:
-                m = 0.4
-            elif s32 <= t09:
-                m = 0.5
-            else:
-                beta = (sin_t / 0.0896) / (3.0 * sin_t ** 0.8 + 0.56)
-                m = beta / (1.0 + beta)
+            s_fac, m = _s_and_m(s32)
             # Desmet & Govers (1996) with A_in = (n - 1)·D²:
             #   L = ((A_in + D²)^(m+1) − A_in^(m+1)) / (D^(m+2) · x^m · 22.13^m)
             #     = (D / (22.13·x))^m · (n^(m+1) − (n−1)^(m+1))
@@ -68,6 +73,25 @@ def _ls_factor_nb(slope, cells, aspect_x, cell_size, l_max):
             else:
                 diff = k ** (m + 1.0) * math.expm1((m + 1.0) * math.log1p(1.0 / k))
             l_fac = (cell_size / (ref * x)) ** m * diff
+            if l_fac > l_max:
+                l_fac = l_max
+            out[r, c] = np.float32(l_fac * s_fac)
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _ls_slope_length_nb(slope, slope_length, l_max):
+    h, w = slope.shape
+    out = np.empty((h, w), dtype=np.float32)
+    ref = 22.13  # RUSLE unit plot length (m)
+    for r in range(h):
+        for c in range(w):
+            s32 = slope[r, c]
+            if np.isnan(s32) or s32 < 0:
+                out[r, c] = np.float32(np.nan)
+                continue
+            s_fac, m = _s_and_m(s32)
+            l_fac = (slope_length / ref) ** m  # Wischmeier & Smith (1978): L = (lambda / 22.13)^m
             if l_fac > l_max:
                 l_fac = l_max
             out[r, c] = np.float32(l_fac * s_fac)
@@ -224,6 +248,53 @@ def ls_factor_kernel(slope, upslope_cells, aspect_x, cell_size, l_max: float | N
     d = _positive_float(cell_size, "cell_size")
     lm = np.inf if l_max is None else _positive_float(l_max, "l_max", allow_inf=True)
     return _ls_factor_nb(s, n, x, d, lm)
+
+
+def ls_factor_slope_length_kernel(slope, slope_length_m, l_max: float | None = 122.0) -> np.ndarray:
+    """Grid-based USLE LS factor with one fixed slope length (no flow routing).
+
+    Per pixel, with ``θ = arctan(slope)`` and the fixed slope length λ (m)::
+
+        L  = (λ / 22.13)^m            (Wischmeier & Smith 1978; 22.13 m = the unit-plot length)
+        L  = min(L, l_max)
+        LS = L · S
+
+    with the same S (McCool et al. 1987) and the same slope classes for m (0.2/0.3/0.4/0.5 for
+    ≤ 1/3.5/5/9 %, β/(1+β) above, McCool et al. 1989) as :func:`ls_factor_kernel`. This is the classic
+    "each cell is a slope of length λ" LS of grid applications of the USLE (typically λ = the cell size),
+    with no upslope contributing area, so it does not grow along flow paths.
+
+    Parameters
+    ----------
+    slope : numpy.ndarray, shape (h, w), float32
+        Slope gradient tan θ (dimensionless), e.g. from :func:`gep_raster.kernels.terrain.slope_kernel`.
+    slope_length_m : float
+        Slope length λ in metres (finite, > 0), the same for every cell.
+    l_max : float or None, default 122.0
+        Upper bound on L (as in :func:`ls_factor_kernel`); ``None`` or ``np.inf`` for no cap.
+
+    Returns
+    -------
+    numpy.ndarray, shape (h, w), float32
+        LS factor (dimensionless). NaN where ``slope`` is NaN or negative. Arithmetic in float64.
+
+    Raises
+    ------
+    ValueError
+        If ``slope`` is not 2-D or not real-valued, if ``slope_length_m`` is not finite and positive, or if
+        ``l_max`` is not positive.
+
+    References
+    ----------
+    Wischmeier, W.H. & Smith, D.D. (1978). *Predicting rainfall erosion losses*. USDA Agric. Handbook 537
+    (L = (λ/72.6)^m in feet, i.e. (λ/22.13)^m in metres).
+    McCool, D.K. et al. (1987) *Trans. ASAE* 30(5):1387–1396 (S); McCool et al. (1989) *Trans. ASAE*
+    32(5):1571–1576 (β for m). The m table is the InVEST SDR one (user guide, SDR, "Annual Soil Loss").
+    """
+    s = _as_float32_2d(slope, "slope")
+    lam = _positive_float(slope_length_m, "slope_length_m")
+    lm = np.inf if l_max is None else _positive_float(l_max, "l_max", allow_inf=True)
+    return _ls_slope_length_nb(s, lam, lm)
 
 
 def rusle_kernel(r, k, ls, c, p) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ CORE_INPUTS = {
     "slope": "tan(slope) from the DEM, Horn 3x3 (map_overlap depth 1)",
     "aspect_x": "|sin a| + |cos a| from the DEM (Desmet & Govers x term)",
     "upslope": "D8 upslope cells including the cell (pyflwdir), float32",
+    "upslope_mfd": "MFD upslope cells including the cell (routing.upslope_area_mfd), float32",
     "r": "RUSLE R raster (inputs.r_factor)",
     "k": "RUSLE K raster (inputs.k_factor)",
     "c": "RUSLE C raster (inputs.c_factor)",
@@ -97,6 +98,8 @@ class ServiceBase:
         self.flags: dict[str, Any] = {}
         self.outputs: list[OutputSpec] = []
         self.note: str = ""
+        #: assumptions standing in for missing data or unverified formulas (listed in the manifest)
+        self.assumptions: list[str] = []
         self.configure(ctx)
 
     # -- to implement --------------------------------------------------------------------

@@ -78,10 +78,20 @@ class ServiceModel:
         return req
 
     def needs_terrain(self) -> bool:
-        return bool({"slope", "aspect_x", "upslope"} & set(self.input_keys()))
+        return bool({"slope", "aspect_x", "upslope", "upslope_mfd", "dem"} & set(self.input_keys()))
+
+    def routing_requests(self) -> dict[str, tuple[str, dict]]:
+        """Global flow-routing products the services need: input key -> (method, options)."""
+        return {s.routing_key: (s.routing, dict(getattr(s, "routing_options", {}) or {}))
+                for s in self.services if getattr(s, "routing", None)}
 
     def needs_routing(self) -> bool:
-        return "upslope" in self.input_keys()
+        return bool(self.routing_requests())
+
+    @property
+    def assumptions(self) -> list[str]:
+        """Assumptions the services declare (constants standing in for missing data, [U] formulas)."""
+        return [a for s in self.services for a in [*s.assumptions, *s.flags.get("assumptions", [])]]
 
     def compute_block(self, blocks: dict[str, np.ndarray], row_area_m2: np.ndarray) -> dict[str, np.ndarray]:
         """All outputs of one block.
