@@ -104,6 +104,17 @@ def validate(config: Path = typer.Argument(..., help="Run configuration (YAML)."
     typer.secho(f"{config}: OK ({len(rep.warnings)} warning(s))", fg=typer.colors.GREEN)
 
 
+def _register_commands():
+    """Commands defined next to their engine modules (each module has ``register(app)``)."""
+    from . import change, offset, sensitivity, vep
+
+    for module in (sensitivity, change, offset, vep):
+        module.register(app)
+
+
+_register_commands()
+
+
 def main():  # console-script entry point
     app()
 

@@ -85,7 +85,7 @@ def open_inputs(cfg: RunConfig, grid: RefGrid, model_keys: list[str], requests: 
         src["precip"] = _climate_source(cfg, "precipitation", i.precipitation, grid)
     if "et" in model_keys:
         src["et"] = _climate_source(cfg, "et" if i.et is not None else "et0", i.et or i.et0, grid)
-    if {"slope", "aspect_x", "upslope", "dem"} & set(model_keys):
+    if {"slope", "aspect_x", "upslope", "upslope_mfd", "dem"} & set(model_keys):
         src["dem"] = _raster_source(cfg, "dem", i.dem, grid, "continuous")
     for key, name in (("r", "r_factor"), ("k", "k_factor"), ("c", "c_factor"), ("p", "p_factor")):
         if key in model_keys:
@@ -187,8 +187,9 @@ def _run_hash(cfg: RunConfig, checksums: dict, book: PriceBook) -> str:
     return h.hexdigest()
 
 
-def _input_files(cfg: RunConfig, sources: dict, layers: dict[str, Layer], legend) -> list[Path]:
-    files: list[Path] = []
+def _input_files(cfg: RunConfig, sources: dict, layers: dict[str, Layer], legend, book: PriceBook,
+                 model: ServiceModel) -> list[Path]:
+    files: list[Path] = [Path(f) for s in model.services for f in s.files]
 
     def add(s):
         if isinstance(s, SumSource):
@@ -201,8 +202,7 @@ def _input_files(cfg: RunConfig, sources: dict, layers: dict[str, Layer], legend
         add(s)
     files += [Path(x) for x in legend.sources]
     files += [Path(layer.path) for layer in layers.values()]
-    if cfg.prices.table:
-        files.append(cfg.resolve(cfg.prices.table))
+    files += list(book.files)  # prices.table, parameters_table, prices.price_index
     if cfg.inputs.carbon.pools_table and cfg.inputs.carbon.method == "stock_change":
         files.append(cfg.resolve(cfg.inputs.carbon.pools_table))
     if cfg.economic_accounts is not None:
@@ -256,6 +256,10 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         grid = reference_grid(cfg)
         chunk = cfg.output.chunk_size
         lc_source = _raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical")
+        if cfg.scenario is not None:  # land-cover scenario (e.g. a development parcel becomes built-up)
+            from .scenario import ScenarioSource
+
+            lc_source = ScenarioSource(lc_source, cfg.scenario, grid, cfg)
 
     with timer.stage("legend_check"):
         hist, class_area = class_histogram(lc_source, chunk, with_area=True)
@@ -273,11 +277,15 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         keys = model.input_keys()
         sources = open_inputs(cfg, grid, keys, model.input_requests())
         sources["lc"] = lc_source
+        if cfg.scenario is not None:  # continuous inputs set on the changed pixels (scenario set_inputs)
+            from .scenario import wrap_inputs
+
+            sources = wrap_inputs(sources, cfg.scenario, grid, cfg)
         layers = {name: load_layer(cfg, name, grid) for name in cfg.layers}
         econ = EconomicAccounts.from_config(cfg, legend, layers) if cfg.economic_accounts is not None else None
         if econ is not None:
             sources.update(econ.open_weight_sources(cfg, grid))
-        checksums = input_checksums(_input_files(cfg, sources, layers, legend))
+        checksums = input_checksums(_input_files(cfg, sources, layers, legend, book, model))
         run_hash = _run_hash(cfg, checksums, book)
 
     with timer.stage("legend_check"):
@@ -351,16 +359,22 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         timer_resumed = True
     else:
         timer_resumed = False
-        upslope = None
+        routed: dict[str, np.ndarray] = {}
         upslope_info = None
         if model.needs_routing():
             with timer.stage("routing"):
-                from .routing import upslope_area
+                from .routing import upslope_cells
 
                 dem_full = sources["dem"].read_all()
-                upslope = upslope_area(dem_full, grid.transform, latlon=grid.is_geographic)
-                upslope_info = {"method": "pyflwdir fill_depressions (Wang & Liu 2006) + D8, cell counts",
-                                "max_upslope_cells": float(np.nanmax(upslope)) if np.isfinite(upslope).any() else None}
+                upslope_info = []
+                for key, (method, opts) in model.routing_requests().items():
+                    routed[key] = upslope_cells(dem_full, grid.transform, method=method,
+                                                latlon=grid.is_geographic, **opts)
+                    mx = float(np.nanmax(routed[key])) if np.isfinite(routed[key]).any() else None
+                    upslope_info.append({
+                        "input": key, "method": method, "options": opts, "max_upslope_cells": mx,
+                        "description": ("pyflwdir fill_depressions (Wang & Liu 2006) + D8, cell counts" if method == "d8"
+                                        else "multiple flow directions (Freeman 1991 / Quinn 1991), cell counts")})
                 del dem_full
 
         with timer.stage("compute_write"):
@@ -370,7 +384,7 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
             chunks = da.core.normalize_chunks((chunk, chunk), shape=grid.shape)
             arrays = {}
             for k in keys:
-                if k in ("slope", "aspect_x", "upslope"):
+                if k in ("slope", "aspect_x") or k in routed:
                     continue
                 arrays[k] = sources[k].to_dask(chunks)
             if model.needs_terrain():
@@ -378,8 +392,8 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
                 arrays.update(model.terrain_dask(dem, grid.res))
                 if "dem" in keys:
                     arrays["dem"] = dem
-            if model.needs_routing():
-                arrays["upslope"] = da.from_array(upslope, chunks=chunks)
+            for key, arr in routed.items():
+                arrays[key] = da.from_array(arr, chunks=chunks)
             stacked = model.compute_dask(arrays, grid.row_pixel_area_m2)
             if econ is not None:  # EPV, ECV, GEP appended to the stack (reads as in the pre-pass)
                 econ_lc, econ_w = econ.dask_inputs(sources["lc"], sources, chunks)
@@ -612,6 +626,7 @@ def _assumptions(cfg: RunConfig, legend, model: ServiceModel, book: PriceBook,
             note = str(row.get("notes", ""))
             if "[U]" in note or "ASSUMPTION" in note.upper():
                 out.append(f"legend class {code} ({row.get('name', '')}): {note}")
+    out.extend(model.assumptions)
     if "carbon_sequestration" in model.names and model.service("carbon_sequestration").flags["method"] == "npp":
         out.append("carbon from NPP counts gross plant uptake (heterotrophic respiration not subtracted)")
     if econ is not None:

@@ -227,4 +227,21 @@ def validate(cfg: RunConfig) -> ValidationReport:
             if invalid:
                 rep.warnings.append(f"layers.{name}: polygon(s) {invalid[:10]} have invalid geometry "
                                     "(self-intersections); they are repaired with make_valid before coverage")
+    # statistics table of the economic accounts (EPV, ECV)
+    ea = cfg.economic_accounts
+    if ea is not None and grid is not None and legend is not None:
+        from .accounts import load_layer
+        from .economic import load_statistics
+
+        if ea.layer not in cfg.layers:
+            rep.problems.append(f"economic_accounts.layer: no layer named '{ea.layer}' (layers: {list(cfg.layers)})")
+        else:
+            try:
+                layer = load_layer(cfg, ea.layer, grid)
+                load_statistics(cfg.resolve(ea.table), unit_ids=list(layer.gdf[layer.config.id_field]),
+                                layer_name=ea.layer, id_field=layer.config.id_field, legend=legend,
+                                weight_names=list((ea.weight_rasters or {}).keys()),
+                                accounting_year=cfg.accounting_year)
+            except GepError as exc:
+                rep.problems.append(str(exc))
     return rep

@@ -179,3 +179,12 @@ def test_cli_validate_exit_codes_and_no_traceback(tiny):
     assert worse.exit_code == 2
     assert "error: config file not found" in worse.output
     assert "Traceback" not in worse.output
+
+
+def test_validate_checks_statistics_table(tiny):
+    (tiny.parent / "stats.csv").write_text(
+        "unit_id,account,item,value_yuan,year,source,allocate_to,weight,outside_share\n"
+        "330000009,provisioning,agriculture,1000,2024,test,cropland,area,0\n")
+    p = edit(tiny, "name: tiny", "name: tiny\neconomic_accounts: {table: stats.csv, layer: township}")
+    rep = validate(load_config(p))
+    assert any("stats.csv" in m and "330000009" in m for m in rep.problems), rep.problems

@@ -151,3 +151,22 @@ def test_chunk_size_does_not_change_results(tiny):
         q = outs[1].output_dir / p.relative_to(outs[0].output_dir)
         a, b = rasterio.open(p).read(1), rasterio.open(q).read(1)
         np.testing.assert_array_equal(a, b)
+
+
+def test_mfd_ls_method_runs_end_to_end(tiny):
+    """services.soil_retention.ls_method = desmet_govers_mfd: the pipeline routes with MFD and records it."""
+    from gep_raster.routing import upslope_cells
+
+    cfg = load_config(tiny, overrides={"services": {"soil_retention": {"ls_method": "desmet_govers_mfd"}},
+                                       "output": {"dir": "out_mfd"}})
+    res = run(cfg, progress=False)
+    (info,) = res.manifest["routing"]
+    assert info["method"] == "mfd" and info["input"] == "upslope_mfd"
+    d8 = run(load_config(tiny, overrides={"output": {"dir": "out_d8"}}), progress=False)
+    a = rasterio.open(res.output_dir / "rasters/intermediate/ls_factor.tif").read(1)
+    b = rasterio.open(d8.output_dir / "rasters/intermediate/ls_factor.tif").read(1)
+    assert np.isfinite(a).sum() == np.isfinite(b).sum()
+    assert not np.array_equal(a[np.isfinite(a)], b[np.isfinite(b)])  # MFD spreads flow: other LS somewhere
+    dem = rasterio.open(tiny.parent / "dem.tif").read(1)
+    cells = upslope_cells(dem, rasterio.open(tiny.parent / "dem.tif").transform, method="mfd")
+    assert info["max_upslope_cells"] == pytest.approx(float(np.nanmax(cells)))

@@ -49,7 +49,7 @@ class OutputSpec:
 
     @property
     def path(self) -> str:
-        folder = {"physical": "physical/", "value": "value/", "gep_r": "", "intermediate": "intermediate/",
+        folder = {"physical": "physical/", "value": "value/", "gep_r": "", "gep": "", "intermediate": "intermediate/",
                   "diagnostic": "diagnostic/"}[self.kind]
         return f"rasters/{folder}{self.key}.tif"
 
@@ -100,6 +100,8 @@ class ServiceBase:
         self.note: str = ""
         #: assumptions standing in for missing data or unverified formulas (listed in the manifest)
         self.assumptions: list[str] = []
+        #: files the service reads itself (e.g. water-body polygons), for the input checksums
+        self.files: list = []
         self.configure(ctx)
 
     # -- to implement --------------------------------------------------------------------

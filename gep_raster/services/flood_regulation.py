@@ -172,6 +172,7 @@ class Service(ServiceBase):
         wb = cfg.services.flood_regulation.water_bodies
         key = "services.flood_regulation.water_bodies"
         path = cfg.resolve(wb.path)
+        self.files.append(path)
         if not path.exists():
             raise VectorError(f"{key}.path: file not found: {path}")
         try:
