@@ -5,7 +5,8 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 export GEP_SHARED_DATA ?= $(abspath ../shared/data)
 
-.PHONY: help setup demo test test-fast gura willamette validate sample-tiles bench clean
+.PHONY: help setup demo test test-fast gura willamette validate sample-tiles bench clean \
+        sensitivity change-demo offset-demo vep-demo
 
 help:  ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -31,12 +32,37 @@ validate: $(STAMP)  ## validate every pipeline config
 	$(BIN)/gep validate pipelines/sample.yaml
 	$(BIN)/gep validate pipelines/gura.yaml
 	$(BIN)/gep validate pipelines/willamette.yaml
+	$(BIN)/gep validate pipelines/willamette_future.yaml
+	$(BIN)/gep validate pipelines/sample_development.yaml
+	$(BIN)/gep validate pipelines/sample_restoration.yaml
 
-gura: $(STAMP)  ## run the four services on the real Gura (Kenya) data -> out/gura
+gura: $(STAMP)  ## run seven regulating services + EPV/ECV on the real Gura (Kenya) data -> out/gura
 	$(BIN)/gep run pipelines/gura.yaml
 
-willamette: $(STAMP)  ## run carbon and air purification on the real Willamette (Oregon) data -> out/willamette
+willamette: $(STAMP)  ## run carbon, oxygen, air and water purification on the real Willamette (Oregon) data -> out/willamette
 	$(BIN)/gep run pipelines/willamette.yaml
+
+sensitivity: $(STAMP)  ## low/central/high accounts and tornado for the sample and Gura -> out/*/sensitivity
+	$(BIN)/gep sensitivity pipelines/sample.yaml
+	$(BIN)/gep sensitivity pipelines/gura.yaml
+
+change-demo: $(STAMP)  ## Willamette current vs future land cover -> out/willamette_change
+	$(BIN)/gep run pipelines/willamette.yaml
+	$(BIN)/gep run pipelines/willamette_future.yaml
+	$(BIN)/gep compare out/willamette out/willamette_future -o out/willamette_change
+
+offset-demo: $(STAMP)  ## GEP-R offset of a development parcel on the sample -> out/sample_offset
+	$(BIN)/gep run pipelines/sample.yaml
+	$(BIN)/gep run pipelines/sample_development.yaml
+	$(BIN)/gep run pipelines/sample_restoration.yaml
+	$(BIN)/gep offset --baseline out/sample --scenario out/sample_development \
+	  --parcel pipelines/data/sample_development_parcel.gpkg --restoration out/sample_restoration \
+	  --candidates pipelines/data/sample_candidate_parcels.gpkg --id-field cand_id --name-field cand_name \
+	  --offset-ratio 1.0 --ratio-source "illustrative 1:1, not a standard ratio" -o out/sample_offset
+
+vep-demo: $(STAMP)  ## VEP accounts of the sample's special units with a 20-year projection -> out/sample_vep
+	$(BIN)/gep run pipelines/sample.yaml
+	$(BIN)/gep vep out/sample --layer special_units --years 20 --growth 0.02 --discount 0.045 -o out/sample_vep
 
 sample-tiles: $(STAMP)  ## regenerate sample_tiles/data with the deterministic generator
 	$(BIN)/python sample_tiles/make_sample.py --out sample_tiles/data

@@ -227,6 +227,24 @@ def validate(cfg: RunConfig) -> ValidationReport:
             if invalid:
                 rep.warnings.append(f"layers.{name}: polygon(s) {invalid[:10]} have invalid geometry "
                                     "(self-intersections); they are repaired with make_valid before coverage")
+    # land-cover scenario: the edit polygons open and overlap the grid
+    if cfg.scenario is not None and grid is not None:
+        try:
+            from .pipeline import _raster_source
+            from .scenario import ScenarioSource
+
+            sc = ScenarioSource(_raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical"),
+                                cfg.scenario, grid, cfg)
+            summary = sc.transitions(cfg.output.chunk_size)
+            if summary["edited_pixels"] == 0:
+                rep.problems.append(f"scenario '{cfg.scenario.name}': no pixel centre of the reference grid lies in "
+                                    "the edit polygons (wrong CRS, extent or from_classes?)")
+            else:
+                rep.info.append(f"scenario '{cfg.scenario.name}': {summary['edited_pixels']} pixels edited, "
+                                f"transitions {summary['transitions']}")
+        except GepError as exc:
+            rep.problems.append(str(exc))
+
     # statistics table of the economic accounts (EPV, ECV)
     ea = cfg.economic_accounts
     if ea is not None and grid is not None and legend is not None:

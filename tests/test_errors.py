@@ -188,3 +188,10 @@ def test_validate_checks_statistics_table(tiny):
     p = edit(tiny, "name: tiny", "name: tiny\neconomic_accounts: {table: stats.csv, layer: township}")
     rep = validate(load_config(p))
     assert any("stats.csv" in m and "330000009" in m for m in rep.problems), rep.problems
+
+
+def test_validate_scenario_outside_grid(tiny):
+    p = edit(tiny, "name: tiny", "name: tiny\nscenario:\n  name: far\n  edits:\n"
+                                 "    - {wkt: 'POLYGON ((0 0, 10 0, 10 10, 0 10, 0 0))', to_class: 4}")
+    rep = validate(load_config(p))
+    assert any("scenario 'far': no pixel centre" in m for m in rep.problems), rep.problems

@@ -255,3 +255,25 @@ def test_willamette_carbon_stock_change_by_numpy(willamette, shared):
     assert got < 0  # the future scenario loses carbon: a net emission, kept negative by the documented rule
     units = pd.read_csv(willamette.output_dir / "tables/special_units.csv")
     assert len(units) == 1 and units["valid_area_km2"].iloc[0] > 10
+
+
+def test_gura_sensitivity_table(gura):
+    """Sensitivity of the Gura run: price swings are exact (value linear in price), K needs reruns."""
+    from gep_raster.sensitivity import run_sensitivity
+
+    cfg = load_config(REPO / "pipelines/gura.yaml", overrides={"output": {"dir": str(gura.output_dir)}})
+    res = run_sensitivity(cfg, central=gura)
+    tab = pd.read_csv(gura.output_dir / "sensitivity/sensitivity.csv").set_index("key")
+    t = gura.manifest["totals"]
+    # reservoir cost 0.67 .. 7.06 yuan/m3: GEP-R moves by the water-conservation volume x (7.06 - 0.67)
+    swing = t["water_conservation_m3"]["sum"] * (7.06 - 0.67)
+    assert tab.loc["water_conservation.reservoir_cost", "swing_yuan"] == pytest.approx(swing, rel=1e-6)
+    assert tab.loc["water_conservation.reservoir_cost", "method"] == "exact"
+    # K (constant, [U]) enters RUSLE linearly: GEP-R at K_high - at K_low = soil value x (0.041 - 0.018) / 0.03
+    k = tab.loc["soil_retention.k_constant"]
+    assert k["method"] == "rerun"
+    assert k["swing_yuan"] == pytest.approx(t["soil_retention_yuan"]["sum"] * (0.041 - 0.018) / 0.03, rel=1e-5)
+    assert list(tab["rank"]) == sorted(tab["rank"])
+    for layer in ("county", "township"):
+        for case in ("low", "central", "high"):
+            assert (gura.output_dir / f"sensitivity/{layer}_{case}.csv").exists()
