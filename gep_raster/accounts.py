@@ -23,6 +23,8 @@ NESTING_RTOL = 1e-6
 
 @dataclass
 class Layer:
+    """A polygon layer of the run: its config, the GeoDataFrame in the grid CRS (original fields kept) and path."""
+
     name: str
     config: LayerConfig
     gdf: gpd.GeoDataFrame  # in the grid CRS, original columns kept

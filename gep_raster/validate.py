@@ -40,6 +40,8 @@ PLAUSIBLE = {
 
 @dataclass
 class ValidationReport:
+    """Result of :func:`validate`: ``problems`` (the run would fail or be wrong), ``warnings``, ``info``."""
+
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     info: list[str] = field(default_factory=list)

@@ -17,10 +17,15 @@ POLLUTANTS = ("so2", "nox", "dust")
 
 
 class Config(ServiceConfigBase):
+    """``services.air_purification``: ``pollutants`` (subset of so2, nox, dust)."""
+
     pollutants: list[Literal["so2", "nox", "dust"]] = list(POLLUTANTS)
 
 
 class Service(ServiceBase):
+    """Air purification per pixel: outputs ``air_purification_<pollutant>_t`` (t/a per pixel) and
+    ``air_purification_yuan`` (yuan/a per pixel). Capacity method (module docstring)."""
+
     name = "air_purification"
     label = "Air purification"
 

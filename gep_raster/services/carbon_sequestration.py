@@ -17,10 +17,16 @@ from .base import BuildContext, OutputSpec, ServiceBase
 
 
 class Config(ServiceConfigBase):
+    """``services.carbon_sequestration``: ``negative_values`` keep (net emission, default) or clip to 0."""
+
     negative_values: Literal["clip", "keep"] = "keep"
 
 
 class Service(ServiceBase):
+    """Carbon sequestration per pixel: outputs ``carbon_sequestration_tco2`` (t CO2/a per pixel),
+    ``carbon_sequestration_yuan`` and the diagnostic ``carbon_negative_tco2``. The method comes from
+    ``inputs.carbon.method`` (module docstring). Raises ConfigError/TableError naming the key or file."""
+
     name = "carbon_sequestration"
     label = "Carbon sequestration"
 

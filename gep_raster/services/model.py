@@ -20,6 +20,10 @@ from .registry import REGISTRY
 
 @dataclass
 class ServiceModel:
+    """The enabled services of a run (registry order), their outputs and the legend-defined mask.
+
+    Build with :meth:`from_config`; compute with :meth:`compute_block` (numpy) or :meth:`compute_dask`."""
+
     services: list[ServiceBase]
     outputs: list[OutputSpec]
     defined_lut: np.ndarray

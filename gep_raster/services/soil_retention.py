@@ -59,6 +59,11 @@ class Config(ServiceConfigBase):
 
 
 class Service(ServiceBase):
+    """Soil retention per pixel: outputs ``soil_retention_t`` (t/a per pixel), ``soil_retention_yuan`` and the
+    intermediates ``ls_factor`` (-) and ``r_factor`` (MJ·mm/(ha·h·a)).
+
+    Methods and sources: module docstring. Raises CRSError for a geographic grid (slope needs metres)."""
+
     name = "soil_retention"
     label = "Soil retention"
 

@@ -66,6 +66,11 @@ class Config(ServiceConfigBase):
 
 
 class Service(ServiceBase):
+    """Water conservation per pixel: outputs ``water_conservation_m3`` (m3/a per pixel), ``water_conservation_yuan``
+    (yuan/a per pixel), the diagnostic ``water_deficit_m3`` and the intermediates ``precipitation_mm``, ``et_mm``.
+
+    Methods and sources: module docstring. Raises ConfigError/TableError from :meth:`configure` naming the key."""
+
     name = "water_conservation"
     label = "Water conservation"
 
