@@ -277,3 +277,57 @@ def test_gura_sensitivity_table(gura):
     for layer in ("county", "township"):
         for case in ("low", "central", "high"):
             assert (gura.output_dir / f"sensitivity/{layer}_{case}.csv").exists()
+
+
+def test_willamette_change_report_current_vs_future(willamette, shared, tmp_path):
+    """Willamette current vs future land cover: the change report's air-purification delta, by numpy."""
+    from gep_raster.change import compare_runs
+
+    cfg = load_config(REPO / "pipelines/willamette_future.yaml", overrides={"output": {"dir": str(tmp_path / "fut")}})
+    fut = run(cfg, progress=False)
+    m = compare_runs(willamette.output_dir, fut.output_dir, tmp_path / "change")
+    leg = pd.read_csv(REPO / "pipelines/legends/willamette_legend.csv").set_index("lucode")
+    d = shared / "invest_willamette_oregon"
+    prices = {"so2": 1200, "nox": 630, "dust": 150}  # yuan/t, Garze 2010 (manifest prices)
+
+    def air_value(path):
+        with rasterio.open(path) as ds:
+            a = ds.read(1)
+            a = a[a != ds.nodata].astype(int)
+        counts = np.bincount(a)
+        codes = np.flatnonzero(counts)
+        # kg/ha/a x 0.09 ha per pixel / 1000 -> t/a, x price
+        return sum(counts[c] * 0.09 / 1000 * sum(leg.loc[c, f"{p}_kg_ha"] * v for p, v in prices.items()) for c in codes)
+
+    delta = air_value(d / "lulc_future_willamette.tif") - air_value(d / "lulc_current_willamette.tif")
+    assert m["totals"]["air_purification_yuan"]["delta"] == pytest.approx(delta, rel=1e-6)
+    with rasterio.open(tmp_path / "change/rasters/delta/gep_r_yuan_delta.tif") as ds:
+        g = ds.read(1).astype(np.float64)
+    both = m["totals"]["gep_r_yuan"]
+    # the delta raster sums to the delta of totals over the pixels valid in both runs (nearly all)
+    assert np.nansum(g) == pytest.approx(both["delta"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_sample_offset_report(tmp_path):
+    """Development parcel on the sample: GEP-R lost in the parcel = baseline - scenario raster sums there."""
+    import geopandas as gpd
+    from exactextract import exact_extract
+
+    from gep_raster.offset import offset_report
+
+    runs = {}
+    for name in ("sample", "sample_development", "sample_restoration"):
+        cfg = load_config(REPO / f"pipelines/{name}.yaml", overrides={"output": {"dir": str(tmp_path / name)}})
+        runs[name] = run(cfg, progress=False).output_dir
+    rep = offset_report(runs["sample"], runs["sample_development"], tmp_path / "offset", offset_ratio=1.0,
+                        parcel=REPO / "pipelines/data/sample_development_parcel.gpkg",
+                        restoration=runs["sample_restoration"],
+                        candidates=REPO / "pipelines/data/sample_candidate_parcels.gpkg", id_field="cand_id",
+                        ratio_source="test: like for like")
+    parcel = gpd.read_file(REPO / "pipelines/data/sample_development_parcel.gpkg")
+    lost = [exact_extract(str(runs[n] / "rasters/gep_r_yuan.tif"), parcel, "sum", output="pandas")["sum"].sum()
+            for n in ("sample", "sample_development")]
+    assert rep["required_compensation_yuan_per_year"] == pytest.approx(lost[0] - lost[1], rel=1e-5)
+    assert rep["required_compensation_yuan_per_year"] > 0
+    assert (tmp_path / "offset/offset_report.csv").exists() and (tmp_path / "offset/offset_summary.md").exists()
