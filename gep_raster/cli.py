@@ -40,11 +40,21 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 @app.command()
 def run(config: Path = typer.Argument(..., help="Run configuration (YAML)."),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Override output.dir of the config."),
-        workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Dask threads (default: all cores)."),
+        workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1,
+                                              help="Threads of the local scheduler (default: processing.workers "
+                                                   "of the config, else all cores)."),
+        scheduler: Optional[str] = typer.Option(
+            None, "--scheduler", "-s", metavar="ADDRESS",
+            help="Compute the blocks on an existing Dask distributed cluster: scheduler address "
+                 "(tcp://host:8786) or scheduler file (.json). Rasters, tables and manifest are written here; "
+                 "workers need gep_raster and the input files at the same paths."),
         force: bool = typer.Option(False, "--force", help="Recompute even if an identical finished run exists."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
         debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
-    """Compute the GEP-R rasters, account tables, figures and manifest of CONFIG."""
+    """Compute the GEP-R rasters, account tables, figures and manifest of CONFIG.
+
+    Locally (threads) by default; with --scheduler on a Dask distributed cluster (e.g. dask-jobqueue on SLURM).
+    The progress (blocks, pixels, Mpx/s, ETA) goes to stderr."""
     from .config import load_config
     from .errors import GepError
     from .pipeline import run as run_pipeline
@@ -53,7 +63,7 @@ def run(config: Path = typer.Argument(..., help="Run configuration (YAML)."),
     t0 = time.perf_counter()
     try:
         cfg = load_config(config, overrides={"output": {"dir": str(output.resolve())}} if output else None)
-        res = run_pipeline(cfg, workers=workers, progress=not quiet, force=force)
+        res = run_pipeline(cfg, workers=workers, progress=not quiet, force=force, scheduler=scheduler)
     except GepError as exc:
         if debug:
             raise

@@ -21,6 +21,8 @@ with NaN for nodata. Tiles are combined first-valid-wins in sorted path order.
 from __future__ import annotations
 
 import threading
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +115,7 @@ class GridSource:
         self._nodata_override = nodata
         self._resampling_override = resampling
         self._local = threading.local()
+        self._token = uuid.uuid4().hex  # identifies this source in the processes its pickled copies go to
         infos = []
         for p in self.paths:
             with _open(p) as ds:
@@ -132,6 +135,22 @@ class GridSource:
         self.files = infos
 
     # ------------------------------------------------------------------------------
+    def __getstate__(self):
+        """Picklable (for Dask distributed workers): the per-thread cache of open rasterio handles and
+        pyproj transformers is not pickled.
+
+        A Dask worker unpickles a new copy of the source for every task; the copies of one source
+        (same ``_token``) share one per-thread cache in the worker process (:func:`_shared_local`), so
+        a worker thread opens each file once per run, not once per block."""
+        state = self.__dict__.copy()
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        token = state.get("_token")
+        self._local = _shared_local(token) if token else threading.local()
+
     @property
     def dtype(self):
         return np.dtype(np.int32) if self.kind == "categorical" else np.dtype(np.float32)
@@ -350,6 +369,25 @@ class SumSource:
 
     to_dask = GridSource.to_dask
     read_all = GridSource.read_all
+
+
+_SHARED_LOCALS: OrderedDict = OrderedDict()
+_SHARED_LOCALS_LOCK = threading.Lock()
+_SHARED_LOCALS_MAX = 64  # sources (a run has a few dozen) whose handles an unpickling process keeps open
+
+
+def _shared_local(token: str) -> threading.local:
+    """The per-thread handle cache of the unpickled copies of one source (least recently used
+    sources beyond :data:`_SHARED_LOCALS_MAX` are dropped: their handles close when collected)."""
+    with _SHARED_LOCALS_LOCK:
+        loc = _SHARED_LOCALS.get(token)
+        if loc is None:
+            loc = _SHARED_LOCALS[token] = threading.local()
+            while len(_SHARED_LOCALS) > _SHARED_LOCALS_MAX:
+                _SHARED_LOCALS.popitem(last=False)
+        else:
+            _SHARED_LOCALS.move_to_end(token)
+        return loc
 
 
 def _sentinel(dtype: str):

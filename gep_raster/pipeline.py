@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from .economic import EconomicAccounts
 from .errors import ConfigError, GepError, GridMismatchError, TableError
 from .grid import RefGrid
 from .io_read import GridSource, SumSource, grid_from_files
+from .progress import BlockProgress
 from .services import OutputSpec, ServiceModel
 from .tables import PriceBook, load_legend, required_legend_columns
 
@@ -133,9 +135,39 @@ def class_histogram(source: GridSource, chunk: int, *, with_area: bool = False):
 # block sink: writes + zonal sums as blocks arrive
 # --------------------------------------------------------------------------------------
 class BlockSink:
-    """``da.store`` target: receives (n_outputs, h, w) blocks; writes them and accumulates sums."""
+    """Receives the (n_outputs, h, w) blocks of a run, in any order and from any thread; writes each
+    block to its rasters and adds it to every layer's sums.
 
-    def __init__(self, outputs: list[OutputSpec], writers: dict, indices: dict, zonal_keys: list[str]):
+    :meth:`put` is the one entry point of both execution paths: the local threaded scheduler reaches it
+    through ``da.store`` (:meth:`__setitem__`), the distributed path from the client's consumer loop
+    (:func:`store_distributed`). Writers and sums live in this process only.
+
+    The sums do not depend on the order in which blocks arrive: each block's contribution (output
+    totals, valid pixels, per-polygon sums and valid areas) is computed on its own and added in
+    row-major block order; blocks that arrive early wait in a small buffer of per-polygon partial sums
+    (only the polygons the block adds to). Tables are therefore bit-identical whatever the scheduler,
+    the number of threads or workers, and the arrival order (floating-point addition is not associative:
+    adding blocks in arrival order made the last digits of the sums vary between runs).
+
+    Parameters
+    ----------
+    outputs : list of OutputSpec
+        Outputs in the order of the block's first axis.
+    writers : dict
+        Output key -> :class:`~gep_raster.io_write.BlockRasterWriter` of the written outputs.
+    indices : dict
+        Layer name -> :class:`~gep_raster.zonal.CoverageIndex`.
+    zonal_keys : list of str
+        Output keys summed per polygon (columns of ``sums``).
+    chunks : (tuple of int, tuple of int), optional
+        Row and column chunk sizes of the block grid (``stacked.chunks[1:]``); fixes the order in which
+        contributions are added. None: added in arrival order (not reproducible across runs).
+    progress : gep_raster.progress.BlockProgress, optional
+        Advanced by the block's pixels once the block is written and counted.
+    """
+
+    def __init__(self, outputs: list[OutputSpec], writers: dict, indices: dict, zonal_keys: list[str],
+                 chunks: tuple | None = None, progress=None):
         self.outputs = outputs
         self.writers = writers
         self.indices = indices
@@ -149,23 +181,298 @@ class BlockSink:
         self.valid_area = {name: np.zeros(idx.n_polygons, np.float64) for name, idx in indices.items()}
         self.lock = threading.Lock()
         self.blocks_done = 0
+        self.progress = progress
+        self._order = None
+        if chunks is not None:
+            rows = np.concatenate([[0], np.cumsum(chunks[0])[:-1]]).astype(int).tolist()
+            cols = np.concatenate([[0], np.cumsum(chunks[1])[:-1]]).astype(int).tolist()
+            self._order = {(r, c): i * len(cols) + j for i, r in enumerate(rows) for j, c in enumerate(cols)}
+        self._pending: dict[int, tuple] = {}
+        self._next = 0
 
-    def __setitem__(self, key, value):
+    @property
+    def n_blocks(self) -> int | None:
+        return None if self._order is None else len(self._order)
+
+    def __setitem__(self, key, value):  # da.store target
         _, rs, cs = key
-        r0, c0 = rs.start or 0, cs.start or 0
-        value = np.asarray(value, dtype=np.float32)
+        self.put(rs.start or 0, cs.start or 0, value)
+
+    def put(self, r0: int, c0: int, block) -> None:
+        """Write the block whose top-left pixel is (``r0``, ``c0``) and count it in the sums.
+
+        Raises
+        ------
+        ValueError
+            (with ``chunks``) the offset is not a block of the block grid, or the block came twice.
+        """
+        r0, c0 = int(r0), int(c0)
+        value = np.asarray(block, dtype=np.float32)
+        if self._order is not None and (r0, c0) not in self._order:
+            raise ValueError(f"internal: block at row {r0}, column {c0} is not on the run's block grid")
         for i, o in enumerate(self.outputs):
             if o.write:
                 self.writers[o.key].write(r0, c0, value[i])
+        part = self._contribution(r0, c0, value)
+        with self.lock:
+            if self._order is None:
+                self._commit(part)
+            else:
+                bi = self._order[(r0, c0)]
+                if bi < self._next or bi in self._pending:
+                    raise ValueError(f"internal: block at row {r0}, column {c0} arrived twice")
+                self._pending[bi] = part
+                while self._next in self._pending:
+                    self._commit(self._pending.pop(self._next))
+                    self._next += 1
+            self.blocks_done += 1
+        if self.progress is not None:
+            self.progress.advance(value.shape[1] * value.shape[2])
+
+    def _contribution(self, r0: int, c0: int, value: np.ndarray):
+        """Totals, valid pixels and per-polygon sums and valid areas of one block (the polygons it adds to)."""
+        h, w = value.shape[1:]
         zblock = np.ascontiguousarray(value[self.zsel])
         gep = np.ascontiguousarray(value[self.gep_idx])
-        with self.lock:
-            self.totals += np.nansum(value.astype(np.float64), axis=(1, 2))
-            self.valid_pixels += np.isfinite(value).sum(axis=(1, 2))
-            for name, idx in self.indices.items():
-                idx.accumulate(zblock, r0, c0, self.sums[name])
-                idx.accumulate(gep, r0, c0, np.zeros(idx.n_polygons), valid_area_out=self.valid_area[name])
-            self.blocks_done += 1
+        totals = np.nansum(value.astype(np.float64), axis=(1, 2))
+        valid = np.isfinite(value).sum(axis=(1, 2))
+        layers = {}
+        for name, idx in self.indices.items():
+            s = np.zeros((idx.n_polygons, len(self.zsel)), np.float64)
+            va = np.zeros(idx.n_polygons, np.float64)
+            idx.accumulate(zblock, r0, c0, s)
+            idx.accumulate(gep, r0, c0, np.zeros(idx.n_polygons), valid_area_out=va)
+            # keep the rows the block adds to (adding the others' zeros would change nothing)
+            rows = np.flatnonzero((s != 0).any(axis=1) | (va != 0))
+            if rows.size:
+                layers[name] = (rows, s[rows], va[rows])
+        return totals, valid, layers
+
+    def _commit(self, part) -> None:
+        totals, valid, layers = part
+        self.totals += totals
+        self.valid_pixels += valid
+        for name, (rows, s, va) in layers.items():
+            self.sums[name][rows] += s
+            self.valid_area[name][rows] += va
+
+    def check_complete(self) -> None:
+        """Raise if (with ``chunks``) a block of the grid never arrived."""
+        if self._order is not None and (self._next != len(self._order) or self._pending):
+            raise GepError(f"internal: {len(self._order) - self._next} of {len(self._order)} blocks were not "
+                           "written (the computation stopped early)")
+
+
+# --------------------------------------------------------------------------------------
+# execution: local threads (da.store into the sink) or a Dask distributed cluster
+# --------------------------------------------------------------------------------------
+def _block_offsets(chunks) -> list[int]:
+    return np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(int).tolist()
+
+
+def store_local(stacked, sink: BlockSink, workers: int | None = None) -> dict:
+    """Compute ``stacked`` with dask's threaded scheduler and store it into ``sink`` (``da.store``).
+
+    Returns a description of the execution for the manifest."""
+    import dask
+    import dask.array as da
+
+    kw = {"scheduler": "threads"}
+    if workers:
+        kw["num_workers"] = workers
+    with dask.config.set(**kw):
+        da.store(stacked, sink, lock=False)
+    from dask.system import CPU_COUNT
+
+    return {"scheduler": "threads", "threads": workers or CPU_COUNT}
+
+
+def _connect(scheduler):
+    """A :class:`distributed.Client` for ``scheduler`` (a Client, an address, or a scheduler-file path);
+    returns (client, owned)."""
+    try:
+        from distributed import Client
+    except ImportError as exc:  # pragma: no cover - distributed is a dependency
+        raise ConfigError(f"--scheduler needs the 'distributed' package ({exc})") from None
+    if isinstance(scheduler, Client):
+        return scheduler, False
+    if not isinstance(scheduler, (str, Path)) or not str(scheduler).strip():
+        raise ConfigError(f"scheduler: expected a Dask scheduler address such as tcp://10.0.0.5:8786 or a "
+                          f"scheduler file, got {scheduler!r}")
+    text = str(scheduler).strip()
+    kw = {"scheduler_file": text} if text.endswith(".json") or Path(text).is_file() else {"address": text}
+    if "scheduler_file" in kw and not Path(text).is_file():
+        raise ConfigError(f"scheduler: scheduler file {text} does not exist")
+    try:
+        client = Client(**kw, set_as_default=False, timeout="30s")
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"scheduler: cannot connect to the Dask scheduler at {text} ({exc}); is it running "
+                          "and reachable from this machine?") from None
+    return client, True
+
+
+def _worker_error(exc: BaseException) -> BaseException:
+    """The exception a worker raised, with its gep_raster type restored.
+
+    distributed sends an exception back as ``Exception(repr(exc))`` when it cannot pickle it with its
+    chained exceptions (tblib fails on rasterio's ``CPLE_*`` errors kept as ``__context__`` of a
+    :class:`~gep_raster.errors.RasterError` raised ``from None``); the CLI must still see the GepError and
+    print its one-line message."""
+    import ast
+    import re
+
+    from . import errors as _errors
+
+    if type(exc) is not Exception or len(exc.args) != 1 or not isinstance(exc.args[0], str):
+        return exc
+    m = re.fullmatch(r"(\w+)\((.*)\)", exc.args[0], re.S)
+    cls = getattr(_errors, m.group(1), None) if m else None
+    if not (isinstance(cls, type) and issubclass(cls, GepError) and cls.__init__ is Exception.__init__):
+        return exc  # (ValidationFailed and other errors with their own arguments are kept as they came)
+    try:
+        args = ast.literal_eval(f"({m.group(2)},)") if m.group(2) else ()
+        return cls(*args)
+    except Exception:  # noqa: BLE001 - not a plain literal repr: keep the worker's exception
+        return exc
+
+
+def store_distributed(stacked, sink: BlockSink, scheduler, *, window: int | None = None,
+                      consumers: int = 2) -> dict:
+    """Compute the blocks of ``stacked`` on a Dask distributed cluster and store them into ``sink`` here.
+
+    The graph is optimized once and cut into one sub-graph per output block (the tasks that block
+    needs). Blocks are submitted in row-major order, at most ``window`` in flight (default twice the
+    cluster's threads at the time, at least 4: workers that join later are used), so finished blocks
+    never pile up on the workers faster than this process writes them. Each finished block is
+    fetched and handed to :meth:`BlockSink.put` by one of ``consumers`` threads of this process
+    (fetching the next block overlaps writing the last one). Writers and sums never leave this
+    process. A block that fails on a worker cancels the rest and its exception is raised here.
+
+    Parameters
+    ----------
+    stacked : dask array (n_outputs, H, W)
+        One chunk along the first axis.
+    sink : BlockSink
+    scheduler : str, path or distributed.Client
+        Scheduler address (``tcp://host:8786``), scheduler file (JSON written by
+        ``dask scheduler --scheduler-file``), or a connected Client.
+    window : int, optional
+        Most blocks submitted and not yet handed to the sink (fixed).
+    consumers : int
+        Threads fetching and writing finished blocks.
+
+    Returns
+    -------
+    dict
+        Description of the execution for the manifest (address, most workers and threads seen,
+        most blocks in flight).
+
+    Raises
+    ------
+    ConfigError
+        The scheduler cannot be reached.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dask.optimization import cull
+    from distributed import as_completed
+
+    client, owned = _connect(scheduler)
+    futures_alive: dict = {}
+    try:
+        if len(stacked.chunks[0]) != 1:
+            raise ValueError("internal: the outputs axis of the stacked array must be one chunk")
+        workers_info = client.nthreads()  # worker address -> threads
+        if not workers_info:
+            log.warning("the Dask cluster at %s has no worker yet; blocks wait until workers connect",
+                        client.scheduler.address)
+        cluster = {"workers": len(workers_info), "threads": sum(workers_info.values()), "t": time.monotonic()}
+
+        def target() -> int:
+            """Blocks to keep in flight: ``window``, or twice the cluster's threads now (workers of a
+            queued or adaptive cluster may join or leave during the run; asked at most once a second)."""
+            if window:
+                return int(window)
+            if time.monotonic() - cluster["t"] > 1.0:
+                nt = client.nthreads()
+                cluster.update(workers=max(cluster["workers"], len(nt)), t=time.monotonic(),
+                               threads=max(cluster["threads"], sum(nt.values())), now=sum(nt.values()))
+            return max(4, 2 * cluster.get("now", cluster["threads"]))
+
+        keys = stacked.__dask_keys__()[0]  # [row][col] of the (1, nr, nc) block grid
+        rows, cols = _block_offsets(stacked.chunks[1]), _block_offsets(stacked.chunks[2])
+        order = [(keys[i][j], rows[i], cols[j]) for i in range(len(rows)) for j in range(len(cols))]
+        dsk = dict(stacked.__dask_optimize__(stacked.__dask_graph__(), [k for k, _, _ in order]))
+        first = target()
+        log.info("computing %d blocks on the Dask cluster at %s (%d workers, %d threads; %d blocks in flight); "
+                 "writing here", len(order), client.scheduler.address, cluster["workers"], cluster["threads"], first)
+        ac = as_completed(loop=client.loop)
+        where: dict = {}
+        state = {"submitted": 0, "handed": 0, "max_window": first}
+
+        def submit(n):
+            part = order[state["submitted"]:state["submitted"] + n]
+            if not part:
+                return
+            bkeys = [k for k, _, _ in part]
+            # the tasks these blocks need; a task shared with blocks still in flight (an overlap or
+            # pre-pass window read) is not computed again while the scheduler holds it
+            sub, _ = cull(dsk, bkeys)
+            futs = client.get(sub, bkeys, sync=False)
+            for f, (k, r0, c0) in zip(futs, part):
+                where[f.key] = (r0, c0)
+                futures_alive[f.key] = f
+                ac.add(f)
+            state["submitted"] += len(part)
+
+        errors: list[BaseException] = []
+        slots = threading.BoundedSemaphore(consumers)
+
+        def consume(fut):
+            try:
+                if not errors:
+                    block = fut.result()
+                    r0, c0 = where[fut.key]
+                    sink.put(r0, c0, block)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the loop
+                errors.append(_worker_error(exc))
+            finally:
+                futures_alive.pop(fut.key, None)
+                fut.release()
+                slots.release()
+
+        submit(first)
+        with ThreadPoolExecutor(consumers, thread_name_prefix="gep-sink") as pool:
+            for fut in ac:
+                if errors:
+                    break
+                if fut.status == "error":
+                    raise _worker_error(fut.exception()) from fut.exception()
+                slots.acquire()  # at most `consumers` blocks fetched or being written here
+                if errors:
+                    slots.release()
+                    break
+                pool.submit(consume, fut)
+                state["handed"] += 1
+                # refill in batches of half the window; at least half a window stays submitted, so
+                # the iterator never runs dry before the last block
+                w = target()
+                state["max_window"] = max(state["max_window"], w)
+                in_flight = state["submitted"] - state["handed"]
+                if in_flight <= w - max(1, w // 2):
+                    submit(w - in_flight)
+        if errors:
+            raise errors[0]
+        return {"scheduler": "distributed", "address": client.scheduler.address, "workers": cluster["workers"],
+                "threads": cluster["threads"], "max_blocks_in_flight": state["max_window"]}
+    finally:
+        if futures_alive:
+            try:
+                client.cancel(list(futures_alive.values()))
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        if owned:
+            client.close()
 
 
 # --------------------------------------------------------------------------------------
@@ -216,7 +523,7 @@ def _input_files(cfg: RunConfig, sources: dict, layers: dict[str, Layer], legend
 
 
 def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
-        force: bool = False) -> RunResult:
+        force: bool = False, scheduler=None) -> RunResult:
     """Run a GEP-R accounting job end to end.
 
     Parameters
@@ -225,10 +532,18 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         Validated configuration (:func:`gep_raster.config.load_config`).
     workers : int, optional
         Threads of the local dask scheduler (default: config ``processing.workers`` or all cores).
+        Ignored with ``scheduler``.
     progress : bool
-        Show a progress bar of blocks.
+        Show the progress of the block computation on stderr (blocks and pixels done, Mpx/s, ETA;
+        :class:`gep_raster.progress.BlockProgress`). False: no output.
     force : bool
         Recompute even if the output folder holds an identical finished run.
+    scheduler : str or distributed.Client, optional
+        Compute the blocks on an existing Dask distributed cluster: its scheduler address
+        (``tcp://host:8786``), a scheduler file (JSON), or a connected ``distributed.Client``.
+        The workers need gep_raster installed and the input files at the same paths; the rasters,
+        tables and manifest are written by this process (:func:`store_distributed`). Default: local
+        threads. Rasters and tables are identical either way.
 
     Returns
     -------
@@ -238,8 +553,20 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
     Raises
     ------
     GepError (and subclasses)
-        Any input, config, table or grid problem, with a message naming the file and field.
+        Any input, config, table or grid problem, with a message naming the file and field
+        (ConfigError when the Dask scheduler cannot be reached).
     """
+    # connect first: an unreachable cluster fails before the long preparation stages
+    client, owned = _connect(scheduler) if scheduler is not None else (None, False)
+    try:
+        return _run(cfg, workers=workers, progress=progress, force=force, client=client)
+    finally:
+        if owned:
+            client.close()
+
+
+def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, client) -> RunResult:
+    """:func:`run` (``client``: a connected distributed.Client, or None for local threads)."""
     from .io_write import BlockRasterWriter, atomic_to_csv, atomic_to_gpkg, atomic_write_json, sha256_file
     from .provenance import StageTimer, input_checksums, machine_info, package_versions
     from .zonal import CoverageIndex
@@ -357,6 +684,7 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         valid_pixels = dict(zip(st["output_keys"], z["valid_pixels"].tolist()))
         upslope_info = st.get("routing")
         timer_resumed = True
+        execution = None
     else:
         timer_resumed = False
         routed: dict[str, np.ndarray] = {}
@@ -378,7 +706,6 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
                 del dem_full
 
         with timer.stage("compute_write"):
-            import dask
             import dask.array as da
 
             chunks = da.core.normalize_chunks((chunk, chunk), shape=grid.shape)
@@ -405,21 +732,20 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
                     p = out_dir / o.path
                     p.parent.mkdir(parents=True, exist_ok=True)
                     writers[o.key] = BlockRasterWriter(p, grid)
-                sink = BlockSink(outputs, writers, indices, zonal_keys)
                 nthreads = workers or cfg.processing.workers
-                if nthreads:
-                    kw = {"scheduler": "threads", "num_workers": nthreads}
-                else:
-                    kw = {"scheduler": "threads"}
-                if progress:
-                    from dask.diagnostics import ProgressBar
-
-                    with ProgressBar(dt=1.0, minimum=2.0):
-                        with dask.config.set(**kw):
-                            da.store(stacked, sink, lock=False)
-                else:
-                    with dask.config.set(**kw):
-                        da.store(stacked, sink, lock=False)
+                n_blocks = len(stacked.chunks[1]) * len(stacked.chunks[2])
+                with BlockProgress(n_blocks, grid.height * grid.width, enabled=progress,
+                                   label="compute_write") as prog:
+                    sink = BlockSink(outputs, writers, indices, zonal_keys, chunks=stacked.chunks[1:], progress=prog)
+                    if client is None:
+                        execution = store_local(stacked, sink, nthreads)
+                    else:
+                        if workers:
+                            log.info("--workers %d is ignored: the blocks are computed by the Dask cluster's "
+                                     "workers", workers)
+                        execution = store_distributed(stacked, sink, client)
+                    sink.check_complete()
+                execution.update(blocks=n_blocks, seconds=round(prog.elapsed(), 3))
             except BaseException:
                 for w in writers.values():
                     w.abort()
@@ -561,6 +887,7 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
             **book.used_records(),
             "methods": model.notes,
             "routing": upslope_info,
+            "execution": execution,
             "assumptions": assumptions,
             "outputs": manifest_outputs,
             "totals": {k: {"sum": totals[k], "unit": o.unit.replace(" per pixel", ""), "valid_pixels": valid_pixels[k]}
