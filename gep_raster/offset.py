@@ -87,8 +87,7 @@ def pair_sums(index, path_a: Path, path_b: Path | None = None, chunk: int = 1024
     out = {k: np.zeros(n) for k in ("a", "b", "diff", "area_m2", "a_all", "b_all")}
     if index.n_entries == 0:
         return out if path_b is not None else {"a": out["a"], "area_m2": out["area_m2"]}
-    R0, R1 = int(index.row.min()), int(index.row.max()) + 1
-    C0, C1 = int(index.col.min()), int(index.col.max()) + 1
+    R0, R1, C0, C1 = index.covered_window()
     dss = [rasterio.open(path_a)] + ([rasterio.open(path_b)] if path_b is not None else [])
     try:
         for ds in dss:

@@ -323,3 +323,208 @@ def test_invalid_and_non_polygon_geometries_rejected():
         CoverageIndex.build(gdf([pixel_box(g, 0, 0), bowtie]), g, layer_name="county")
     with pytest.raises(VectorError, match=r"polygon 0 of layer 'county' is a Point"):
         CoverageIndex.build(gdf([shapely.Point(left, top)]), g, layer_name="county")
+
+
+# ---------------------------------------------------------------------------------------
+# 8. compact storage: cell-for-cell agreement with exactextract, memory, windows, cache
+# ---------------------------------------------------------------------------------------
+def exactextract_cells(geoms, grid):
+    """{(polygon, row, col): fraction} from exactextract on the whole polygons."""
+    from gep_raster.zonal import _exactextract_coverage
+
+    res = _exactextract_coverage(list(shapely.to_wkb(np.asarray(geoms, dtype=object))), grid)
+    out = {}
+    for i, r in enumerate(res):
+        if r is None or r[0] is None:
+            continue
+        for c, f in zip(np.asarray(r[0]).tolist(), np.asarray(r[1]).tolist()):
+            if f > 0:
+                out[(i, c // grid.width, c % grid.width)] = f
+    return out
+
+
+def assert_same_cells(ci, geoms, grid):
+    ref = exactextract_cells(geoms, grid)
+    poly, row, col, frac = ci.entries(0, grid.height, 0, grid.width)
+    ours = dict(zip(zip(poly.tolist(), row.tolist(), col.tolist()), frac.tolist()))
+    assert len(ours) == poly.size                                   # no duplicate cell
+    assert (np.lexsort((poly, col, row)) == np.arange(poly.size)).all()  # sorted (row, col, poly)
+    # same cells, except fractions below the float64 noise exactextract and we both carry
+    assert {k for k, f in ref.items() if f > 1e-9} <= set(ours)
+    assert {k for k, f in ours.items() if f > 1e-9} <= set(ref)
+    common = set(ref) & set(ours)
+    diff = np.array([abs(ours[k] - ref[k]) for k in common])
+    # at most one float32 rounding of a ring's fraction apart (float32 spacing in [0.5, 1)),
+    # and rarely
+    assert (diff <= 2.0 ** -24).all()
+    assert (diff > 0).sum() <= max(3, 1e-3 * len(common))
+    return ref
+
+
+def edge_case_polygons(g):
+    left, bottom, right, top = g.bounds
+    X = lambda c: left + g.res[0] * c    # noqa: E731
+    Y = lambda r: top - g.res[1] * r     # noqa: E731
+    frame = shapely.box(X(1.5), Y(25.5), X(25.5), Y(1.5)).difference(
+        shapely.box(X(5.2), Y(20.7), X(20.3), Y(5.1)))
+    island = shapely.box(X(8.5), Y(15.5), X(15.25), Y(8.75))
+    return [
+        shapely.Polygon([(X(2), Y(2)), (X(9), Y(2)), (X(9), Y(5)), (X(5), Y(5)),
+                         (X(5), Y(12)), (X(2), Y(12))]),              # edges on pixel lines
+        shapely.box(X(2.3), Y(7.4), X(20.6), Y(3.4)),                 # horizontal mid-cell edges
+        shapely.MultiPolygon([frame, island]),                          # island in a hole
+        shapely.MultiPolygon([island, frame]),                          # same, other part order
+        shapely.box(left - 500, bottom - 500, right + 500, top + 500).difference(
+            shapely.Point(X(20.3), Y(15.1)).buffer(8.4 * g.res[0], quad_segs=32)),  # beyond grid
+        shapely.Point(X(14.1), Y(12.9)).buffer(9.7 * g.res[0], quad_segs=128),   # many vertices
+        shapely.Polygon([(X(3), Y(3)), (X(3.001), Y(3)), (X(3), Y(3.001))]),     # tiny at a corner
+    ]
+
+
+@pytest.mark.parametrize("engine", ["native", "exactextract"])
+@pytest.mark.parametrize("band,merge", [(None, None), (1, 0), (3, 100000)])
+def test_cells_match_exactextract(engine, band, merge, monkeypatch):
+    import gep_raster.zonal as zonal
+
+    if band is not None:  # small / merged boxes: many box edges through the polygons
+        monkeypatch.setitem(zonal.BAND_ROWS, engine, band)
+        monkeypatch.setitem(zonal.MERGE_CELLS, engine, merge)
+    rng = np.random.default_rng(11)
+    g = utm_grid(40, 30, res=30.0)
+    polys = random_polygons(g, 50, rng) + edge_case_polygons(g)
+    ci = CoverageIndex.build(gdf(polys), g, layer_name="random", engine=engine)
+    ref = assert_same_cells(ci, polys, g)
+    assert ci.n_entries == len(ci.frac) == ci.entries(0, 30, 0, 40)[0].size
+    assert abs(ci.n_entries - len(ref)) <= 3
+    assert ci.n_partial > 0 and ci.n_runs > 0
+
+
+def test_engines_agree_on_voronoi_and_geographic():
+    g = utm_grid(300, 200, res=30.0)
+    left, bottom, right, top = g.bounds
+    rng = np.random.default_rng(5)
+    pts = shapely.multipoints(np.c_[rng.uniform(left, right, 60), rng.uniform(bottom, top, 60)])
+    cells = shapely.intersection(
+        np.asarray(shapely.voronoi_polygons(pts, extend_to=shapely.box(*g.bounds)).geoms),
+        shapely.box(*g.bounds))
+    layer = gdf(cells)
+    a = CoverageIndex.build(layer, g, layer_name="v", engine="native")
+    b = CoverageIndex.build(layer, g, layer_name="v", engine="exactextract")
+    values = rng.gamma(2.0, 5.0, size=g.shape)
+    np.testing.assert_allclose(a.zonal_sum(values), b.zonal_sum(values), rtol=1e-12)
+    assert_same_cells(a, cells, g)
+    # a Voronoi partition of the grid: every cell's fractions add up to 1
+    assert a.zonal_sum(values).sum() == pytest.approx(values.sum(), rel=1e-7)
+
+    geo = RefGrid(CRS.from_epsg(4326), Affine(0.01, 0, 110.0, 0, -0.01, 30.0), 60, 50)
+    polys = random_polygons(geo, 30, np.random.default_rng(9))
+    ci = CoverageIndex.build(gdf(polys, crs="EPSG:4326"), geo, layer_name="geo")
+    assert_same_cells(ci, polys, geo)
+
+
+def test_storage_is_compact():
+    # a disc of radius 700 px: ~1.5 M covered cells, stored as runs + a boundary ring
+    g = utm_grid(1600, 1500, res=10.0)
+    left, bottom, right, top = g.bounds
+    disc = shapely.Point(left + 8000.3, top - 7500.7).buffer(7000.0, quad_segs=256)
+    ci = CoverageIndex.build(gdf([disc]), g, layer_name="disc")
+    assert ci.n_entries > 1_500_000
+    assert ci.n_runs <= 3 * 1400 + 100          # ~one run per row plus box remnants
+    assert ci.n_partial < 10_000                  # ~ perimeter (4,400 px) cells
+    assert ci.nbytes == 16 * ci.n_runs + 12 * ci.n_partial + 16 * (g.height + 1)
+    assert ci.part_frac.dtype == np.float32 and ci.run_c0.dtype == np.int32
+    assert ci.nbytes < 0.01 * 20 * ci.n_entries  # vs 20 bytes per explicit entry
+    assert ci.covered_area_m2()[0] == pytest.approx(disc.area, rel=1e-7)
+    assert ci.covered_window() == (50, 1451, 100, 1501)  # rows 50.07..1450.07
+
+
+def test_overlapping_polygons_and_windows():
+    rng = np.random.default_rng(2)
+    g = utm_grid(60, 50, res=10.0)
+    left, bottom, right, top = g.bounds
+    polys = [shapely.box(left + 33, bottom + 47, right - 51, top - 12),   # overlaps all others
+             shapely.box(left, bottom, right, top),                      # whole grid
+             shapely.Point(left + 300, top - 250).buffer(180.0),
+             shapely.box(left + 100, bottom + 100, left + 400, bottom + 300)]
+    ci = CoverageIndex.build(gdf(polys), g, layer_name="overlap")
+    same_row = np.diff(np.repeat(np.arange(g.height), np.diff(ci.run_ptr))) == 0
+    assert (same_row & (ci.run_c0[1:] < ci.run_reach[:-1])).any()   # runs do overlap
+    assert_same_cells(ci, polys, g)
+    P, R, C, F = ci.entries(0, g.height, 0, g.width)
+    values = rng.random((2,) + g.shape)
+    whole = ci.zonal_sum(values)
+    assert whole[1, 0] == pytest.approx(values[0].sum(), rel=1e-12)
+    for _ in range(30):
+        r0, c0 = rng.integers(0, 50), rng.integers(0, 60)
+        r1, c1 = rng.integers(r0, 51), rng.integers(c0, 61)
+        p, r, c, f = ci.entries(r0, r1, c0, c1)
+        m = (R >= r0) & (R < r1) & (C >= c0) & (C < c1)
+        np.testing.assert_array_equal(p, P[m])
+        np.testing.assert_array_equal(r, R[m] - r0)
+        np.testing.assert_array_equal(c, C[m] - c0)
+        np.testing.assert_array_equal(f, F[m])
+    out = np.zeros((4, 2))
+    va = np.zeros(4)
+    for r0 in range(0, 50, 13):
+        for c0 in range(0, 60, 17):
+            blk = np.ascontiguousarray(values[:, r0:r0 + 13, c0:c0 + 17])
+            ci.accumulate(blk, r0, c0, out, va)
+    np.testing.assert_allclose(out, whole, rtol=1e-12)
+    np.testing.assert_allclose(va, ci.covered_area_m2(), rtol=1e-12)
+    np.testing.assert_allclose(ci.row_ptr, np.r_[0, np.cumsum(np.bincount(R, minlength=50))])
+
+
+def test_inf_propagates_through_runs():
+    g = utm_grid(8, 8)
+    ci = CoverageIndex.build(gdf([shapely.box(*g.bounds)]), g, layer_name="t")
+    values = np.ones(g.shape)
+    values[3, 4] = np.inf
+    assert ci.zonal_sum(values)[0] == np.inf
+    values[3, 5] = -np.inf
+    assert np.isnan(ci.zonal_sum(values)[0])
+
+
+def test_save_load_and_cache(tmp_path):
+    rng = np.random.default_rng(4)
+    g = utm_grid(40, 30, res=30.0)
+    layer = gdf(random_polygons(g, 20, rng))
+    ci = CoverageIndex.build(layer, g, layer_name="random")
+    key = CoverageIndex.cache_key(layer, g)
+    assert ci.key == key and len(key) == 64
+    assert CoverageIndex.cache_key(layer, g, union=True) != key
+    path = ci.save(tmp_path / "cov.npz")
+    back = CoverageIndex.load(path, key=key)
+    assert back.grid == g and back.layer_name == "random" and back.n_polygons == 20
+    for name in ("run_ptr", "run_c0", "run_c1", "run_poly", "run_reach", "part_ptr",
+                 "part_col", "part_poly", "part_frac"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(ci, name))
+    values = rng.random(g.shape)
+    np.testing.assert_array_equal(back.zonal_sum(values), ci.zonal_sum(values))
+    with pytest.raises(ValueError, match="another layer/grid"):
+        CoverageIndex.load(path, key="0" * 64)
+    # a moved polygon or another grid changes the key
+    moved = layer.copy()
+    moved.geometry = moved.geometry.translate(1.0, 0.0)
+    assert CoverageIndex.cache_key(moved, g) != key
+    assert CoverageIndex.cache_key(layer, utm_grid(40, 31, res=30.0)) != key
+
+    cache = tmp_path / "cache"
+    first = CoverageIndex.build_cached(layer, g, cache, layer_name="random")
+    files = list(cache.glob("*.npz"))
+    assert [f.name for f in files] == [f"{key}.npz"]
+    mtime = files[0].stat().st_mtime_ns
+    again = CoverageIndex.build_cached(layer, g, cache, layer_name="random")
+    assert files[0].stat().st_mtime_ns == mtime          # read, not rebuilt
+    np.testing.assert_array_equal(again.zonal_sum(values), first.zonal_sum(values))
+    u = CoverageIndex.build_cached(layer, g, cache, layer_name="random", union=True)
+    assert u.n_polygons == 1 and u.layer_name == "random (union)"
+    assert len(list(cache.glob("*.npz"))) == 2
+
+
+def test_bad_engine_and_empty_layer():
+    g = utm_grid(4, 4)
+    with pytest.raises(ValueError, match="engine"):
+        CoverageIndex.build(gdf([pixel_box(g, 0, 0)]), g, layer_name="t", engine="gdal")
+    empty = CoverageIndex.build(gdf([]), g, layer_name="t")
+    assert empty.n_polygons == 0 and empty.n_entries == 0 and empty.covered_window() is None
+    assert empty.zonal_sum(np.ones(g.shape)).shape == (0,)
