@@ -331,19 +331,8 @@ class GridSource:
         return out
 
     def to_dask(self, chunks):
-        """A dask array (height, width) that reads each chunk with :meth:`read`."""
-        import dask.array as da
-
-        def _block(block_info=None):
-            (ra, rb), (ca, cb) = block_info[None]["array-location"]
-            return self.read(ra, rb, ca, cb)
-
-        from dask.base import tokenize
-
-        chunks = da.core.normalize_chunks(chunks, shape=self.grid.shape)
-        # the graph name depends on the source and the chunking (same source, other chunks = other keys)
-        return da.map_blocks(_block, chunks=chunks, dtype=self.dtype, meta=np.empty((0, 0), self.dtype),
-                             name=f"read-{self.name}-{tokenize(id(self), self.name, chunks)}")
+        """A dask array (height, width) that reads each chunk with :meth:`read` (see :func:`windowed_to_dask`)."""
+        return windowed_to_dask(self, chunks)
 
     def read_all(self) -> np.ndarray:
         return self.read(0, self.grid.height, 0, self.grid.width)
@@ -388,6 +377,23 @@ def _shared_local(token: str) -> threading.local:
         else:
             _SHARED_LOCALS.move_to_end(token)
         return loc
+
+
+def windowed_to_dask(source, chunks, prefix: str = "read"):
+    """Dask array of shape ``source.grid.shape`` whose every chunk is ``source.read(r0, r1, c0, c1)``.
+
+    Shared by every lazy source (GridSource, SumSource, the scenario wrappers). The graph name depends
+    on the source and the chunking, so one source read with two chunkings gets distinct keys."""
+    import dask.array as da
+    from dask.base import tokenize
+
+    def _block(block_info=None):
+        (ra, rb), (ca, cb) = block_info[None]["array-location"]
+        return source.read(ra, rb, ca, cb)
+
+    chunks = da.core.normalize_chunks(chunks, shape=source.grid.shape)
+    return da.map_blocks(_block, chunks=chunks, dtype=source.dtype, meta=np.empty((0, 0), source.dtype),
+                         name=f"{prefix}-{source.name}-{tokenize(id(source), source.name, chunks)}")
 
 
 def _sentinel(dtype: str):

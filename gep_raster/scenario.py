@@ -395,17 +395,9 @@ class _WrappedSource:
 
     def to_dask(self, chunks):
         """A dask array (height, width) that reads each chunk with :meth:`read`."""
-        import dask.array as da
-        from dask.base import tokenize
+        from .io_read import windowed_to_dask
 
-        def _block(block_info=None):
-            (ra, rb), (ca, cb) = block_info[None]["array-location"]
-            return self.read(ra, rb, ca, cb)
-
-        chunks = da.core.normalize_chunks(chunks, shape=self.grid.shape)
-        # the graph name depends on the source and the chunking (same source, other chunks = other keys)
-        return da.map_blocks(_block, chunks=chunks, dtype=self.dtype, meta=np.empty((0, 0), self.dtype),
-                             name=f"scenario-{self.name}-{tokenize(id(self), chunks)}")
+        return windowed_to_dask(self, chunks, prefix="scenario")
 
     def read_all(self) -> np.ndarray:
         return self.read(0, self.grid.height, 0, self.grid.width)
