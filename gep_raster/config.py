@@ -240,6 +240,13 @@ class LayerConfig(_Model):
     nests_in: str | None = None  # name of the layer this one nests in (townships in a county)
 
 
+class HydroUnitsInput(_Model):
+    """Polygon layer of hydrological units (sub-watersheds): flow routing is done unit by unit."""
+
+    path: str
+    id_field: str | None = None
+
+
 class InputsConfig(_Model):
     land_cover: RasterInput
     dem: RasterInput | None = None
@@ -251,6 +258,7 @@ class InputsConfig(_Model):
     k_factor: RasterInput | None = None
     c_factor: RasterInput | None = None
     p_factor: RasterInput | None = None
+    hydro_units: HydroUnitsInput | None = None  # route the LS factor per unit (large DEMs; gep_raster.hydro_units)
 
     @model_validator(mode="after")
     def _et(self):
@@ -261,11 +269,28 @@ class InputsConfig(_Model):
 
 class OutputConfig(_Model):
     dir: str
-    chunk_size: int = Field(1024, ge=64, le=16384)
+    # block (dask chunk) side in pixels; None: chosen from processing.memory_budget_mb (gep_raster.budget)
+    chunk_size: int | None = Field(None, ge=64, le=16384)
+    # "cog": one Cloud-Optimized GeoTIFF per output; "tiles": a VRT mosaic of per-block GeoTIFF tiles
+    # (no second write); "auto": cog up to AUTO_COG_MAX_PIXELS pixels, tiles above
+    layout: Literal["auto", "cog", "tiles"] = "auto"
+
+    def resolved_layout(self, n_pixels: int) -> str:
+        if self.layout != "auto":
+            return self.layout
+        return "cog" if n_pixels <= AUTO_COG_MAX_PIXELS else "tiles"
+
+
+#: Largest grid (pixels) written as single COGs with ``output.layout: auto`` (50 Mpx, about 7000 x 7000).
+AUTO_COG_MAX_PIXELS = 50_000_000
 
 
 class ProcessingConfig(_Model):
     workers: int | None = Field(None, ge=1)
+    memory_budget_mb: int = Field(2048, ge=256)  # gep_raster.budget: chunk size and flow-routing limit
+    # folder of cached exact-coverage indexes (reused across runs, years and scenarios on the same grid);
+    # None: <output.dir>/.gep_state/coverage
+    coverage_cache: str | None = None
 
 
 class RunConfig(_Model):

@@ -39,6 +39,9 @@ __all__ = [
     "OutputError",
     "BlockRasterWriter",
     "write_cog",
+    "publish_cog",
+    "write_tile",
+    "write_vrt",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
@@ -464,19 +467,8 @@ class BlockRasterWriter:
                 self._ds.close()
             except Exception as exc:
                 raise OutputError(f"{final}: cannot write metadata to the temporary GeoTIFF ({exc})") from None
-            options = dict(COG_CREATION_OPTIONS)
-            options["NUM_THREADS"] = self.num_threads
-            options["RESAMPLING"] = self.overview_resampling
-            with atomic_path(final, sidecars=_RASTER_SIDECARS) as tmp_cog:
-                try:
-                    # PAM off: no .aux.xml sidecars for the temp source (e.g. statistics).
-                    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
-                        rasterio.shutil.copy(self.tmp_path, tmp_cog, driver="COG", **options)
-                except Exception as exc:
-                    raise OutputError(f"{final}: GDAL COG conversion failed ({exc})") from None
-                self._check_metadata(tmp_cog, final, str_tags, description, units)
-                # a stale PAM sidecar next to the final path would override our metadata
-                _remove_quietly(Path(str(final) + ".aux.xml"))
+            publish_cog(self.tmp_path, final, tags=str_tags, description=description, units=units,
+                        overview_resampling=self.overview_resampling, num_threads=self.num_threads)
             self._state = "finalized"
             return final
         except BaseException:
@@ -486,24 +478,6 @@ class BlockRasterWriter:
             raise
         finally:
             _remove_quietly(self.tmp_path, _RASTER_SIDECARS)
-
-    @staticmethod
-    def _check_metadata(tmp_cog: Path, final: Path, tags: dict[str, str], description: str,
-                        units: str) -> None:
-        import rasterio
-
-        with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(tmp_cog) as ds:
-            got = ds.tags()
-            missing = [k for k, v in tags.items() if got.get(k) != v]
-            problems = []
-            if missing:
-                problems.append(f"dataset tags {missing}")
-            if description and ds.descriptions[0] != description:
-                problems.append("band description")
-            if units and ds.tags(1).get("units") != units:
-                problems.append("band tag 'units'")
-        if problems:
-            raise OutputError(f"{final}: metadata lost in the COG conversion: {', '.join(problems)}")
 
     def abort(self) -> None:
         """Discard everything written: close and remove the temporary file(s).
@@ -597,6 +571,203 @@ def write_cog(path: str | os.PathLike, array: np.ndarray, grid: RefGrid, *,
                            overview_resampling=overview_resampling) as w:
         w.write(0, 0, array)
         return w.finalize(tags=tags, description=description, units=units)
+
+
+def _check_metadata(tmp_cog: Path, final: Path, tags: dict[str, str], description: str,
+                    units: str) -> None:
+    import rasterio
+
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(tmp_cog) as ds:
+        got = ds.tags()
+        missing = [k for k, v in tags.items() if got.get(k) != v]
+        problems = []
+        if missing:
+            problems.append(f"dataset tags {missing}")
+        if description and ds.descriptions[0] != description:
+            problems.append("band description")
+        if units and ds.tags(1).get("units") != units:
+            problems.append("band tag 'units'")
+    if problems:
+        raise OutputError(f"{final}: metadata lost in the COG conversion: {', '.join(problems)}")
+
+
+def publish_cog(src: str | os.PathLike, final: str | os.PathLike, *, tags: Mapping[str, Any] | None = None,
+                description: str = "", units: str = "", overview_resampling: str = "AVERAGE",
+                num_threads: str | int = "ALL_CPUS") -> Path:
+    """Convert a raster GDAL can read (a GeoTIFF, or a VRT mosaic of block tiles) into a COG at
+    ``final``, atomically, and check that its metadata arrived.
+
+    Metadata are taken from ``src`` (GDAL's COG driver is copy-only); ``tags``, ``description`` and
+    ``units`` are what must be found in the result.
+
+    Parameters
+    ----------
+    src : path-like
+        Source raster (one band).
+    final : path-like
+        Path of the COG; an older file there is replaced only once the new one is complete.
+    tags : mapping, optional
+        Dataset tags expected in the result (serialised as :meth:`BlockRasterWriter.finalize` does).
+    description, units : str
+        Expected band description and ``units`` band tag.
+    overview_resampling : str
+        COG overview resampling (``AVERAGE``; ``NEAREST``/``MODE`` for classes).
+    num_threads : str or int
+        GDAL compression threads.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    OutputError
+        The conversion fails or metadata did not reach the COG (no file left at ``final``).
+    """
+    import rasterio
+    import rasterio.shutil
+
+    final = Path(final)
+    str_tags = _serialise_tags(tags)
+    options = dict(COG_CREATION_OPTIONS)
+    options["NUM_THREADS"] = str(num_threads)
+    options["RESAMPLING"] = str(overview_resampling).upper()
+    with atomic_path(final, sidecars=_RASTER_SIDECARS) as tmp_cog:
+        try:
+            # PAM off: no .aux.xml sidecars for the temp source (e.g. statistics).
+            with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+                rasterio.shutil.copy(src, tmp_cog, driver="COG", **options)
+        except Exception as exc:
+            raise OutputError(f"{final}: GDAL COG conversion failed ({exc})") from None
+        _check_metadata(tmp_cog, final, str_tags, description, units)
+        # a stale PAM sidecar next to the final path would override our metadata
+        _remove_quietly(Path(str(final) + ".aux.xml"))
+    return final
+
+
+def write_tile(path: str | os.PathLike, block: np.ndarray, grid: RefGrid, r0: int, c0: int, *,
+               overviews: bool = False, num_threads: str | int = "ALL_CPUS") -> int:
+    """Write one block of a grid as its own GeoTIFF tile, atomically.
+
+    The tile is a tiled GeoTIFF (internal blocks of at most 512 px, DEFLATE, floating-point predictor,
+    NaN nodata) georeferenced at its place in ``grid``; with ``overviews`` it also gets internal
+    AVERAGE overviews (factors 2, 4, ... down to about 128 px), so that a VRT mosaic of tiles shows
+    quickly at every zoom in QGIS (GDAL's implicit VRT overviews).
+
+    Parameters
+    ----------
+    path : path-like
+        Final path of the tile (``.tif``); it appears only when complete.
+    block : numpy.ndarray, shape (h, w), float32
+        Values (NaN = nodata).
+    grid : RefGrid
+        Grid the block belongs to.
+    r0, c0 : int
+        Row and column of the block's top-left pixel in ``grid``.
+    overviews : bool
+        Build internal overviews.
+    num_threads : str or int
+        GDAL compression threads.
+
+    Returns
+    -------
+    int
+        Size of the written file in bytes.
+
+    Raises
+    ------
+    ValueError
+        ``block`` is not 2-D or does not fit in ``grid`` at (r0, c0).
+    OutputError
+        GDAL cannot write the file (nothing is left at ``path``).
+    """
+    import rasterio
+    from rasterio.enums import Resampling
+
+    block = np.asarray(block, dtype=np.float32)
+    if block.ndim != 2:
+        raise ValueError(f"{path}: block must be 2-D (h, w), got shape {block.shape}")
+    h, w = block.shape
+    if r0 < 0 or c0 < 0 or r0 + h > grid.height or c0 + w > grid.width:
+        raise ValueError(f"{path}: block of shape {block.shape} at (row {r0}, col {c0}) does not fit in "
+                         f"the grid of shape {grid.shape}")
+    bs = min(BLOCK_SIZE, 16 * math.ceil(max(h, w) / 16))
+    profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="float32", crs=grid.crs,
+                   transform=grid.transform * grid.transform.translation(c0, r0), nodata=float("nan"),
+                   tiled=True, blockxsize=bs, blockysize=bs, compress="DEFLATE", predictor=3,
+                   BIGTIFF="IF_SAFER", NUM_THREADS=str(num_threads))
+    final = Path(path)
+    with atomic_path(final, suffix=".tif", sidecars=_RASTER_SIDECARS) as tmp:
+        try:
+            with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(tmp, "w", **profile) as ds:
+                ds.write(block, 1)
+                if overviews:
+                    factors, f = [], 2
+                    while min(h, w) // f >= 128:
+                        factors.append(f)
+                        f *= 2
+                    if factors:
+                        ds.build_overviews(factors, Resampling.average)
+        except Exception as exc:
+            raise OutputError(f"{final}: GDAL failed writing the tile ({exc})") from None
+        size = tmp.stat().st_size
+    return size
+
+
+def write_vrt(path: str | os.PathLike, grid: RefGrid, tiles: list[tuple[int, int, int, int, str]], *,
+              tags: Mapping[str, Any] | None = None, description: str = "", units: str = "") -> Path:
+    """Write a GDAL VRT mosaic of float32 block tiles of ``grid``, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Final path of the ``.vrt``.
+    grid : RefGrid
+        Grid of the mosaic (CRS, transform, shape).
+    tiles : list of (r0, c0, h, w, relpath)
+        Each tile's place in the grid (top-left row and column, height and width in pixels) and its
+        file path relative to the VRT's folder (forward slashes). Tiles must not overlap.
+    tags : mapping, optional
+        Dataset metadata (stored as the VRT's default-domain metadata; strings as is, the rest JSON).
+    description, units : str
+        Band description, and band unit (GDAL unit type and band tag ``units``).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    OutputError
+        The file cannot be written.
+    """
+    from xml.sax.saxutils import escape, quoteattr
+
+    t = grid.transform
+    str_tags = _serialise_tags(tags)
+    lines = [f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">',
+             f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(grid.crs.to_wkt())}</SRS>',
+             f"  <GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>"]
+    if str_tags:
+        lines.append("  <Metadata>")
+        lines += [f"    <MDI key={quoteattr(k)}>{escape(v)}</MDI>" for k, v in str_tags.items()]
+        lines.append("  </Metadata>")
+    lines.append('  <VRTRasterBand dataType="Float32" band="1">')
+    if description:
+        lines.append(f"    <Description>{escape(description)}</Description>")
+    lines.append("    <NoDataValue>nan</NoDataValue>")
+    if units:
+        lines.append(f"    <UnitType>{escape(units)}</UnitType>")
+        lines.append(f'    <Metadata><MDI key="units">{escape(units)}</MDI></Metadata>')
+    for r0, c0, h, w, rel in tiles:
+        lines += ["    <SimpleSource>",
+                  f'      <SourceFilename relativeToVRT="1">{escape(rel)}</SourceFilename>',
+                  "      <SourceBand>1</SourceBand>",
+                  f'      <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>',
+                  f'      <DstRect xOff="{c0}" yOff="{r0}" xSize="{w}" ySize="{h}"/>',
+                  "    </SimpleSource>"]
+    lines += ["  </VRTRasterBand>", "</VRTDataset>", ""]
+    return atomic_write_text(path, "\n".join(lines))
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,20 +2,24 @@
 
 Stages (timed, recorded in the manifest):
 
-1. ``prepare``: config, legend, prices, inputs opened lazily on the reference grid, polygon layers.
+1. ``prepare``: config, legend, prices, inputs opened lazily on the reference grid, polygon layers;
+   block (chunk) size from ``processing.memory_budget_mb`` (:mod:`gep_raster.budget`) and output layout.
 2. ``legend_check``: class histogram of the land cover; every class present must have a legend row.
-3. ``routing``: D8 flow accumulation of the whole DEM (pyflwdir), for the LS factor.
-4. ``coverage``: exact polygon coverage, once per layer (:class:`gep_raster.zonal.CoverageIndex`).
+3. ``coverage``: exact polygon coverage, once per layer and grid (:class:`gep_raster.zonal.CoverageIndex`,
+   cached by content hash in ``processing.coverage_cache``).
    With ``economic_accounts``: ``economic_prepass`` reads land cover (and weight rasters) once more to
    sum the allocation denominators per unit (:mod:`gep_raster.economic`).
+4. ``routing``: flow accumulation for the LS factor, whole DEM or per hydrological unit, within the
+   memory budget, to a GeoTIFF read per block (:mod:`gep_raster.hydro_units`).
 5. ``compute_write``: one dask graph computes every output block in one pass over the inputs
-   (services, then EPV/ECV allocation and GEP); each block is written to its raster and added to
-   every layer's sums as it arrives.
-6. ``finalize_rasters``: temporary GeoTIFFs become Cloud-Optimized GeoTIFFs (atomic rename).
+   (services, then EPV/ECV allocation and GEP); each block is written as one tile per output raster
+   and added to every layer's sums (:class:`BlockSink`, :class:`gep_raster.block_store.BlockStore`).
+6. ``finalize_rasters``: VRT mosaic of the tiles per output (layout ``tiles``), or one COG per output.
 7. ``tables``, ``figures``, ``manifest``.
 
-A rerun of an identical run (same config, parameters, package version and input checksums)
-finds the raster stage done (``.gep_state/``) and only rebuilds what is missing.
+Resume: a killed run started again with the same config and inputs computes only the blocks that are
+not in its journal (content hashes of config and inputs, never timestamps); a rerun of a finished,
+identical run (same config, parameters, package version and input checksums) skips the raster stage.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,6 +48,15 @@ from .services import OutputSpec, ServiceModel
 from .tables import PriceBook, load_legend, required_legend_columns
 
 log = logging.getLogger("gep_raster")
+
+#: Window (pixels) of the land-cover histogram scans when output.chunk_size is not set.
+SCAN_CHUNK = 1024
+
+
+def _cpu_count() -> int:
+    from dask.system import CPU_COUNT
+
+    return int(CPU_COUNT)
 
 
 # --------------------------------------------------------------------------------------
@@ -136,25 +150,28 @@ def class_histogram(source: GridSource, chunk: int, *, with_area: bool = False):
 # --------------------------------------------------------------------------------------
 class BlockSink:
     """Receives the (n_outputs, h, w) blocks of a run, in any order and from any thread; writes each
-    block to its rasters and adds it to every layer's sums.
+    block's tiles and journal entry (:class:`~gep_raster.block_store.BlockStore`) and adds it to every
+    layer's sums.
 
-    :meth:`put` is the one entry point of both execution paths: the local threaded scheduler reaches it
-    through ``da.store`` (:meth:`__setitem__`), the distributed path from the client's consumer loop
-    (:func:`store_distributed`). Writers and sums live in this process only.
+    :meth:`put` is the one entry point of both execution paths: the local threaded scheduler
+    (:func:`store_local`) and the distributed client's consumer loop (:func:`store_distributed`)
+    call it. Writers and sums live in this process only.
 
     The sums do not depend on the order in which blocks arrive: each block's contribution (output
     totals, valid pixels, per-polygon sums and valid areas) is computed on its own and added in
     row-major block order; blocks that arrive early wait in a small buffer of per-polygon partial sums
     (only the polygons the block adds to). Tables are therefore bit-identical whatever the scheduler,
-    the number of threads or workers, and the arrival order (floating-point addition is not associative:
-    adding blocks in arrival order made the last digits of the sums vary between runs).
+    the number of threads or workers, the arrival order, and whether the run was resumed (the
+    contributions of blocks finished before an interruption are read back from the journal:
+    :meth:`preload`). Floating-point addition is not associative: adding blocks in arrival order made
+    the last digits of the sums vary between runs.
 
     Parameters
     ----------
     outputs : list of OutputSpec
         Outputs in the order of the block's first axis.
-    writers : dict
-        Output key -> :class:`~gep_raster.io_write.BlockRasterWriter` of the written outputs.
+    store : BlockStore or None
+        Where the written outputs' tiles and the journal go (None: nothing is written, only summed).
     indices : dict
         Layer name -> :class:`~gep_raster.zonal.CoverageIndex`.
     zonal_keys : list of str
@@ -166,14 +183,15 @@ class BlockSink:
         Advanced by the block's pixels once the block is written and counted.
     """
 
-    def __init__(self, outputs: list[OutputSpec], writers: dict, indices: dict, zonal_keys: list[str],
+    def __init__(self, outputs: list[OutputSpec], store, indices: dict, zonal_keys: list[str],
                  chunks: tuple | None = None, progress=None):
         self.outputs = outputs
-        self.writers = writers
+        self.store = store
         self.indices = indices
         self.okeys = [o.key for o in outputs]
         self.zsel = [self.okeys.index(k) for k in zonal_keys]
         self.gep_idx = self.okeys.index("gep_r_yuan")
+        self.write_index = [self.okeys.index(k) for k, _ in store.outputs] if store is not None else []
         n = len(outputs)
         self.totals = np.zeros(n, np.float64)
         self.valid_pixels = np.zeros(n, np.int64)
@@ -198,6 +216,21 @@ class BlockSink:
         _, rs, cs = key
         self.put(rs.start or 0, cs.start or 0, value)
 
+    def preload(self, parts: dict[int, tuple]) -> None:
+        """Count blocks finished by an earlier, interrupted run of the same job (block index -> journal
+        contribution, :meth:`BlockStore.finished`); they are added in block order like new blocks."""
+        if self._order is None:
+            raise ValueError("internal: preload needs the block grid (chunks)")
+        with self.lock:
+            for bi, part in parts.items():
+                if bi < self._next or bi in self._pending:
+                    raise ValueError(f"internal: block {bi} preloaded twice")
+                self._pending[bi] = part
+                self.blocks_done += 1
+            while self._next in self._pending:
+                self._commit(self._pending.pop(self._next))
+                self._next += 1
+
     def put(self, r0: int, c0: int, block) -> None:
         """Write the block whose top-left pixel is (``r0``, ``c0``) and count it in the sums.
 
@@ -210,10 +243,9 @@ class BlockSink:
         value = np.asarray(block, dtype=np.float32)
         if self._order is not None and (r0, c0) not in self._order:
             raise ValueError(f"internal: block at row {r0}, column {c0} is not on the run's block grid")
-        for i, o in enumerate(self.outputs):
-            if o.write:
-                self.writers[o.key].write(r0, c0, value[i])
         part = self._contribution(r0, c0, value)
+        if self.store is not None:
+            self.store.commit(r0, c0, value, self.write_index, part)
         with self.lock:
             if self._order is None:
                 self._commit(part)
@@ -270,20 +302,52 @@ def _block_offsets(chunks) -> list[int]:
     return np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(int).tolist()
 
 
-def store_local(stacked, sink: BlockSink, workers: int | None = None) -> dict:
-    """Compute ``stacked`` with dask's threaded scheduler and store it into ``sink`` (``da.store``).
+def block_plan(stacked, skip=()) -> tuple[dict, list]:
+    """The optimized graph of the blocks of ``stacked`` still to compute, and their keys and offsets.
+
+    Parameters
+    ----------
+    stacked : dask array (n_outputs, H, W), one chunk along the first axis
+    skip : collection of (r0, c0)
+        Blocks already finished (resumed run): left out of the graph with every task only they need.
+
+    Returns
+    -------
+    (dict, list of (key, r0, c0))
+        Graph and the blocks to compute in row-major order.
+    """
+    if len(stacked.chunks[0]) != 1:
+        raise ValueError("internal: the outputs axis of the stacked array must be one chunk")
+    skip = set(skip)
+    keys = stacked.__dask_keys__()[0]  # [row][col] of the (1, nr, nc) block grid
+    rows, cols = _block_offsets(stacked.chunks[1]), _block_offsets(stacked.chunks[2])
+    order = [(keys[i][j], rows[i], cols[j]) for i in range(len(rows)) for j in range(len(cols))
+             if (rows[i], cols[j]) not in skip]
+    if not order:
+        return {}, []
+    dsk = dict(stacked.__dask_optimize__(stacked.__dask_graph__(), [k for k, _, _ in order]))
+    return dsk, order
+
+
+def store_local(stacked, sink: BlockSink, workers: int | None = None, skip=()) -> dict:
+    """Compute the blocks of ``stacked`` (except ``skip``) with dask's threaded scheduler, handing each
+    finished block to :meth:`BlockSink.put` in the worker thread that computed it.
+
+    Each block ends in a store task; a block's result is released as soon as it is written, so at
+    most about ``workers`` blocks are in memory at once.
 
     Returns a description of the execution for the manifest."""
-    import dask
-    import dask.array as da
-
-    kw = {"scheduler": "threads"}
-    if workers:
-        kw["num_workers"] = workers
-    with dask.config.set(**kw):
-        da.store(stacked, sink, lock=False)
+    import dask.threaded
     from dask.system import CPU_COUNT
 
+    dsk, order = block_plan(stacked, skip)
+    store_keys = []
+    for k, r0, c0 in order:
+        sk = ("gep-store-block", r0, c0)
+        dsk[sk] = (sink.put, r0, c0, k)
+        store_keys.append(sk)
+    if store_keys:
+        dask.threaded.get(dsk, store_keys, num_workers=workers or CPU_COUNT)
     return {"scheduler": "threads", "threads": workers or CPU_COUNT}
 
 
@@ -337,7 +401,7 @@ def _worker_error(exc: BaseException) -> BaseException:
 
 
 def store_distributed(stacked, sink: BlockSink, scheduler, *, window: int | None = None,
-                      consumers: int = 2) -> dict:
+                      consumers: int = 2, skip=()) -> dict:
     """Compute the blocks of ``stacked`` on a Dask distributed cluster and store them into ``sink`` here.
 
     The graph is optimized once and cut into one sub-graph per output block (the tasks that block
@@ -360,6 +424,8 @@ def store_distributed(stacked, sink: BlockSink, scheduler, *, window: int | None
         Most blocks submitted and not yet handed to the sink (fixed).
     consumers : int
         Threads fetching and writing finished blocks.
+    skip : collection of (r0, c0)
+        Blocks already finished (resumed run); not computed.
 
     Returns
     -------
@@ -380,8 +446,6 @@ def store_distributed(stacked, sink: BlockSink, scheduler, *, window: int | None
     client, owned = _connect(scheduler)
     futures_alive: dict = {}
     try:
-        if len(stacked.chunks[0]) != 1:
-            raise ValueError("internal: the outputs axis of the stacked array must be one chunk")
         workers_info = client.nthreads()  # worker address -> threads
         if not workers_info:
             log.warning("the Dask cluster at %s has no worker yet; blocks wait until workers connect",
@@ -399,10 +463,7 @@ def store_distributed(stacked, sink: BlockSink, scheduler, *, window: int | None
                                threads=max(cluster["threads"], sum(nt.values())), now=sum(nt.values()))
             return max(4, 2 * cluster.get("now", cluster["threads"]))
 
-        keys = stacked.__dask_keys__()[0]  # [row][col] of the (1, nr, nc) block grid
-        rows, cols = _block_offsets(stacked.chunks[1]), _block_offsets(stacked.chunks[2])
-        order = [(keys[i][j], rows[i], cols[j]) for i in range(len(rows)) for j in range(len(cols))]
-        dsk = dict(stacked.__dask_optimize__(stacked.__dask_graph__(), [k for k, _, _ in order]))
+        dsk, order = block_plan(stacked, skip)
         first = target()
         log.info("computing %d blocks on the Dask cluster at %s (%d workers, %d threads; %d blocks in flight); "
                  "writing here", len(order), client.scheduler.address, cluster["workers"], cluster["threads"], first)
@@ -567,7 +628,11 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
 
 def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, client) -> RunResult:
     """:func:`run` (``client``: a connected distributed.Client, or None for local threads)."""
-    from .io_write import BlockRasterWriter, atomic_to_csv, atomic_to_gpkg, atomic_write_json, sha256_file
+    import rasterio
+
+    from .block_store import TILES_SUFFIX, BlockStore, output_fingerprint
+    from .budget import block_bytes_per_pixel, choose_chunk, gdal_cache_mb
+    from .io_write import atomic_path, atomic_to_csv, atomic_to_gpkg, atomic_write_json
     from .provenance import StageTimer, input_checksums, machine_info, package_versions
     from .zonal import CoverageIndex
 
@@ -581,7 +646,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
         legend = load_legend(cfg, required_legend_columns(cfg))
         book = PriceBook.from_config(cfg)
         grid = reference_grid(cfg)
-        chunk = cfg.output.chunk_size
+        scan = cfg.output.chunk_size or SCAN_CHUNK  # window of the histogram scans (results do not depend on it)
         lc_source = _raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical")
         if cfg.scenario is not None:  # land-cover scenario (e.g. a development parcel becomes built-up)
             from .scenario import ScenarioSource
@@ -589,7 +654,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
             lc_source = ScenarioSource(lc_source, cfg.scenario, grid, cfg)
 
     with timer.stage("legend_check"):
-        hist, class_area = class_histogram(lc_source, chunk, with_area=True)
+        hist, class_area = class_histogram(lc_source, scan, with_area=True)
         missing = sorted(set(hist) - set(int(c) for c in legend.codes))
         if missing:
             raise TableError(
@@ -612,12 +677,33 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
         econ = EconomicAccounts.from_config(cfg, legend, layers) if cfg.economic_accounts is not None else None
         if econ is not None:
             sources.update(econ.open_weight_sources(cfg, grid))
-        checksums = input_checksums(_input_files(cfg, sources, layers, legend, book, model))
+        units_path = (cfg.resolve(cfg.inputs.hydro_units.path)
+                      if cfg.inputs.hydro_units is not None and model.needs_routing() else None)
+        checksums = input_checksums(_input_files(cfg, sources, layers, legend, book, model)
+                                    + ([units_path] if units_path else []))
         run_hash = _run_hash(cfg, checksums, book)
+        nthreads = workers or cfg.processing.workers or _cpu_count()
+        budget_mb = cfg.processing.memory_budget_mb
+        n_outputs = len(model.outputs) + (len(econ.outputs) if econ is not None else 0)
+        if cfg.output.chunk_size:
+            chunk = cfg.output.chunk_size
+            chunk_info = {"memory_budget_mb": budget_mb, "chunk_size": chunk, "chosen": "output.chunk_size",
+                          "block_bytes_per_pixel": block_bytes_per_pixel(len(sources), n_outputs),
+                          "blocks_in_flight": nthreads + 2}
+        else:
+            try:
+                chunk, chunk_info = choose_chunk(budget_mb, grid.shape, len(sources), n_outputs, nthreads)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        layout = cfg.output.resolved_layout(grid.height * grid.width)
+        chunk_info["layout"] = layout
+        log.info("blocks of %d x %d px (%s; memory budget %d MB, ~%d B/px per block, %d blocks in flight); "
+                 "outputs as %s", chunk, chunk, chunk_info["chosen"], budget_mb, chunk_info["block_bytes_per_pixel"],
+                 chunk_info["blocks_in_flight"], "single COGs" if layout == "cog" else "VRT mosaics of block tiles")
 
     with timer.stage("legend_check"):
         if "lc_alt" in sources:
-            hist_alt = class_histogram(sources["lc_alt"], chunk)
+            hist_alt = class_histogram(sources["lc_alt"], scan)
             stock = model.service("carbon_sequestration").luts["stock"]
             miss_alt = sorted(set(hist_alt) - set(int(c) for c in np.flatnonzero(np.isfinite(stock))))
             if miss_alt:
@@ -629,22 +715,36 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
     written = [o for o in outputs if o.write]
     service_keys = [o.key for o in model.outputs if o.kind in ("physical", "value", "gep_r", "diagnostic")]
     zonal_keys = service_keys + (econ.zonal_keys if econ is not None else [])
+    rel_path = {o.key: (o.path if layout == "cog" else o.path[:-len(".tif")] + ".vrt") for o in written}
     state_file = state_dir / "rasters.json"
     sums_file = state_dir / "sums.npz"
     done = False
     if not force and state_file.exists() and sums_file.exists():
         try:
             st = json.loads(state_file.read_text())
-            done = (st.get("run_hash") == run_hash
-                    and all((out_dir / o.path).exists() and sha256_file(out_dir / o.path) == st["sha256"].get(o.key)
+            done = (st.get("run_hash") == run_hash and st.get("layout") == layout
+                    and all((out_dir / rel_path[o.key]).exists()
+                            and output_fingerprint(out_dir / rel_path[o.key]) == st["fingerprint"].get(o.key)
                             for o in written))
         except (OSError, ValueError, KeyError):
             done = False
 
     indices: dict[str, CoverageIndex] = {}
+    cov_cache = (cfg.resolve(cfg.processing.coverage_cache) if cfg.processing.coverage_cache
+                 else state_dir / "coverage")
+
+    def coverage(gdf, label):
+        """Exact coverage index of a layer, reused from the cache when the polygons and grid are the same
+        (content hash: CoverageIndex.cache_key); a damaged cache file is rebuilt."""
+        try:
+            return CoverageIndex.build_cached(gdf, grid, cov_cache, layer_name=label)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("coverage cache %s unusable (%s); rebuilding", cov_cache, exc)
+            return CoverageIndex.build(gdf, grid, layer_name=label)
+
     with timer.stage("coverage"):
         for name, layer in layers.items():
-            indices[name] = CoverageIndex.build(layer.gdf, grid, layer_name=name)
+            indices[name] = coverage(layer.gdf, name)
         # nesting: coverage of parent ∩ union(children of that parent)
         nest_idx, parents_of = {}, {}
         for name, layer in layers.items():
@@ -664,7 +764,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
 
             cov = gpd.GeoDataFrame({"i": range(len(geoms))}, geometry=geoms, crs=parent.gdf.crs)
             cov = cov[~cov.geometry.is_empty]
-            idx = CoverageIndex.build(cov, grid, layer_name=f"{parent_name}∩{name}") if len(cov) else None
+            idx = coverage(cov, f"{parent_name}∩{name}") if len(cov) else None
             nest_idx[name] = (idx, cov.index.to_numpy())
             if idx is not None:
                 indices[f"__nest__{name}"] = idx
@@ -684,26 +784,40 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
         valid_pixels = dict(zip(st["output_keys"], z["valid_pixels"].tolist()))
         upslope_info = st.get("routing")
         timer_resumed = True
-        execution = None
+        execution = st.get("execution")
     else:
         timer_resumed = False
-        routed: dict[str, np.ndarray] = {}
+        routed: dict[str, Path] = {}
         upslope_info = None
         if model.needs_routing():
             with timer.stage("routing"):
-                from .routing import upslope_cells
+                from .hydro_units import load_units, route_to_raster, routing_key
 
-                dem_full = sources["dem"].read_all()
+                units = None
+                units_sha = None
+                if units_path is not None:
+                    units = load_units(units_path, grid, cfg.inputs.hydro_units.id_field)
+                    units_sha = checksums.get(str(units_path), {}).get("sha256")
+                dem_sums = {k: v for k, v in checksums.items() if k in {str(f) for f in sources["dem"].paths}}
                 upslope_info = []
                 for key, (method, opts) in model.routing_requests().items():
-                    routed[key] = upslope_cells(dem_full, grid.transform, method=method,
-                                                latlon=grid.is_geographic, **opts)
-                    mx = float(np.nanmax(routed[key])) if np.isfinite(routed[key]).any() else None
-                    upslope_info.append({
-                        "input": key, "method": method, "options": opts, "max_upslope_cells": mx,
-                        "description": ("pyflwdir fill_depressions (Wang & Liu 2006) + D8, cell counts" if method == "d8"
-                                        else "multiple flow directions (Freeman 1991 / Quinn 1991), cell counts")})
-                del dem_full
+                    rkey = routing_key(dem_sums, method, opts, units_sha, grid)
+                    rpath = state_dir / "routing" / f"{key}-{rkey}.tif"
+                    info_path = rpath.with_suffix(".json")
+                    if rpath.exists() and info_path.exists():  # cached by content hash (resumed run)
+                        info = json.loads(info_path.read_text())
+                        info["reused"] = True
+                    else:
+                        for old in rpath.parent.glob(f"{key}-*"):
+                            old.unlink(missing_ok=True)
+                        info = route_to_raster(sources["dem"], grid, method, opts, rpath,
+                                               budget_mb=budget_mb, units=units)
+                        info.update(input=key, options=opts, description=(
+                            "pyflwdir fill_depressions (Wang & Liu 2006) + D8, cell counts" if method == "d8"
+                            else "multiple flow directions (Freeman 1991 / Quinn 1991), cell counts"))
+                        atomic_write_json(info_path, info)
+                    routed[key] = rpath
+                    upslope_info.append(info)
 
         with timer.stage("compute_write"):
             import dask.array as da
@@ -719,37 +833,41 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                 arrays.update(model.terrain_dask(dem, grid.res))
                 if "dem" in keys:
                     arrays["dem"] = dem
-            for key, arr in routed.items():
-                arrays[key] = da.from_array(arr, chunks=chunks)
+            for key, rpath in routed.items():  # routed upslope counts: read per block like an input
+                arrays[key] = GridSource(f"routing.{key}", [rpath], grid, "continuous").to_dask(chunks)
             stacked = model.compute_dask(arrays, grid.row_pixel_area_m2)
             if econ is not None:  # EPV, ECV, GEP appended to the stack (reads as in the pre-pass)
                 econ_lc, econ_w = econ.dask_inputs(sources["lc"], sources, chunks)
                 stacked = econ.compute_dask(stacked, model.output_keys.index("gep_r_yuan"), econ_lc, econ_w,
                                             indices[econ.layer_name], grid.row_pixel_area_m2)
-            writers = {}
-            try:
-                for o in written:
-                    p = out_dir / o.path
-                    p.parent.mkdir(parents=True, exist_ok=True)
-                    writers[o.key] = BlockRasterWriter(p, grid)
-                nthreads = workers or cfg.processing.workers
-                n_blocks = len(stacked.chunks[1]) * len(stacked.chunks[2])
-                with BlockProgress(n_blocks, grid.height * grid.width, enabled=progress,
-                                   label="compute_write") as prog:
-                    sink = BlockSink(outputs, writers, indices, zonal_keys, chunks=stacked.chunks[1:], progress=prog)
+            store = BlockStore(state_dir / "blocks", out_dir, grid, [(o.key, rel_path[o.key]) for o in written],
+                               f"{run_hash}:{chunk}", stacked.chunks[1:], layout)
+            finished = {} if force else store.finished()
+            if force and finished == {}:
+                store.discard()
+                store = BlockStore(state_dir / "blocks", out_dir, grid, [(o.key, rel_path[o.key]) for o in written],
+                                   f"{run_hash}:{chunk}", stacked.chunks[1:], layout)
+            n_blocks = store.n_blocks
+            skip = [(r0, c0) for bi, r0, c0, _, _ in store.blocks() if bi in finished]
+            done_px = sum(h * w for bi, _, _, h, w in store.blocks() if bi in finished)
+            if finished:
+                log.info("resuming: %d of %d blocks were finished by an earlier run of this job (run hash %s); "
+                         "computing the other %d", len(finished), n_blocks, run_hash[:12], n_blocks - len(finished))
+            with BlockProgress(n_blocks - len(finished), grid.height * grid.width - done_px, enabled=progress,
+                               label="compute_write") as prog:
+                sink = BlockSink(outputs, store, indices, zonal_keys, chunks=stacked.chunks[1:], progress=prog)
+                sink.preload(finished)
+                with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(budget_mb)):
                     if client is None:
-                        execution = store_local(stacked, sink, nthreads)
+                        execution = store_local(stacked, sink, nthreads, skip=skip)
                     else:
                         if workers:
                             log.info("--workers %d is ignored: the blocks are computed by the Dask cluster's "
                                      "workers", workers)
-                        execution = store_distributed(stacked, sink, client)
-                    sink.check_complete()
-                execution.update(blocks=n_blocks, seconds=round(prog.elapsed(), 3))
-            except BaseException:
-                for w in writers.values():
-                    w.abort()
-                raise
+                        execution = store_distributed(stacked, sink, client, skip=skip)
+                sink.check_complete()
+            execution.update(blocks=n_blocks, blocks_resumed=len(finished), seconds=round(prog.elapsed(), 3),
+                             **chunk_info)
 
         with timer.stage("finalize_rasters"):
             common = {"gep_raster_version": __version__, "run_name": cfg.name, "run_hash": run_hash,
@@ -763,23 +881,35 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                 else:
                     method = model.notes.get(o.service, "GEP-R = sum of the regulating-service value rasters")
                     extra = {}
-                writers[o.key].finalize(tags={**common, "service": o.service, "kind": o.kind, "units": o.unit,
-                                              "method": method, **extra,
-                                              **({"prices": prices_used} if o.kind in ("value", "gep_r", "gep")
-                                                 else {})},
-                                        description=o.description, units=o.unit)
+                store.publish(o.key, tags={**common, "service": o.service, "kind": o.kind, "units": o.unit,
+                                           "method": method, **extra,
+                                           **({"prices": prices_used} if o.kind in ("value", "gep_r", "gep")
+                                              else {})},
+                              description=o.description, units=o.unit)
+                # the other layout's file of an earlier run would be stale
+                other = out_dir / (o.path[:-len(".tif")] + ".vrt" if layout == "cog" else o.path)
+                if other.exists():
+                    other.unlink()
+                    if layout == "cog":
+                        shutil.rmtree(other.with_name(other.stem + TILES_SUFFIX), ignore_errors=True)
         sums, valid_area = sink.sums, sink.valid_area
         totals = dict(zip(sink.okeys, sink.totals.tolist()))
         valid_pixels = dict(zip(sink.okeys, sink.valid_pixels.tolist()))
-        np.savez(sums_file, totals=sink.totals, valid_pixels=sink.valid_pixels,
-                 **{f"sums__{k}": v for k, v in sums.items()}, **{f"valid__{k}": v for k, v in valid_area.items()})
-        atomic_write_json(state_file, {"run_hash": run_hash, "output_keys": sink.okeys, "routing": upslope_info,
-                                       "sha256": {o.key: sha256_file(out_dir / o.path) for o in written}})
+        with atomic_path(sums_file, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, totals=sink.totals, valid_pixels=sink.valid_pixels,
+                         **{f"sums__{k}": v for k, v in sums.items()},
+                         **{f"valid__{k}": v for k, v in valid_area.items()})
+        atomic_write_json(state_file, {"run_hash": run_hash, "layout": layout, "output_keys": sink.okeys,
+                                       "routing": upslope_info, "execution": execution,
+                                       "fingerprint": {o.key: output_fingerprint(out_dir / rel_path[o.key])
+                                                       for o in written}})
+        store.close()
 
     # ---------------------------------------------------------------- tables
     manifest_outputs = []
     for o in written:
-        manifest_outputs.append({"path": o.path, "service": o.service, "kind": o.kind, "unit": o.unit,
+        manifest_outputs.append({"path": rel_path[o.key], "service": o.service, "kind": o.kind, "unit": o.unit,
                                  "description": o.description})
     tables = {}
     hierarchy = []
@@ -836,7 +966,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
 
         fig_dir = out_dir / "figures"
         fig_dir.mkdir(exist_ok=True)
-        gep = _read_decimated(out_dir / "rasters/gep_r_yuan.tif", 2000)
+        gep = _read_decimated(out_dir / rel_path["gep_r_yuan"], 2000)
         dgrid = _decimated_grid(grid, gep.shape)
         plot_gep_r_map(gep, dgrid, fig_dir / "gep_r_map.png", title=f"GEP-R, {cfg.name}",
                        polygons=[layer.gdf for layer in layers.values()],
@@ -879,6 +1009,8 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
             "config_sha256": cfg.config_hash(),
             "grid": grid.describe(),
             "chunk_size": chunk,
+            "layout": layout,
+            "memory": chunk_info,
             "inputs": {k: s.describe() for k, s in sources.items()},
             "input_checksums": checksums,
             "land_cover_classes_px": hist,

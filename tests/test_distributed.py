@@ -249,7 +249,7 @@ def test_block_sink_sums_do_not_depend_on_arrival_order():
     for seed in range(4):
         order = list(blocks)
         np.random.default_rng(seed).shuffle(order)
-        sink = BlockSink(outputs, {}, idx, ["x_yuan", "y_yuan", "gep_r_yuan"], chunks=chunks)
+        sink = BlockSink(outputs, None, idx, ["x_yuan", "y_yuan", "gep_r_yuan"], chunks=chunks)
         for r, c in order:
             sink.put(r, c, data[:, r:r + ch, c:c + ch])
         sink.check_complete()
@@ -261,7 +261,7 @@ def test_block_sink_sums_do_not_depend_on_arrival_order():
     assert np.allclose(results[0][1], ref, rtol=1e-12)
     with pytest.raises(ValueError, match="arrived twice"):
         sink.put(0, 0, data[:, :ch, :ch])
-    incomplete = BlockSink(outputs, {}, idx, ["x_yuan"], chunks=chunks)
+    incomplete = BlockSink(outputs, None, idx, ["x_yuan"], chunks=chunks)
     incomplete.put(0, 0, data[:, :ch, :ch])
     with pytest.raises(Exception, match="blocks were not written"):
         incomplete.check_complete()

@@ -1,0 +1,284 @@
+"""Resumable per-block output store of a run: block tiles + a journal of per-block partial sums.
+
+A run's output rasters are computed block by block (one block = one dask chunk of the reference grid).
+:class:`BlockStore` keeps, for every finished block,
+
+* one GeoTIFF tile per written output raster (:func:`gep_raster.io_write.write_tile`, atomic), and
+* one journal entry ``journal/b<index>.npz`` (atomic, written after the block's tiles): the block's
+  output totals, valid-pixel counts and per-polygon partial sums and valid areas, and the sizes of its
+  tiles.
+
+A journal entry is the commit mark of its block. A run killed at any point (even by SIGKILL, during
+a tile write) and started again finds the entries of the blocks that were finished, checks that their
+tiles are there with the recorded sizes, and computes only the other blocks; the per-polygon sums
+are then added in block order from the entries, so the tables are bit-identical to an uninterrupted
+run. Entries belong to one *run key* (the content hashes of config and inputs, see
+``pipeline._run_hash``, plus the block grid and the layout): a store made for another key is
+discarded, never reused. Timestamps are never used.
+
+At the end, :meth:`BlockStore.publish` turns each output's tiles into its final file:
+
+``layout="tiles"``
+    the tiles stay (``rasters/<name>.tiles/r<row>_c<col>.tif``, with internal overviews) and a VRT
+    mosaic ``rasters/<name>.vrt`` carries the metadata. Nothing is written twice.
+``layout="cog"``
+    one Cloud-Optimized GeoTIFF ``rasters/<name>.tif`` is made from the VRT of the tiles (GDAL COG
+    driver); the tiles are then removed. Costs one more read and write of every output.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GepError
+from .grid import RefGrid
+from .io_write import atomic_path, atomic_write_json, publish_cog, write_tile, write_vrt
+
+__all__ = ["BlockStore", "TILES_SUFFIX", "output_fingerprint"]
+
+#: Folder suffix of an output's tiles (next to its ``.vrt``).
+TILES_SUFFIX = ".tiles"
+
+
+def _tile_name(r0: int, c0: int) -> str:
+    return f"r{r0:07d}_c{c0:07d}.tif"
+
+
+@dataclass
+class _Entry:
+    """One block's journal entry (its contribution to the sums)."""
+
+    totals: np.ndarray
+    valid: np.ndarray
+    layers: dict
+
+
+class BlockStore:
+    """Block tiles and journal of one run (see the module docstring).
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        State folder of the store (``<output>/.gep_state/blocks``).
+    out_dir : pathlib.Path
+        Output folder of the run.
+    grid : RefGrid
+        Reference grid.
+    outputs : list of (key, rel_path)
+        Written outputs: key and final path relative to ``out_dir`` (``.tif`` for the cog layout,
+        ``.vrt`` for tiles).
+    run_key : str
+        Content hash of config and inputs; with the block grid and layout it identifies the store.
+    chunks : (tuple of int, tuple of int)
+        Row and column block sizes.
+    layout : {"cog", "tiles"}
+    overviews : bool
+        Internal overviews in the tiles (default: with the tiles layout).
+
+    Raises
+    ------
+    ValueError
+        Unknown layout.
+    """
+
+    def __init__(self, root: Path, out_dir: Path, grid: RefGrid, outputs: list[tuple[str, str]], run_key: str,
+                 chunks: tuple, layout: str, overviews: bool | None = None):
+        if layout not in ("cog", "tiles"):
+            raise ValueError(f"layout must be 'cog' or 'tiles', got {layout!r}")
+        self.root = Path(root)
+        self.out_dir = Path(out_dir)
+        self.grid = grid
+        self.outputs = list(outputs)
+        self.layout = layout
+        self.overviews = (layout == "tiles") if overviews is None else bool(overviews)
+        self.rows = np.concatenate([[0], np.cumsum(chunks[0])[:-1]]).astype(int).tolist()
+        self.cols = np.concatenate([[0], np.cumsum(chunks[1])[:-1]]).astype(int).tolist()
+        self.heights = [int(h) for h in chunks[0]]
+        self.widths = [int(w) for w in chunks[1]]
+        self.key = {"run_key": run_key, "layout": layout, "rows": self.heights, "cols": self.widths,
+                    "outputs": [k for k, _ in self.outputs], "overviews": self.overviews}
+        self.journal = self.root / "journal"
+        self._tile_dirs = {k: self._tile_dir(k, rel) for k, rel in self.outputs}
+        self._open()
+
+    # ------------------------------------------------------------------ layout
+    def _tile_dir(self, key: str, rel: str) -> Path:
+        if self.layout == "tiles":
+            p = self.out_dir / rel
+            return p.with_name(p.stem + TILES_SUFFIX)
+        return self.root / "tiles" / key
+
+    def tile_path(self, key: str, r0: int, c0: int) -> Path:
+        """Path of the tile of output ``key`` whose top-left pixel is (``r0``, ``c0``)."""
+        return self._tile_dirs[key] / _tile_name(r0, c0)
+
+    def block_index(self, r0: int, c0: int) -> int:
+        """Row-major index of the block at (``r0``, ``c0``)."""
+        return self.rows.index(r0) * len(self.cols) + self.cols.index(c0)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.rows) * len(self.cols)
+
+    def blocks(self):
+        """(index, r0, c0, h, w) of every block, row-major."""
+        i = 0
+        for r0, h in zip(self.rows, self.heights):
+            for c0, w in zip(self.cols, self.widths):
+                yield i, r0, c0, h, w
+                i += 1
+
+    def _open(self) -> None:
+        meta = self.root / "store.json"
+        old = None
+        if meta.exists():
+            try:
+                old = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                old = None
+        if old != self.key:  # another run (config, inputs, blocks or layout changed): start afresh
+            self.discard()
+        self.journal.mkdir(parents=True, exist_ok=True)
+        for d in self._tile_dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+            for tmp in d.glob(".*.tmp-*"):  # a tile being written when the run was killed
+                tmp.unlink(missing_ok=True)
+        for tmp in self.journal.glob(".*.tmp-*"):
+            tmp.unlink(missing_ok=True)
+        if old != self.key:
+            atomic_write_json(meta, self.key)
+
+    def discard(self) -> None:
+        """Remove the journal and every tile of the store."""
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        for d in self._tile_dirs.values():
+            if d.exists():
+                shutil.rmtree(d)
+
+    # ------------------------------------------------------------------ writing
+    def commit(self, r0: int, c0: int, value: np.ndarray, out_index: list[int], part: tuple) -> None:
+        """Write the block's tiles, then its journal entry (the commit mark).
+
+        Parameters
+        ----------
+        r0, c0 : int
+            Top-left pixel of the block.
+        value : numpy.ndarray, shape (n_outputs, h, w), float32
+            All outputs of the block.
+        out_index : list of int
+            Index in ``value`` of each written output, in the order of ``outputs``.
+        part : (totals, valid, layers)
+            The block's contribution to the sums (``pipeline.BlockSink._contribution``).
+        """
+        sizes = []
+        for (key, _), i in zip(self.outputs, out_index):
+            sizes.append(write_tile(self.tile_path(key, r0, c0), value[i], self.grid, r0, c0,
+                                    overviews=self.overviews))
+        totals, valid, layers = part
+        arrays = {"totals": totals, "valid": valid, "tile_bytes": np.asarray(sizes, np.int64),
+                  "origin": np.asarray([r0, c0], np.int64)}
+        names = sorted(layers)
+        for j, name in enumerate(names):
+            rows, s, va = layers[name]
+            arrays[f"rows{j}"], arrays[f"s{j}"], arrays[f"va{j}"] = rows, s, va
+        arrays["layer_names"] = np.asarray(json.dumps(names))
+        path = self.journal / f"b{self.block_index(r0, c0):07d}.npz"
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+    # ------------------------------------------------------------------ resuming
+    def finished(self) -> dict[int, tuple]:
+        """Journal entries of the finished blocks whose tiles are all present with their recorded sizes.
+
+        Returns
+        -------
+        dict
+            Block index -> (totals, valid, layers), the block's contribution to the sums. Blocks with a
+            damaged entry or a missing tile are left out (they are computed again).
+        """
+        out = {}
+        index = {i: (r0, c0) for i, r0, c0, _, _ in self.blocks()}
+        for f in sorted(self.journal.glob("b*.npz")):
+            try:
+                bi = int(f.stem[1:])
+                r0, c0 = index[bi]
+                with np.load(f) as z:
+                    if [int(z["origin"][0]), int(z["origin"][1])] != [r0, c0]:
+                        continue
+                    sizes = z["tile_bytes"].tolist()
+                    if len(sizes) != len(self.outputs):
+                        continue
+                    ok = all(self.tile_path(k, r0, c0).is_file()
+                             and self.tile_path(k, r0, c0).stat().st_size == n
+                             for (k, _), n in zip(self.outputs, sizes))
+                    if not ok:
+                        continue
+                    names = json.loads(str(z["layer_names"]))
+                    layers = {name: (z[f"rows{j}"], z[f"s{j}"], z[f"va{j}"]) for j, name in enumerate(names)}
+                    out[bi] = (z["totals"], z["valid"], layers)
+            except (OSError, ValueError, KeyError, IndexError, EOFError):
+                continue  # damaged or foreign entry: the block is computed again
+        return out
+
+    # ------------------------------------------------------------------ publishing
+    def publish(self, key: str, *, tags: dict, description: str, units: str) -> Path:
+        """Make output ``key``'s final file from its tiles (VRT mosaic, or COG for the cog layout).
+
+        Raises
+        ------
+        GepError
+            A tile of the output is missing (the run is incomplete).
+        OutputError
+            The VRT or COG cannot be written.
+        """
+        rel = dict(self.outputs)[key]
+        final = self.out_dir / rel
+        tiles = []
+        for _, r0, c0, h, w in self.blocks():
+            p = self.tile_path(key, r0, c0)
+            if not p.is_file():
+                raise GepError(f"internal: tile {p} of {rel} is missing; the run did not finish")
+            tiles.append((r0, c0, h, w, p.relative_to(final.parent if self.layout == "tiles" else p.parent.parent)
+                          .as_posix()))
+        if self.layout == "tiles":
+            return write_vrt(final, self.grid, tiles, tags=tags, description=description, units=units)
+        vrt = self.root / "tiles" / f"{key}.vrt"
+        write_vrt(vrt, self.grid, tiles, tags=tags, description=description, units=units)
+        return publish_cog(vrt, final, tags=tags, description=description, units=units)
+
+    def close(self) -> None:
+        """After a successful publish: drop the journal (and, for the cog layout, the tiles)."""
+        if self.layout == "cog":
+            self.discard()
+        elif self.root.exists():
+            shutil.rmtree(self.root)
+
+
+def output_fingerprint(path: Path) -> str:
+    """Content fingerprint of a final output: sha256 of a COG; for a VRT mosaic, sha256 of the VRT
+    text and of the names and sizes of its tiles (tiles are written atomically, so a present tile of
+    the recorded size is the complete tile).
+
+    Returns
+    -------
+    str
+        Hex digest. Raises OSError when a file is missing.
+    """
+    import hashlib
+
+    from .io_write import sha256_file
+
+    path = Path(path)
+    if path.suffix.lower() != ".vrt":
+        return sha256_file(path)
+    h = hashlib.sha256(path.read_bytes())
+    tdir = path.with_name(path.stem + TILES_SUFFIX)
+    for t in sorted(tdir.glob("r*_c*.tif")):
+        h.update(f"{t.name}:{t.stat().st_size}\n".encode())
+    return h.hexdigest()

@@ -1,0 +1,208 @@
+"""Flow routing in bounded memory: the whole DEM at once, or one hydrological unit at a time, to disk.
+
+The LS factor needs the upslope contributing area of every cell (:mod:`gep_raster.routing`). Routing
+needs the whole drainage area of a cell at once, so it cannot be done chunk by chunk like the other
+terms. :func:`route_to_raster` routes within the memory budget
+(:data:`gep_raster.budget.ROUTING_BYTES_PER_PIXEL`) and writes the upslope cell counts to a tiled
+GeoTIFF on the reference grid, which the block computation then reads window by window like any input:
+
+* when the whole DEM fits in the budget it is routed at once (one unit = the grid);
+* otherwise the run needs ``inputs.hydro_units``, a polygon layer of hydrological units (sub-watersheds,
+  e.g. HydroBASINS level 10-12 or a national small-watershed layer, 小流域). Each unit is routed on
+  its own: the DEM window of its bounding box is read, cells whose centre lies outside the unit are
+  masked, and the counts of the unit's cells are written. A unit's cells on its boundary are outlets
+  (pyflwdir ``outlets="edge"``), so flow is not passed across unit boundaries: on units whose
+  boundaries are drainage divides this equals routing the whole DEM; where a unit receives flow from
+  an upstream unit, the upstream area beyond the boundary is not counted (the LS factor there is a
+  lower bound; with the 122 L cap of InVEST SDR this matters only along the inflow channel).
+* A unit whose window does not fit in the budget, or a DEM too big for the budget without units, is
+  refused with a message naming the budget.
+
+The result depends only on the DEM, the units and the method, never on chunks or input tiling; it is
+cached in the run's state folder under a key made of their content hashes, so a resumed run does not
+route again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .budget import ROUTING_BYTES_PER_PIXEL
+from .errors import GepError, InputError
+from .grid import RefGrid
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RoutingBudgetError", "route_to_raster", "load_units"]
+
+
+class RoutingBudgetError(GepError):
+    """The DEM (or one hydrological unit of it) does not fit in the memory budget for flow routing."""
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.2f} GiB"
+
+
+def load_units(path: Path, grid: RefGrid, id_field: str | None, name: str = "inputs.hydro_units"):
+    """Read the hydrological units layer and reproject it to the grid CRS.
+
+    Returns
+    -------
+    (geopandas.GeoDataFrame, list of str)
+        The polygons (grid CRS) and their ids (``id_field`` values, or 1-based row numbers).
+
+    Raises
+    ------
+    InputError
+        Unreadable file, no polygons, missing ``id_field``, no CRS.
+    """
+    import geopandas as gpd
+
+    try:
+        gdf = gpd.read_file(path)
+    except Exception as exc:  # noqa: BLE001 - any OGR failure
+        raise InputError(f"{name} ({path}): cannot read the polygon layer ({exc})") from None
+    if gdf.empty:
+        raise InputError(f"{name} ({path}): the layer has no features")
+    if gdf.crs is None:
+        raise InputError(f"{name} ({path}): the layer has no CRS")
+    if id_field is not None and id_field not in gdf.columns:
+        raise InputError(f"{name} ({path}): column '{id_field}' not found (columns: {list(gdf.columns)})")
+    gdf = gdf[~gdf.geometry.is_empty & gdf.geometry.notna()]
+    if not gdf.geom_type.isin(["Polygon", "MultiPolygon"]).all():
+        raise InputError(f"{name} ({path}): expected polygons, found {sorted(set(gdf.geom_type))}")
+    gdf = gdf.to_crs(grid.crs)
+    ids = [str(v) for v in (gdf[id_field] if id_field else range(1, len(gdf) + 1))]
+    return gdf.reset_index(drop=True), ids
+
+
+def routing_key(dem_checksums: dict, method: str, options: dict, units_sha: str | None, grid: RefGrid) -> str:
+    """Cache key of a routed raster: content hashes of the DEM files and the units, method and grid."""
+    blob = json.dumps({"dem": dem_checksums, "method": method, "options": options, "units": units_sha,
+                       "grid": grid.describe()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_path: Path, *,
+                    budget_mb: int, units=None) -> dict:
+    """Route the DEM (whole, or per hydrological unit) and write upslope cell counts to ``out_path``.
+
+    Parameters
+    ----------
+    dem_source : gep_raster.io_read.GridSource
+        DEM on the reference grid (float32 m, NaN nodata).
+    grid : RefGrid
+        Reference grid (projected or geographic).
+    method : {"d8", "mfd"}
+        Routing method (:func:`gep_raster.routing.upslope_cells`).
+    options : dict
+        Method options (MFD exponent, quantize).
+    out_path : pathlib.Path
+        GeoTIFF to write (float32, cells including the cell itself, NaN where not routed); written to a
+        temporary file and renamed when complete.
+    budget_mb : int
+        Memory budget (``processing.memory_budget_mb``).
+    units : (GeoDataFrame, list of str), optional
+        Hydrological units in the grid CRS and their ids (:func:`load_units`).
+
+    Returns
+    -------
+    dict
+        Record for the manifest: mode (whole DEM or per unit), bytes per pixel, budget, units routed,
+        largest unit, pixels not in any unit, maximum upslope count.
+
+    Raises
+    ------
+    RoutingBudgetError
+        The whole DEM (without units) or one unit does not fit in the budget; the message gives the
+        pixels, the bytes per pixel, the need and the budget.
+    """
+    import rasterio
+    from rasterio import features
+    from rasterio.windows import Window
+
+    from .io_write import atomic_path
+    from .routing import upslope_cells
+
+    bpp = ROUTING_BYTES_PER_PIXEL[method]
+    budget = budget_mb * 2**20
+    h, w = grid.shape
+    info = {"method": method, "bytes_per_pixel": bpp, "memory_budget_mb": budget_mb}
+    profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="float32", crs=grid.crs,
+                   transform=grid.transform, nodata=float("nan"), tiled=True, blockxsize=512, blockysize=512,
+                   BIGTIFF="IF_SAFER")
+    if units is None:
+        need = bpp * h * w
+        if need > budget:
+            raise RoutingBudgetError(
+                f"flow routing ({method}) of the whole DEM needs about {bpp} B/px x {h * w:,} px = {_gib(need)}, "
+                f"more than the memory budget processing.memory_budget_mb = {budget_mb} MB; give "
+                "inputs.hydro_units (a polygon layer of hydrological units / sub-watersheds, e.g. HydroBASINS "
+                "level 12) to route unit by unit, or raise processing.memory_budget_mb")
+        dem = dem_source.read_all()
+        up = upslope_cells(dem, grid.transform, method=method, latlon=grid.is_geographic, **options)
+        del dem
+        with atomic_path(out_path, suffix=".tif") as tmp:
+            with rasterio.open(tmp, "w", **profile) as ds:
+                ds.write(up, 1)
+        info.update(mode="whole DEM", units=1, largest_unit_px=h * w,
+                    max_upslope_cells=float(np.nanmax(up)) if np.isfinite(up).any() else None)
+        return info
+
+    gdf, ids = units
+    routed_px = 0
+    largest = (0, None)
+    max_up = 0.0
+    n_done = 0
+    with atomic_path(out_path, suffix=".tif") as tmp:
+        with rasterio.open(tmp, "w+", **profile) as ds:
+            # unit windows first (so an oversized unit is reported before any routing)
+            plans = []
+            for geom, uid in zip(gdf.geometry, ids):
+                b = geom.bounds
+                win = rasterio.windows.from_bounds(*b, transform=grid.transform)
+                r0 = max(0, int(np.floor(win.row_off)))
+                c0 = max(0, int(np.floor(win.col_off)))
+                r1 = min(h, int(np.ceil(win.row_off + win.height)))
+                c1 = min(w, int(np.ceil(win.col_off + win.width)))
+                if r1 <= r0 or c1 <= c0:
+                    continue
+                px = (r1 - r0) * (c1 - c0)
+                if bpp * px > budget:
+                    raise RoutingBudgetError(
+                        f"inputs.hydro_units: unit '{uid}' spans {r1 - r0} x {c1 - c0} px ({px:,} px); routing it "
+                        f"({method}) needs about {bpp} B/px x {px:,} px = {_gib(bpp * px)}, more than the memory "
+                        f"budget processing.memory_budget_mb = {budget_mb} MB; split the unit (use a finer "
+                        "hydrological level) or raise processing.memory_budget_mb")
+                plans.append((uid, geom, r0, r1, c0, c1))
+            for uid, geom, r0, r1, c0, c1 in plans:
+                wt = grid.transform * grid.transform.translation(c0, r0)
+                inside = features.rasterize([(geom, 1)], out_shape=(r1 - r0, c1 - c0), transform=wt, fill=0,
+                                            dtype="uint8", all_touched=False).astype(bool)
+                if not inside.any():
+                    continue
+                dem = dem_source.read(r0, r1, c0, c1).astype(np.float32, copy=False)
+                dem = np.where(inside, dem, np.float32(np.nan))
+                if np.isnan(dem).all():
+                    continue
+                up = upslope_cells(dem, wt, method=method, latlon=grid.is_geographic, **options)
+                del dem
+                window = Window(c0, r0, c1 - c0, r1 - r0)
+                cur = ds.read(1, window=window)
+                sel = inside & np.isfinite(up)
+                cur[sel] = up[sel]
+                ds.write(cur, 1, window=window)
+                routed_px += int(sel.sum())
+                n_done += 1
+                if inside.sum() > largest[0]:
+                    largest = (int(inside.sum()), uid)
+                if sel.any():
+                    max_up = max(max_up, float(up[sel].max()))
+    info.update(mode="per hydrological unit", units=n_done, largest_unit_px=largest[0], largest_unit=largest[1],
+                routed_px=routed_px, max_upslope_cells=max_up)
+    return info
