@@ -184,7 +184,7 @@ def load_run(path) -> RunInfo:
         raise InputError(f"{mpath}: manifest 'grid' is unusable ({exc})") from None
     rasters = {}
     for o in m["outputs"]:
-        if o.get("kind") in ("physical", "value", "gep_r", "gep") and str(o.get("path", "")).endswith(".tif"):
+        if o.get("kind") in ("physical", "value", "gep_r", "gep") and str(o.get("path", "")).endswith((".tif", ".vrt")):
             rp = p / o["path"]
             if not rp.is_file():
                 raise InputError(f"{mpath}: output raster {o['path']} listed in the manifest is missing ({rp})")

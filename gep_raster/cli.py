@@ -48,6 +48,10 @@ def run(config: Path = typer.Argument(..., help="Run configuration (YAML)."),
             help="Compute the blocks on an existing Dask distributed cluster: scheduler address "
                  "(tcp://host:8786) or scheduler file (.json). Rasters, tables and manifest are written here; "
                  "workers need gep_raster and the input files at the same paths."),
+        memory_budget: Optional[int] = typer.Option(
+            None, "--memory-budget", "-m", min=256, metavar="MB",
+            help="Memory budget in MB (processing.memory_budget_mb; default 2048): sets the block size and "
+                 "limits flow routing."),
         force: bool = typer.Option(False, "--force", help="Recompute even if an identical finished run exists."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
         debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
@@ -62,7 +66,12 @@ def run(config: Path = typer.Argument(..., help="Run configuration (YAML)."),
     _setup_logging(not quiet)
     t0 = time.perf_counter()
     try:
-        cfg = load_config(config, overrides={"output": {"dir": str(output.resolve())}} if output else None)
+        overrides = {}
+        if output:
+            overrides["output"] = {"dir": str(output.resolve())}
+        if memory_budget:
+            overrides["processing"] = {"memory_budget_mb": memory_budget}
+        cfg = load_config(config, overrides=overrides or None)
         res = run_pipeline(cfg, workers=workers, progress=not quiet, force=force, scheduler=scheduler)
     except GepError as exc:
         if debug:

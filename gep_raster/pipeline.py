@@ -43,6 +43,7 @@ from .economic import EconomicAccounts
 from .errors import ConfigError, GepError, GridMismatchError, TableError
 from .grid import RefGrid
 from .io_read import GridSource, SumSource, grid_from_files
+from .kernels.reduce import nan_totals
 from .progress import BlockProgress
 from .services import OutputSpec, ServiceModel
 from .tables import PriceBook, load_legend, required_legend_columns
@@ -266,8 +267,7 @@ class BlockSink:
         h, w = value.shape[1:]
         zblock = np.ascontiguousarray(value[self.zsel])
         gep = np.ascontiguousarray(value[self.gep_idx])
-        totals = np.nansum(value.astype(np.float64), axis=(1, 2))
-        valid = np.isfinite(value).sum(axis=(1, 2))
+        totals, valid = nan_totals(value)
         layers = {}
         for name, idx in self.indices.items():
             s = np.zeros((idx.n_polygons, len(self.zsel)), np.float64)
@@ -804,7 +804,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                     rkey = routing_key(dem_sums, method, opts, units_sha, grid)
                     rpath = state_dir / "routing" / f"{key}-{rkey}.tif"
                     info_path = rpath.with_suffix(".json")
-                    if rpath.exists() and info_path.exists():  # cached by content hash (resumed run)
+                    if not force and rpath.exists() and info_path.exists():  # cached by content hash (resumed run)
                         info = json.loads(info_path.read_text())
                         info["reused"] = True
                     else:

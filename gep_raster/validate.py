@@ -79,7 +79,7 @@ def validate(cfg: RunConfig) -> ValidationReport:
         ``problems`` (the run would fail or give wrong numbers), ``warnings`` and ``info``.
         Never raises for a user mistake; every problem names the config key and the file.
     """
-    from .pipeline import class_histogram, open_inputs, reference_grid
+    from .pipeline import SCAN_CHUNK, class_histogram, open_inputs, reference_grid
     from .services import ServiceModel
     from .tables import PriceBook, load_legend, required_legend_columns
 
@@ -185,7 +185,7 @@ def validate(cfg: RunConfig) -> ValidationReport:
         try:
             model = ServiceModel.from_config(cfg, legend, book, cell_size=grid.res[0], geographic=grid.is_geographic)
             sources = open_inputs(cfg, grid, model.input_keys(), model.input_requests())
-            hist = class_histogram(sources["lc"], cfg.output.chunk_size)
+            hist = class_histogram(sources["lc"], cfg.output.chunk_size or SCAN_CHUNK)
             missing = sorted(set(hist) - set(int(c) for c in legend.codes))
             if missing:
                 rep.problems.append(f"legend {legend.path}: class code(s) {missing} occur in inputs.land_cover "
@@ -237,7 +237,7 @@ def validate(cfg: RunConfig) -> ValidationReport:
 
             sc = ScenarioSource(_raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical"),
                                 cfg.scenario, grid, cfg)
-            summary = sc.transitions(cfg.output.chunk_size)
+            summary = sc.transitions(cfg.output.chunk_size or SCAN_CHUNK)
             if summary["edited_pixels"] == 0:
                 rep.problems.append(f"scenario '{cfg.scenario.name}': no pixel centre of the reference grid lies in "
                                     "the edit polygons (wrong CRS, extent or from_classes?)")

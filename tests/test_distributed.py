@@ -313,3 +313,16 @@ def test_cli_scheduler_option_reaches_the_run(tiny, tmp_path):
     res = CliRunner().invoke(app, ["run", str(tiny), "--scheduler", str(tmp_path / "missing.json"), "-q"])
     assert res.exit_code == 2
     assert "scheduler file" in res.output and "missing.json" in res.output
+
+
+def test_nan_totals_by_hand():
+    """Per-band sum and count of non-NaN pixels (the block totals of BlockSink)."""
+    from gep_raster.kernels.reduce import nan_totals
+
+    block = np.array([[[1.0, np.nan], [2.5, 4.0]], [[np.nan, np.nan], [np.nan, np.nan]],
+                      [[-1.0, 0.0], [0.0, 1e-3]]], np.float32)
+    totals, valid = nan_totals(block)
+    np.testing.assert_allclose(totals, [7.5, 0.0, -1.0 + np.float64(np.float32(1e-3))], rtol=0, atol=1e-12)
+    assert valid.tolist() == [3, 0, 4]
+    with pytest.raises(ValueError, match="3-D"):
+        nan_totals(block[0])
