@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["RoutingBudgetError", "route_to_raster", "load_units"]
 
+#: Units totalling fewer pixels are routed in this process (starting processes costs ~1-2 s).
+PARALLEL_MIN_PX = 4_000_000
+
 
 class RoutingBudgetError(GepError):
     """The DEM (or one hydrological unit of it) does not fit in the memory budget for flow routing."""
@@ -89,7 +92,7 @@ def routing_key(dem_checksums: dict, method: str, options: dict, units_sha: str 
 
 
 def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_path: Path, *,
-                    budget_mb: int, units=None) -> dict:
+                    budget_mb: float, units=None, workers: int = 1) -> dict:
     """Route the DEM (whole, or per hydrological unit) and write upslope cell counts to ``out_path``.
 
     Parameters
@@ -109,6 +112,10 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
         Memory budget (``processing.memory_budget_mb``).
     units : (GeoDataFrame, list of str), optional
         Hydrological units in the grid CRS and their ids (:func:`load_units`).
+    workers : int
+        Units routed at once, each in its own process (never more than the budget holds at the
+        largest unit's size; one when the units total fewer than :data:`PARALLEL_MIN_PX` pixels).
+        Results are written in unit order, so the raster does not depend on it.
 
     Returns
     -------
@@ -123,7 +130,6 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
         pixels, the bytes per pixel, the need and the budget.
     """
     import rasterio
-    from rasterio import features
     from rasterio.windows import Window
 
     from .io_write import atomic_path
@@ -155,54 +161,106 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
         return info
 
     gdf, ids = units
+    # unit windows first (so an oversized unit is reported before any routing)
+    plans = []
+    for i, (geom, uid) in enumerate(zip(gdf.geometry, ids)):
+        win = rasterio.windows.from_bounds(*geom.bounds, transform=grid.transform)
+        r0 = max(0, int(np.floor(win.row_off)))
+        c0 = max(0, int(np.floor(win.col_off)))
+        r1 = min(h, int(np.ceil(win.row_off + win.height)))
+        c1 = min(w, int(np.ceil(win.col_off + win.width)))
+        if r1 <= r0 or c1 <= c0:
+            continue
+        px = (r1 - r0) * (c1 - c0)
+        if bpp * px > budget:
+            raise RoutingBudgetError(
+                f"inputs.hydro_units: unit '{uid}' spans {r1 - r0} x {c1 - c0} px ({px:,} px); routing it "
+                f"({method}) needs about {bpp} B/px x {px:,} px = {_gib(bpp * px)}, more than the memory "
+                f"budget processing.memory_budget_mb = {budget_mb} MB; split the unit (use a finer "
+                "hydrological level) or raise processing.memory_budget_mb")
+        plans.append((i, uid, geom.wkb, r0, r1, c0, c1))
+    largest_px = max((p[4] - p[3]) * (p[6] - p[5]) for p in plans) if plans else 0
+    total_px = sum((p[4] - p[3]) * (p[6] - p[5]) for p in plans)
+    # units in parallel processes when it pays (several units, millions of pixels) and the budget holds
+    # one unit per process
+    n_proc = min(int(workers), len(plans), int(budget // max(bpp * largest_px, 1)))
+    if total_px < PARALLEL_MIN_PX:
+        n_proc = 1
+    args = [(dem_source, wkb, r0, r1, c0, c1, tuple(grid.transform)[:6], method, options, grid.is_geographic)
+            for _, _, wkb, r0, r1, c0, c1 in plans]
     routed_px = 0
     largest = (0, None)
     max_up = 0.0
     n_done = 0
     with atomic_path(out_path, suffix=".tif") as tmp:
         with rasterio.open(tmp, "w+", **profile) as ds:
-            # unit windows first (so an oversized unit is reported before any routing)
-            plans = []
-            for geom, uid in zip(gdf.geometry, ids):
-                b = geom.bounds
-                win = rasterio.windows.from_bounds(*b, transform=grid.transform)
-                r0 = max(0, int(np.floor(win.row_off)))
-                c0 = max(0, int(np.floor(win.col_off)))
-                r1 = min(h, int(np.ceil(win.row_off + win.height)))
-                c1 = min(w, int(np.ceil(win.col_off + win.width)))
-                if r1 <= r0 or c1 <= c0:
+            for (i, uid, _, r0, r1, c0, c1), up in zip(plans, _results(_route_unit, args, n_proc)):
+                if up is None:
                     continue
-                px = (r1 - r0) * (c1 - c0)
-                if bpp * px > budget:
-                    raise RoutingBudgetError(
-                        f"inputs.hydro_units: unit '{uid}' spans {r1 - r0} x {c1 - c0} px ({px:,} px); routing it "
-                        f"({method}) needs about {bpp} B/px x {px:,} px = {_gib(bpp * px)}, more than the memory "
-                        f"budget processing.memory_budget_mb = {budget_mb} MB; split the unit (use a finer "
-                        "hydrological level) or raise processing.memory_budget_mb")
-                plans.append((uid, geom, r0, r1, c0, c1))
-            for uid, geom, r0, r1, c0, c1 in plans:
-                wt = grid.transform * grid.transform.translation(c0, r0)
-                inside = features.rasterize([(geom, 1)], out_shape=(r1 - r0, c1 - c0), transform=wt, fill=0,
-                                            dtype="uint8", all_touched=False).astype(bool)
-                if not inside.any():
-                    continue
-                dem = dem_source.read(r0, r1, c0, c1).astype(np.float32, copy=False)
-                dem = np.where(inside, dem, np.float32(np.nan))
-                if np.isnan(dem).all():
-                    continue
-                up = upslope_cells(dem, wt, method=method, latlon=grid.is_geographic, **options)
-                del dem
                 window = Window(c0, r0, c1 - c0, r1 - r0)
                 cur = ds.read(1, window=window)
-                sel = inside & np.isfinite(up)
+                sel = np.isfinite(up)
                 cur[sel] = up[sel]
                 ds.write(cur, 1, window=window)
-                routed_px += int(sel.sum())
+                n_sel = int(sel.sum())
+                routed_px += n_sel
                 n_done += 1
-                if inside.sum() > largest[0]:
-                    largest = (int(inside.sum()), uid)
-                if sel.any():
+                if n_sel > largest[0]:
+                    largest = (n_sel, uid)
+                if n_sel:
                     max_up = max(max_up, float(up[sel].max()))
+    info["processes"] = n_proc
     info.update(mode="per hydrological unit", units=n_done, largest_unit_px=largest[0], largest_unit=largest[1],
                 routed_px=routed_px, max_upslope_cells=max_up)
     return info
+
+
+def _route_unit(args):
+    """Route one unit (in a worker process or here): upslope counts on the unit's window, NaN outside it.
+
+    Returns None when the unit has no valid DEM cell."""
+    from affine import Affine
+    from rasterio import features
+    from shapely import wkb as _wkb
+
+    from .routing import upslope_cells
+
+    dem_source, geom_wkb, r0, r1, c0, c1, transform, method, options, latlon = args
+    t = Affine(*transform)
+    wt = t * Affine.translation(c0, r0)
+    inside = features.rasterize([(_wkb.loads(geom_wkb), 1)], out_shape=(r1 - r0, c1 - c0), transform=wt,
+                                fill=0, dtype="uint8", all_touched=False).astype(bool)
+    if not inside.any():
+        return None
+    dem = dem_source.read(r0, r1, c0, c1).astype(np.float32, copy=False)
+    dem = np.where(inside, dem, np.float32(np.nan))
+    if np.isnan(dem).all():
+        return None
+    up = upslope_cells(dem, wt, method=method, latlon=latlon, **options)
+    up[~inside] = np.nan
+    return up
+
+
+def _results(fn, args: list, n_proc: int):
+    """``fn`` over ``args`` in order: here, or in ``n_proc`` spawned processes with at most ``n_proc + 1``
+    results pending (bounded memory), yielded in input order."""
+    if n_proc <= 1:
+        for a in args:
+            yield fn(a)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = deque()
+        it = iter(args)
+        for a in it:
+            pending.append(pool.submit(fn, a))
+            if len(pending) > n_proc:
+                break
+        while pending:
+            yield pending.popleft().result()
+            a = next(it, None)
+            if a is not None:
+                pending.append(pool.submit(fn, a))

@@ -811,7 +811,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                         for old in rpath.parent.glob(f"{key}-*"):
                             old.unlink(missing_ok=True)
                         info = route_to_raster(sources["dem"], grid, method, opts, rpath,
-                                               budget_mb=budget_mb, units=units)
+                                               budget_mb=budget_mb, units=units, workers=nthreads)
                         info.update(input=key, options=opts, description=(
                             "pyflwdir fill_depressions (Wang & Liu 2006) + D8, cell counts" if method == "d8"
                             else "multiple flow directions (Freeman 1991 / Quinn 1991), cell counts"))

@@ -147,3 +147,24 @@ def test_pipeline_with_hydro_units_is_chunk_and_layout_invariant(tiny):
     ls_u = _read(outs[0].output_dir / "rasters/intermediate/ls_factor.tif")
     ls_w = _read(whole.output_dir / "rasters/intermediate/ls_factor.tif")
     assert not np.array_equal(ls_u, ls_w, equal_nan=True)
+
+
+def test_units_routed_in_parallel_processes_give_the_same_raster(tmp_path, monkeypatch):
+    """Two spawned processes route the units; the raster equals the serial one (written in unit order)."""
+    import gep_raster.hydro_units as hu
+
+    dem = _dem(80, 90)
+    src, grid = _source(tmp_path, dem)
+    x0, y1 = T.c, T.f
+    boxes = [shapely.box(x0 + c * 30, y1 - (r + 40) * 30, x0 + (c + 30) * 30, y1 - r * 30)
+             for r in (0, 40) for c in (0, 30, 60)]
+    units = (gpd.GeoDataFrame(geometry=boxes, crs="EPSG:32650"), [f"U{i}" for i in range(6)])
+    serial = route_to_raster(src, grid, "d8", {}, tmp_path / "a.tif", budget_mb=256, units=units, workers=1)
+    monkeypatch.setattr(hu, "PARALLEL_MIN_PX", 0)
+    par = route_to_raster(src, grid, "d8", {}, tmp_path / "b.tif", budget_mb=256, units=units, workers=2)
+    assert serial["processes"] == 1 and par["processes"] == 2
+    a, b = _read(tmp_path / "a.tif"), _read(tmp_path / "b.tif")
+    assert np.array_equal(a, b, equal_nan=True) and np.isfinite(a).all()
+    for k, (r, c) in enumerate([(r, c) for r in (0, 40) for c in (0, 30, 60)]):
+        ref = upslope_cells(dem[r:r + 40, c:c + 30], T * Affine.translation(c, r), method="d8")
+        assert np.array_equal(a[r:r + 40, c:c + 30], ref), k
