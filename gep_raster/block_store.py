@@ -19,8 +19,12 @@ discarded, never reused. Timestamps are never used.
 At the end, :meth:`BlockStore.publish` turns each output's tiles into its final file:
 
 ``layout="tiles"``
-    the tiles stay (``rasters/<name>.tiles/r<row>_c<col>.tif``, with internal overviews) and a VRT
-    mosaic ``rasters/<name>.vrt`` carries the metadata. Nothing is written twice.
+    the tiles stay (``rasters/<name>.tiles/r<row>_c<col>.tif``) and a VRT mosaic ``rasters/<name>.vrt``
+    carries the metadata. Nothing is written twice. For display at small scales the VRT declares an
+    overview, ``rasters/<name>.tiles/overview_x16.tif``: the mean of every 16 x 16 pixels (NaN ignored,
+    as GDAL's AVERAGE), computed from each block in memory when it is committed (kept in its journal
+    entry) and written at the end with its own internal overviews. Building overviews inside every tile
+    instead doubled the tile write time (1.65 s against 0.79 s for 15 outputs of a 1024² block).
 ``layout="cog"``
     one Cloud-Optimized GeoTIFF ``rasters/<name>.tif`` is made from the VRT of the tiles (GDAL COG
     driver); the tiles are then removed. Costs one more read and write of every output.
@@ -37,11 +41,14 @@ import numpy as np
 from .errors import GepError
 from .grid import RefGrid
 from .io_write import atomic_path, atomic_write_json, publish_cog, write_tile, write_vrt
+from .kernels.reduce import block_mean
 
 __all__ = ["BlockStore", "TILES_SUFFIX", "output_fingerprint"]
 
 #: Folder suffix of an output's tiles (next to its ``.vrt``).
 TILES_SUFFIX = ".tiles"
+#: Reduction factor of the overview raster of the tiles layout.
+OVERVIEW_FACTOR = 16
 
 
 def _tile_name(r0: int, c0: int) -> str:
@@ -77,7 +84,7 @@ class BlockStore:
         Row and column block sizes.
     layout : {"cog", "tiles"}
     overviews : bool
-        Internal overviews in the tiles (default: with the tiles layout).
+        Overview raster (x16) per output (default: with the tiles layout).
 
     Raises
     ------
@@ -97,6 +104,8 @@ class BlockStore:
         self.overviews = (layout == "tiles") if overviews is None else bool(overviews)
         self.rows = np.concatenate([[0], np.cumsum(chunks[0])[:-1]]).astype(int).tolist()
         self.cols = np.concatenate([[0], np.cumsum(chunks[1])[:-1]]).astype(int).tolist()
+        if self.overviews and any(v % OVERVIEW_FACTOR for v in self.rows + self.cols):
+            self.overviews = False  # blocks not on the x16 lattice (an odd output.chunk_size): no overview
         self.heights = [int(h) for h in chunks[0]]
         self.widths = [int(w) for w in chunks[1]]
         self.key = {"run_key": run_key, "layout": layout, "rows": self.heights, "cols": self.widths,
@@ -176,12 +185,14 @@ class BlockStore:
             The block's contribution to the sums (``pipeline.BlockSink._contribution``).
         """
         sizes = []
-        for (key, _), i in zip(self.outputs, out_index):
-            sizes.append(write_tile(self.tile_path(key, r0, c0), value[i], self.grid, r0, c0,
-                                    overviews=self.overviews))
+        arrays = {}
+        for j, ((key, _), i) in enumerate(zip(self.outputs, out_index)):
+            sizes.append(write_tile(self.tile_path(key, r0, c0), value[i], self.grid, r0, c0))
+            if self.overviews:
+                arrays[f"ov{j}"] = block_mean(value[i], OVERVIEW_FACTOR)
         totals, valid, layers = part
-        arrays = {"totals": totals, "valid": valid, "tile_bytes": np.asarray(sizes, np.int64),
-                  "origin": np.asarray([r0, c0], np.int64)}
+        arrays.update({"totals": totals, "valid": valid, "tile_bytes": np.asarray(sizes, np.int64),
+                       "origin": np.asarray([r0, c0], np.int64)})
         names = sorted(layers)
         for j, name in enumerate(names):
             rows, s, va = layers[name]
@@ -247,10 +258,30 @@ class BlockStore:
             tiles.append((r0, c0, h, w, p.relative_to(final.parent if self.layout == "tiles" else p.parent.parent)
                           .as_posix()))
         if self.layout == "tiles":
-            return write_vrt(final, self.grid, tiles, tags=tags, description=description, units=units)
+            ov_rel = None
+            if self.overviews:
+                ov_path = self._tile_dirs[key] / f"overview_x{OVERVIEW_FACTOR}.tif"
+                self._write_overview(key, ov_path)
+                ov_rel = ov_path.relative_to(final.parent).as_posix()
+            return write_vrt(final, self.grid, tiles, tags=tags, description=description, units=units,
+                             overview=ov_rel)
         vrt = self.root / "tiles" / f"{key}.vrt"
         write_vrt(vrt, self.grid, tiles, tags=tags, description=description, units=units)
         return publish_cog(vrt, final, tags=tags, description=description, units=units)
+
+    def _write_overview(self, key: str, path: Path) -> None:
+        """The x16 mean raster of output ``key`` from the journal entries (with its own overviews)."""
+        f = OVERVIEW_FACTOR
+        j = [k for k, _ in self.outputs].index(key)
+        g = self.grid
+        oh, ow = -(-g.height // f), -(-g.width // f)
+        ov = np.full((oh, ow), np.nan, np.float32)
+        for bi, r0, c0, _, _ in self.blocks():
+            with np.load(self.journal / f"b{bi:07d}.npz") as z:
+                a = z[f"ov{j}"]
+            ov[r0 // f:r0 // f + a.shape[0], c0 // f:c0 // f + a.shape[1]] = a
+        ogrid = RefGrid(g.crs, g.transform * g.transform.scale(f), ow, oh)
+        write_tile(path, ov, ogrid, 0, 0, overviews=True)
 
     def close(self) -> None:
         """After a successful publish: drop the journal (and, for the cog layout, the tiles)."""
@@ -279,6 +310,6 @@ def output_fingerprint(path: Path) -> str:
         return sha256_file(path)
     h = hashlib.sha256(path.read_bytes())
     tdir = path.with_name(path.stem + TILES_SUFFIX)
-    for t in sorted(tdir.glob("r*_c*.tif")):
+    for t in sorted(tdir.glob("*.tif")):
         h.update(f"{t.name}:{t.stat().st_size}\n".encode())
     return h.hexdigest()

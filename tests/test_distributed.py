@@ -326,3 +326,13 @@ def test_nan_totals_by_hand():
     assert valid.tolist() == [3, 0, 4]
     with pytest.raises(ValueError, match="3-D"):
         nan_totals(block[0])
+
+
+def test_block_mean_by_hand():
+    """x2 overview cells: mean of the non-NaN pixels; edge cells cover what is left; all-NaN -> NaN."""
+    from gep_raster.kernels.reduce import block_mean
+
+    a = np.array([[1, 3, 5], [5, np.nan, 7], [np.nan, np.nan, 2]], np.float32)
+    got = block_mean(a, 2)
+    # (1+3+5)/3 = 3; (5+7)/2 = 6; bottom-left all NaN; bottom-right 2
+    np.testing.assert_array_equal(got, np.array([[3, 6], [np.nan, 2]], np.float32))

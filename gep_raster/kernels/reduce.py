@@ -51,3 +51,52 @@ def nan_totals(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     valid = np.zeros(b.shape[0], np.int64)
     _nan_totals(np.ascontiguousarray(b), totals, valid)
     return totals, valid
+
+
+@njit(nogil=True, cache=True)
+def _block_mean(a, f, out):
+    h, w = a.shape
+    oh, ow = out.shape
+    s = np.zeros((oh, ow), np.float64)
+    n = np.zeros((oh, ow), np.int64)
+    for i in range(h):
+        ii = i // f
+        for j in range(w):
+            v = a[i, j]
+            if not np.isnan(v):
+                s[ii, j // f] += v
+                n[ii, j // f] += 1
+    for i in range(oh):
+        for j in range(ow):
+            out[i, j] = s[i, j] / n[i, j] if n[i, j] > 0 else np.nan
+
+
+def block_mean(a: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of the non-NaN pixels of every ``factor`` x ``factor`` cell (a reduced-resolution overview).
+
+    Parameters
+    ----------
+    a : numpy.ndarray, shape (h, w), float32
+        Block (NaN = nodata).
+    factor : int
+        Reduction factor (>= 1). Edge cells cover the remaining rows/columns.
+
+    Returns
+    -------
+    numpy.ndarray, shape (ceil(h / factor), ceil(w / factor)), float32
+        NaN where a cell has no valid pixel (GDAL's AVERAGE overview rule).
+
+    Raises
+    ------
+    ValueError
+        ``a`` is not 2-D or ``factor`` < 1.
+    """
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"block must be 2-D, got shape {a.shape}")
+    if int(factor) < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    f = int(factor)
+    out = np.empty((-(-a.shape[0] // f), -(-a.shape[1] // f)), np.float32)
+    _block_mean(np.ascontiguousarray(a, dtype=np.float32), f, out)
+    return out
