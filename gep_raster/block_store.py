@@ -85,6 +85,8 @@ class BlockStore:
     layout : {"cog", "tiles"}
     overviews : bool
         Overview raster (x16) per output (default: with the tiles layout).
+    deflate_level : int
+        DEFLATE level of the tiles (``output.deflate_level``).
 
     Raises
     ------
@@ -93,7 +95,7 @@ class BlockStore:
     """
 
     def __init__(self, root: Path, out_dir: Path, grid: RefGrid, outputs: list[tuple[str, str]], run_key: str,
-                 chunks: tuple, layout: str, overviews: bool | None = None):
+                 chunks: tuple, layout: str, overviews: bool | None = None, deflate_level: int = 6):
         if layout not in ("cog", "tiles"):
             raise ValueError(f"layout must be 'cog' or 'tiles', got {layout!r}")
         self.root = Path(root)
@@ -101,6 +103,7 @@ class BlockStore:
         self.grid = grid
         self.outputs = list(outputs)
         self.layout = layout
+        self.deflate_level = int(deflate_level)
         self.overviews = (layout == "tiles") if overviews is None else bool(overviews)
         self.rows = np.concatenate([[0], np.cumsum(chunks[0])[:-1]]).astype(int).tolist()
         self.cols = np.concatenate([[0], np.cumsum(chunks[1])[:-1]]).astype(int).tolist()
@@ -109,7 +112,8 @@ class BlockStore:
         self.heights = [int(h) for h in chunks[0]]
         self.widths = [int(w) for w in chunks[1]]
         self.key = {"run_key": run_key, "layout": layout, "rows": self.heights, "cols": self.widths,
-                    "outputs": [k for k, _ in self.outputs], "overviews": self.overviews}
+                    "outputs": [k for k, _ in self.outputs], "overviews": self.overviews,
+                    "deflate_level": self.deflate_level}
         self.journal = self.root / "journal"
         self._tile_dirs = {k: self._tile_dir(k, rel) for k, rel in self.outputs}
         self._open()
@@ -187,7 +191,8 @@ class BlockStore:
         sizes = []
         arrays = {}
         for j, ((key, _), i) in enumerate(zip(self.outputs, out_index)):
-            sizes.append(write_tile(self.tile_path(key, r0, c0), value[i], self.grid, r0, c0))
+            sizes.append(write_tile(self.tile_path(key, r0, c0), value[i], self.grid, r0, c0,
+                                    zlevel=self.deflate_level))
             if self.overviews:
                 arrays[f"ov{j}"] = block_mean(value[i], OVERVIEW_FACTOR)
         totals, valid, layers = part
