@@ -67,8 +67,12 @@ vep-demo: $(STAMP)  ## VEP accounts of the sample's special units with a 20-year
 sample-tiles: $(STAMP)  ## regenerate sample_tiles/data with the deterministic generator
 	$(BIN)/python sample_tiles/make_sample.py --out sample_tiles/data
 
-bench: $(STAMP)  ## benchmarks (not part of the tests): writes bench/results/latest.json
+bench: $(STAMP)  ## province-scale benchmarks, all cases up to 32k^2 (long: 1 h+) -> bench/results/latest.json
 	$(BIN)/python bench/run_bench.py
+
+.PHONY: bench-quick
+bench-quick: $(STAMP)  ## small benchmarks only (sample, synthetic 2048^2, zonal) -> bench/results/latest.json
+	$(BIN)/python bench/run_bench.py --cases quick
 
 clean:  ## remove outputs (keeps .venv)
 	rm -rf out bench/results/latest.json

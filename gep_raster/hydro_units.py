@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .budget import ROUTING_BYTES_PER_PIXEL
+from .budget import FIXED_OVERHEAD_MB, ROUTING_BYTES_PER_PIXEL
 from .errors import GepError, InputError
 from .grid import RefGrid
 
@@ -41,6 +41,8 @@ __all__ = ["RoutingBudgetError", "route_to_raster", "load_units"]
 
 #: Units totalling fewer pixels are routed in this process (starting processes costs ~1-2 s).
 PARALLEL_MIN_PX = 4_000_000
+#: Memory of one spawned routing process besides its unit (interpreter, numpy, numba, pyflwdir, GDAL), MB.
+WORKER_OVERHEAD_MB = 250
 
 
 class RoutingBudgetError(GepError):
@@ -136,7 +138,8 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     from .routing import upslope_cells
 
     bpp = ROUTING_BYTES_PER_PIXEL[method]
-    budget = budget_mb * 2**20
+    # what routing may use: the budget less the run's fixed overhead (this process stays alive)
+    budget = max(budget_mb - FIXED_OVERHEAD_MB, 0) * 2**20
     h, w = grid.shape
     info = {"method": method, "bytes_per_pixel": bpp, "memory_budget_mb": budget_mb}
     profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="float32", crs=grid.crs,
@@ -147,7 +150,8 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
         if need > budget:
             raise RoutingBudgetError(
                 f"flow routing ({method}) of the whole DEM needs about {bpp} B/px x {h * w:,} px = {_gib(need)}, "
-                f"more than the memory budget processing.memory_budget_mb = {budget_mb} MB; give "
+                f"more than the memory budget processing.memory_budget_mb = {budget_mb} MB less {FIXED_OVERHEAD_MB} MB "
+                f"for the rest of the run; give "
                 "inputs.hydro_units (a polygon layer of hydrological units / sub-watersheds, e.g. HydroBASINS "
                 "level 12) to route unit by unit, or raise processing.memory_budget_mb")
         dem = dem_source.read_all()
@@ -176,14 +180,16 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
             raise RoutingBudgetError(
                 f"inputs.hydro_units: unit '{uid}' spans {r1 - r0} x {c1 - c0} px ({px:,} px); routing it "
                 f"({method}) needs about {bpp} B/px x {px:,} px = {_gib(bpp * px)}, more than the memory "
-                f"budget processing.memory_budget_mb = {budget_mb} MB; split the unit (use a finer "
+                f"budget processing.memory_budget_mb = {budget_mb} MB less {FIXED_OVERHEAD_MB} MB for the rest "
+                f"of the run; split the unit (use a finer "
                 "hydrological level) or raise processing.memory_budget_mb")
         plans.append((i, uid, geom.wkb, r0, r1, c0, c1))
     largest_px = max((p[4] - p[3]) * (p[6] - p[5]) for p in plans) if plans else 0
     total_px = sum((p[4] - p[3]) * (p[6] - p[5]) for p in plans)
     # units in parallel processes when it pays (several units, millions of pixels) and the budget holds
     # one unit per process
-    n_proc = min(int(workers), len(plans), int(budget // max(bpp * largest_px, 1)))
+    n_proc = min(int(workers), len(plans),
+                 int(budget // max(bpp * largest_px + WORKER_OVERHEAD_MB * 2**20, 1)))
     if total_px < PARALLEL_MIN_PX:
         n_proc = 1
     args = [(dem_source, wkb, r0, r1, c0, c1, tuple(grid.transform)[:6], method, options, grid.is_geographic)

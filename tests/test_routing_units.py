@@ -44,7 +44,7 @@ def _read(p):
 def test_whole_dem_route_to_raster_equals_in_memory_routing(tmp_path):
     dem = _dem()
     src, grid = _source(tmp_path, dem)
-    info = route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=256)
+    info = route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=2048)
     ref = upslope_cells(dem, T, method="d8")
     assert np.array_equal(_read(tmp_path / "up.tif"), ref, equal_nan=True)
     assert info["mode"] == "whole DEM" and info["max_upslope_cells"] == float(np.nanmax(ref))
@@ -63,7 +63,7 @@ def test_per_unit_routing_equals_whole_dem_when_units_follow_a_divide(tmp_path, 
     west = shapely.box(x0, y1 - h * 30, x0 + (k + 0.5) * 30, y1)       # columns 0..k (k is NaN)
     east = shapely.box(x0 + (k + 0.5) * 30, y1 - h * 30, x0 + w * 30, y1)  # columns k+1..w-1
     units = (gpd.GeoDataFrame(geometry=[west, east], crs="EPSG:32650"), ["W", "E"])
-    info = route_to_raster(src, grid, method, {}, tmp_path / "up.tif", budget_mb=256, units=units)
+    info = route_to_raster(src, grid, method, {}, tmp_path / "up.tif", budget_mb=2048, units=units)
     got = _read(tmp_path / "up.tif")
     ref = upslope_cells(dem, T, method=method)
     assert np.array_equal(got, ref, equal_nan=True)
@@ -79,7 +79,7 @@ def test_per_unit_routing_cuts_flow_at_unit_boundaries(tmp_path):
     x0, y1 = T.c, T.f
     north = shapely.box(x0, y1 - 25 * 30, x0 + w * 30, y1)
     south = shapely.box(x0, y1 - h * 30, x0 + w * 30, y1 - 25 * 30)
-    route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=256,
+    route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=2048,
                     units=(gpd.GeoDataFrame(geometry=[north, south], crs="EPSG:32650"), ["N", "S"]))
     got = _read(tmp_path / "up.tif")
     ref_n = upslope_cells(dem[:25], T, method="d8")
@@ -95,7 +95,7 @@ def test_pixels_outside_every_unit_are_not_routed(tmp_path):
     src, grid = _source(tmp_path, dem)
     x0, y1 = T.c, T.f
     only = shapely.box(x0 + 300, y1 - 900, x0 + 1500, y1 - 300)  # rows 10..29, columns 10..49
-    info = route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=256,
+    info = route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=2048,
                            units=(gpd.GeoDataFrame(geometry=[only], crs="EPSG:32650"), ["U1"]))
     got = _read(tmp_path / "up.tif")
     assert np.isfinite(got[10:30, 10:50]).all()
@@ -106,19 +106,21 @@ def test_pixels_outside_every_unit_are_not_routed(tmp_path):
 def test_budget_errors_name_the_budget(tmp_path):
     dem = _dem(200, 200)  # 40,000 px x 48 B/px (D8) = 1.83 MiB
     src, grid = _source(tmp_path, dem)
+    # 513 MB budget - 512 MB fixed overhead = 1 MB for routing
     with pytest.raises(RoutingBudgetError, match=r"whole DEM needs about 48 B/px x 40,000 px.*"
-                                                 r"processing.memory_budget_mb = 1 MB.*inputs.hydro_units"):
-        route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=1)
+                                                 r"processing.memory_budget_mb = 513 MB less 512 MB.*"
+                                                 r"inputs.hydro_units"):
+        route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=513)
     assert not (tmp_path / "up.tif").exists()
     x0, y1 = T.c, T.f
     big = shapely.box(x0, y1 - 200 * 30, x0 + 200 * 30, y1 - 100 * 30)  # 100 x 200 px = 20,000 px = 0.92 MiB
     small = shapely.box(x0, y1 - 100 * 30, x0 + 50 * 30, y1)
     units = (gpd.GeoDataFrame(geometry=[small, big], crs="EPSG:32650"), ["ok-unit", "big-unit"])
     with pytest.raises(RoutingBudgetError, match=r"unit 'big-unit' spans 100 x 200 px \(20,000 px\).*"
-                                                 r"memory_budget_mb = 0\.5 MB|unit 'big-unit' spans 100 x 200 px"):
-        route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=0.5, units=units)
+                                                 r"memory_budget_mb = 512\.5 MB less 512 MB"):
+        route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=512.5, units=units)
     # the same units within 1 MB: both fit
-    route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=1, units=units)
+    route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=513, units=units)
 
 
 def test_pipeline_with_hydro_units_is_chunk_and_layout_invariant(tiny):
@@ -159,9 +161,9 @@ def test_units_routed_in_parallel_processes_give_the_same_raster(tmp_path, monke
     boxes = [shapely.box(x0 + c * 30, y1 - (r + 40) * 30, x0 + (c + 30) * 30, y1 - r * 30)
              for r in (0, 40) for c in (0, 30, 60)]
     units = (gpd.GeoDataFrame(geometry=boxes, crs="EPSG:32650"), [f"U{i}" for i in range(6)])
-    serial = route_to_raster(src, grid, "d8", {}, tmp_path / "a.tif", budget_mb=256, units=units, workers=1)
+    serial = route_to_raster(src, grid, "d8", {}, tmp_path / "a.tif", budget_mb=2048, units=units, workers=1)
     monkeypatch.setattr(hu, "PARALLEL_MIN_PX", 0)
-    par = route_to_raster(src, grid, "d8", {}, tmp_path / "b.tif", budget_mb=256, units=units, workers=2)
+    par = route_to_raster(src, grid, "d8", {}, tmp_path / "b.tif", budget_mb=2048, units=units, workers=2)
     assert serial["processes"] == 1 and par["processes"] == 2
     a, b = _read(tmp_path / "a.tif"), _read(tmp_path / "b.tif")
     assert np.array_equal(a, b, equal_nan=True) and np.isfinite(a).all()
