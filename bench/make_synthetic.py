@@ -12,7 +12,7 @@
 * ``climate/precip_annual.tif`` and ``climate/et_annual.tif`` on a coarse 1 km grid (mm/a);
 * ``polygons/townships.gpkg`` (``--townships`` Voronoi cells clipped to the extent, ids ``T00001``...),
   ``polygons/county.gpkg`` (the extent) and ``polygons/hydro_units.gpkg``: a regular grid of square
-  "hydrological units" of ``--hu-size`` pixels (default 4096; field ``hu_id``, ``HU_<row>_<col>``)
+  "hydrological units" of ``--hu-size`` pixels (default 2048; field ``hu_id``, ``HU_<row>_<col>``)
   covering the extent. Flow routing for the LS factor is done per unit within the memory budget (a
   whole 16k² DEM would not fit in the default 2 GB). **These units are not drainage divides**: flow is
   cut at their straight edges, so the LS factor near unit edges is not what routing the whole DEM
@@ -161,7 +161,7 @@ def _write_marker(out: Path, params: dict, complete: bool, **extra) -> None:
     os.replace(tmp, out / MARKER)
 
 
-def make(size: int, out: Path, *, tile: int | None = None, townships: int = 200, hu_size: int = 4096,
+def make(size: int, out: Path, *, tile: int | None = None, townships: int = 200, hu_size: int = 2048,
          jobs: int | None = None, force: bool = False, log=None) -> Path:
     """Generate (or reuse) the synthetic set of ``size``² pixels in ``out``; returns the run.yaml path.
 
@@ -301,7 +301,7 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=2048, help="grid side in pixels")
     ap.add_argument("--tile", type=int, default=None, help="tile side in pixels (default min(size, 4096))")
     ap.add_argument("--townships", type=int, default=200)
-    ap.add_argument("--hu-size", type=int, default=4096, help="side of the square hydrological units (px)")
+    ap.add_argument("--hu-size", type=int, default=2048, help="side of the square hydrological units (px)")
     ap.add_argument("--jobs", type=int, default=None, help="processes generating tiles (default min(2, cores))")
     ap.add_argument("--force", action="store_true", help="regenerate even if a complete set is there")
     ap.add_argument("--out", type=Path, required=True)

@@ -216,6 +216,10 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
                 if n_sel:
                     max_up = max(max_up, float(up[sel].max()))
     info["processes"] = n_proc
+    if n_proc > 1:  # largest peak memory of one routing process (they ran n_proc at a time)
+        import resource
+
+        info["process_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     info.update(mode="per hydrological unit", units=n_done, largest_unit_px=largest[0], largest_unit=largest[1],
                 routed_px=routed_px, max_upslope_cells=max_up)
     return info

@@ -840,15 +840,16 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                 econ_lc, econ_w = econ.dask_inputs(sources["lc"], sources, chunks)
                 stacked = econ.compute_dask(stacked, model.output_keys.index("gep_r_yuan"), econ_lc, econ_w,
                                             indices[econ.layer_name], grid.row_pixel_area_m2)
-            store = BlockStore(state_dir / "blocks", out_dir, grid, [(o.key, rel_path[o.key]) for o in written],
-                               f"{run_hash}:{chunk}", stacked.chunks[1:], layout,
-                               deflate_level=cfg.output.deflate_level)
-            finished = {} if force else store.finished()
-            if force and finished == {}:
+            def make_store():
+                return BlockStore(state_dir / "blocks", out_dir, grid, [(o.key, rel_path[o.key]) for o in written],
+                                  f"{run_hash}:{chunk}", stacked.chunks[1:], layout,
+                                  deflate_level=cfg.output.deflate_level)
+
+            store = make_store()
+            if force:  # recompute every block
                 store.discard()
-                store = BlockStore(state_dir / "blocks", out_dir, grid, [(o.key, rel_path[o.key]) for o in written],
-                                   f"{run_hash}:{chunk}", stacked.chunks[1:], layout,
-                               deflate_level=cfg.output.deflate_level)
+                store = make_store()
+            finished = store.finished()
             n_blocks = store.n_blocks
             skip = [(r0, c0) for bi, r0, c0, _, _ in store.blocks() if bi in finished]
             done_px = sum(h * w for bi, _, _, h, w in store.blocks() if bi in finished)
