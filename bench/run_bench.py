@@ -129,7 +129,7 @@ def child_io(a: dict) -> dict:
     import numpy as np
     import rasterio
 
-    from gep_raster.budget import gdal_cache_mb
+    from gep_raster.budget import gdal_cache_bytes
     from gep_raster.config import load_config
     from gep_raster.io_read import GridSource
     from gep_raster.block_store import BlockStore
@@ -188,7 +188,7 @@ def child_io(a: dict) -> dict:
         return tb - ta, time.perf_counter() - tb
 
     t1 = time.perf_counter()
-    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(budget)):
+    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(budget)):
         with ThreadPoolExecutor(threads) as pool:
             parts = list(pool.map(block, windows))
     t_blocks = time.perf_counter() - t1

@@ -618,9 +618,15 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         (ConfigError when the Dask scheduler cannot be reached).
     """
     # connect first: an unreachable cluster fails before the long preparation stages
+    import rasterio
+
+    from .budget import gdal_cache_bytes
+
     client, owned = _connect(scheduler) if scheduler is not None else (None, False)
     try:
-        return _run(cfg, workers=workers, progress=progress, force=force, client=client)
+        # GDAL's block cache (process-wide) is part of the memory budget; GDAL's default is 5 % of the RAM
+        with rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(cfg.processing.memory_budget_mb)):
+            return _run(cfg, workers=workers, progress=progress, force=force, client=client)
     finally:
         if owned:
             client.close()
@@ -631,7 +637,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
     import rasterio
 
     from .block_store import TILES_SUFFIX, BlockStore, output_fingerprint
-    from .budget import block_bytes_per_pixel, choose_chunk, gdal_cache_mb
+    from .budget import block_bytes_per_pixel, choose_chunk
     from .io_write import atomic_path, atomic_to_csv, atomic_to_gpkg, atomic_write_json
     from .provenance import StageTimer, input_checksums, machine_info, package_versions
     from .zonal import CoverageIndex
@@ -860,14 +866,13 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                                label="compute_write") as prog:
                 sink = BlockSink(outputs, store, indices, zonal_keys, chunks=stacked.chunks[1:], progress=prog)
                 sink.preload(finished)
-                with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(budget_mb)):
-                    if client is None:
-                        execution = store_local(stacked, sink, nthreads, skip=skip)
-                    else:
-                        if workers:
-                            log.info("--workers %d is ignored: the blocks are computed by the Dask cluster's "
-                                     "workers", workers)
-                        execution = store_distributed(stacked, sink, client, skip=skip)
+                if client is None:
+                    execution = store_local(stacked, sink, nthreads, skip=skip)
+                else:
+                    if workers:
+                        log.info("--workers %d is ignored: the blocks are computed by the Dask cluster's "
+                                 "workers", workers)
+                    execution = store_distributed(stacked, sink, client, skip=skip)
                 sink.check_complete()
             execution.update(blocks=n_blocks, blocks_resumed=len(finished), seconds=round(prog.elapsed(), 3),
                              **chunk_info)
