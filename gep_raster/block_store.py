@@ -191,8 +191,11 @@ class BlockStore:
         sizes = []
         arrays = {}
         for j, ((key, _), i) in enumerate(zip(self.outputs, out_index)):
+            # one compression thread: blocks are already written by as many threads as the run's workers
+            # (GDAL's ALL_CPUS here gained nothing, 42 ms per 1024² tile either way, and made a 1-worker run
+            # use every core)
             sizes.append(write_tile(self.tile_path(key, r0, c0), value[i], self.grid, r0, c0,
-                                    zlevel=self.deflate_level))
+                                    zlevel=self.deflate_level, num_threads=1))
             if self.overviews:
                 arrays[f"ov{j}"] = block_mean(value[i], OVERVIEW_FACTOR)
         totals, valid, layers = part

@@ -8,6 +8,8 @@ prices and parameters load; values of continuous inputs lie in plausible ranges 
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +70,50 @@ def _bounds_on(path: Path, crs) -> tuple:
 
 def _overlap(a, b) -> bool:
     return not (a[0] >= b[2] or a[2] <= b[0] or a[1] >= b[3] or a[3] <= b[1])
+
+
+def _check_memory(cfg: RunConfig, grid, model, n_inputs: int, rep: ValidationReport) -> None:
+    """Block size from the memory budget, and whether flow routing fits it (whole DEM or per unit)."""
+    from .budget import FIXED_OVERHEAD_MB, ROUTING_BYTES_PER_PIXEL, choose_chunk
+
+    budget = cfg.processing.memory_budget_mb
+    threads = cfg.processing.workers or (os.cpu_count() or 1)
+    if cfg.output.chunk_size is None:
+        try:
+            chunk, info = choose_chunk(budget, grid.shape, n_inputs, len(model.outputs), threads)
+            rep.info.append(f"memory budget {budget} MB: blocks of {chunk} x {chunk} px "
+                            f"(~{info['block_bytes_per_pixel']} B/px, {info['blocks_in_flight']} blocks in flight)")
+        except ValueError as exc:
+            rep.problems.append(str(exc))
+    if not model.needs_routing():
+        return
+    avail = max(budget - FIXED_OVERHEAD_MB, 0) * 2**20
+    for key, (method, _) in model.routing_requests().items():
+        bpp = ROUTING_BYTES_PER_PIXEL[method]
+        if cfg.inputs.hydro_units is None:
+            need = bpp * grid.width * grid.height
+            if need > avail:
+                rep.problems.append(
+                    f"flow routing ({method}) of the whole DEM needs about {need / 2**30:.2f} GiB ({bpp} B/px x "
+                    f"{grid.width * grid.height:,} px), more than processing.memory_budget_mb = {budget} MB less "
+                    f"{FIXED_OVERHEAD_MB} MB; give inputs.hydro_units or raise the budget")
+            continue
+        from .hydro_units import load_units
+
+        try:
+            gdf, ids = load_units(cfg.resolve(cfg.inputs.hydro_units.path), grid, cfg.inputs.hydro_units.id_field)
+        except GepError as exc:
+            rep.problems.append(str(exc))
+            return
+        res = abs(grid.res[0]) * abs(grid.res[1])
+        sizes = [((b[2] - b[0]) * (b[3] - b[1]) / res, uid) for b, uid in zip(gdf.geometry.bounds.to_numpy(), ids)]
+        px, uid = max(sizes)
+        if bpp * px > avail:
+            rep.problems.append(f"inputs.hydro_units: unit '{uid}' spans about {px:,.0f} px; routing it needs about "
+                                f"{bpp * px / 2**30:.2f} GiB, more than processing.memory_budget_mb = {budget} MB less "
+                                f"{FIXED_OVERHEAD_MB} MB")
+        else:
+            rep.info.append(f"flow routing per hydrological unit: {len(ids)} units, largest '{uid}' about {px:,.0f} px")
 
 
 def validate(cfg: RunConfig) -> ValidationReport:
@@ -195,6 +241,7 @@ def validate(cfg: RunConfig) -> ValidationReport:
                 rep.info.append(f"legend classes not present in the land cover: {unused}")
             if not hist:
                 rep.problems.append("inputs.land_cover: no valid pixel (all nodata)")
+            _check_memory(cfg, grid, model, len(sources) + 1, rep)
             for rec in book.used_records()["prices"] + book.used_records()["parameters"]:
                 if rec["evidence"] in ("U", "V2"):
                     rep.warnings.append(f"{rec['key']} = {rec['value']} {rec['unit']} is marked [{rec['evidence']}] "

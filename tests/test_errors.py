@@ -195,3 +195,34 @@ def test_validate_scenario_outside_grid(tiny):
                                  "    - {wkt: 'POLYGON ((0 0, 10 0, 10 10, 0 10, 0 0))', to_class: 4}")
     rep = validate(load_config(p))
     assert any("scenario 'far': no pixel centre" in m for m in rep.problems), rep.problems
+
+
+def test_memory_budget_too_small_for_blocks_and_routing(tiny):
+    """A 512 MB budget leaves nothing after the 512 MB fixed overhead: validate names the budget for the
+    blocks and for flow routing; the run stops with the block-size message."""
+    cfg = load_config(tiny, overrides={"processing": {"memory_budget_mb": 512}, "output": {"dir": "out"}})
+    cfg.output.chunk_size = None
+    rep = validate(cfg)
+    text = "\n".join(rep.problems)
+    assert "processing.memory_budget_mb = 512 MB cannot hold" in text
+    assert "flow routing (d8) of the whole DEM needs about 0.00 GiB (48 B/px x 2,000 px)" in text
+    assert "inputs.hydro_units" in text
+    with pytest.raises(ConfigError, match="memory_budget_mb = 512 MB cannot hold 4 blocks|cannot hold"):
+        run(cfg, progress=False, workers=2)
+
+
+def test_validate_reports_block_size_and_units(tiny):
+    import geopandas as gpd
+    import shapely
+
+    gpd.GeoDataFrame({"hu": ["A", "B"]}, geometry=[shapely.box(500000, 2998800, 500600, 3000000),
+                                                   shapely.box(500600, 2998800, 501500, 3000000)],
+                     crs="EPSG:32650").to_file(tiny.parent / "hu.gpkg")
+    cfg = load_config(tiny, overrides={"inputs": {"hydro_units": {"path": "hu.gpkg", "id_field": "hu"}}})
+    cfg.output.chunk_size = None
+    rep = validate(cfg)
+    assert not rep.problems, rep.problems
+    info = "\n".join(rep.info)
+    assert "memory budget 2048 MB: blocks of 512 x 512 px" in info  # the 40 x 50 grid needs one 512 block
+    # unit B: 900 m x 1200 m = 30 x 40 px = 1,200 px (the larger of the two)
+    assert "2 units, largest 'B' about 1,200 px" in info
