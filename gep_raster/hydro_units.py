@@ -20,13 +20,15 @@ GeoTIFF on the reference grid, which the block computation then reads window by 
 
 The result depends only on the DEM, the units and the method, never on chunks or input tiling; it is
 cached in the run's state folder under a key made of their content hashes, so a resumed run does not
-route again.
+route again. While units are being routed each finished unit is kept in its own file
+(``<raster>.units/u<index>.npy``, atomic), so a run killed during routing routes only the remaining units.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -192,16 +194,30 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
                  int(budget // max(bpp * largest_px + WORKER_OVERHEAD_MB * 2**20, 1)))
     if total_px < PARALLEL_MIN_PX:
         n_proc = 1
+    # each routed unit is kept as its own file until the raster is complete: a run killed during routing
+    # routes only the units not done yet when it is started again (the folder belongs to this routing key)
+    parts = out_path.with_suffix(".units")
+    parts.mkdir(parents=True, exist_ok=True)
+    for stale in parts.glob(".*.tmp-*"):
+        stale.unlink(missing_ok=True)
+    done = {int(f.stem[1:]) for f in parts.glob("u*.npy")}
+    todo = [pl for pl in plans if pl[0] not in done]
+    info["units_resumed"] = len(plans) - len(todo)
     args = [(dem_source, wkb, r0, r1, c0, c1, tuple(grid.transform)[:6], method, options, grid.is_geographic)
-            for _, _, wkb, r0, r1, c0, c1 in plans]
+            for _, _, wkb, r0, r1, c0, c1 in todo]
+    for (i, *_), up in zip(todo, _results(_route_unit, args, n_proc)):
+        with atomic_path(parts / f"u{i:07d}.npy", suffix=".npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, up if up is not None else np.zeros((0, 0), np.float32))
     routed_px = 0
     largest = (0, None)
     max_up = 0.0
     n_done = 0
     with atomic_path(out_path, suffix=".tif") as tmp:
         with rasterio.open(tmp, "w+", **profile) as ds:
-            for (i, uid, _, r0, r1, c0, c1), up in zip(plans, _results(_route_unit, args, n_proc)):
-                if up is None:
+            for i, uid, _, r0, r1, c0, c1 in plans:  # in unit order: the raster does not depend on timing
+                up = np.load(parts / f"u{i:07d}.npy")
+                if up.size == 0:
                     continue
                 window = Window(c0, r0, c1 - c0, r1 - r0)
                 cur = ds.read(1, window=window)
@@ -215,6 +231,7 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
                     largest = (n_sel, uid)
                 if n_sel:
                     max_up = max(max_up, float(up[sel].max()))
+    shutil.rmtree(parts, ignore_errors=True)
     info["processes"] = n_proc
     if n_proc > 1:  # largest peak memory of one routing process (they ran n_proc at a time)
         import resource

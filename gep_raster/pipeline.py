@@ -814,8 +814,15 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                         info = json.loads(info_path.read_text())
                         info["reused"] = True
                     else:
-                        for old in rpath.parent.glob(f"{key}-*"):
-                            old.unlink(missing_ok=True)
+                        for old in rpath.parent.glob(f"{key}-*"):  # another DEM, units or method
+                            if old.name.startswith(f"{key}-{rkey}."):
+                                continue  # this routing's own units folder: resumed by route_to_raster
+                            if old.is_dir():
+                                shutil.rmtree(old, ignore_errors=True)
+                            else:
+                                old.unlink(missing_ok=True)
+                        if force:  # recompute: no unit of an interrupted routing is reused either
+                            shutil.rmtree(rpath.with_suffix(".units"), ignore_errors=True)
                         info = route_to_raster(sources["dem"], grid, method, opts, rpath,
                                                budget_mb=budget_mb, units=units, workers=nthreads)
                         info.update(input=key, options=opts, description=(

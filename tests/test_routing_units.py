@@ -170,3 +170,40 @@ def test_units_routed_in_parallel_processes_give_the_same_raster(tmp_path, monke
     for k, (r, c) in enumerate([(r, c) for r in (0, 40) for c in (0, 30, 60)]):
         ref = upslope_cells(dem[r:r + 40, c:c + 30], T * Affine.translation(c, r), method="d8")
         assert np.array_equal(a[r:r + 40, c:c + 30], ref), k
+
+
+def test_routing_killed_between_units_resumes_with_the_remaining_units(tmp_path, monkeypatch):
+    """Each routed unit is kept in its own file: after a failure at the 4th unit, a new call routes only the
+    units not done and the raster equals an uninterrupted routing."""
+    import gep_raster.hydro_units as hu
+
+    dem = _dem(80, 90)
+    src, grid = _source(tmp_path, dem)
+    x0, y1 = T.c, T.f
+    boxes = [shapely.box(x0 + c * 30, y1 - (r + 40) * 30, x0 + (c + 30) * 30, y1 - r * 30)
+             for r in (0, 40) for c in (0, 30, 60)]
+    units = (gpd.GeoDataFrame(geometry=boxes, crs="EPSG:32650"), [f"U{i}" for i in range(6)])
+    ref = route_to_raster(src, grid, "d8", {}, tmp_path / "ref.tif", budget_mb=2048, units=units)
+    assert ref["units_resumed"] == 0
+
+    real = hu._route_unit
+    calls = []
+
+    def failing(args):
+        calls.append(args[2:6])
+        if len(calls) == 4:
+            raise KeyboardInterrupt("killed")
+        return real(args)
+
+    monkeypatch.setattr(hu, "_route_unit", failing)
+    with pytest.raises(KeyboardInterrupt):
+        route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=2048, units=units)
+    assert not (tmp_path / "up.tif").exists()
+    assert len(list((tmp_path / "up.units").glob("u*.npy"))) == 3
+
+    calls.clear()
+    monkeypatch.setattr(hu, "_route_unit", lambda a: (calls.append(a[2:6]), real(a))[1])
+    info = route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=2048, units=units)
+    assert info["units_resumed"] == 3 and len(calls) == 3  # only units 4-6 routed again
+    assert np.array_equal(_read(tmp_path / "up.tif"), _read(tmp_path / "ref.tif"), equal_nan=True)
+    assert not (tmp_path / "up.units").exists()
