@@ -39,7 +39,7 @@ from .grid import RefGrid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RoutingBudgetError", "route_to_raster", "load_units"]
+__all__ = ["RoutingBudgetError", "route_to_raster", "load_units", "unit_windows", "budget_problem"]
 
 #: Units totalling fewer pixels are routed in this process (starting processes costs ~1-2 s).
 PARALLEL_MIN_PX = 4_000_000
@@ -86,6 +86,65 @@ def load_units(path: Path, grid: RefGrid, id_field: str | None, name: str = "inp
     gdf = gdf.to_crs(grid.crs)
     ids = [str(v) for v in (gdf[id_field] if id_field else range(1, len(gdf) + 1))]
     return gdf.reset_index(drop=True), ids
+
+
+def unit_windows(units, grid: RefGrid) -> list[tuple]:
+    """Grid window of every hydrological unit (its bounding box, clipped to the grid).
+
+    Parameters
+    ----------
+    units : (GeoDataFrame, list of str)
+        Units in the grid CRS and their ids (:func:`load_units`).
+    grid : RefGrid
+
+    Returns
+    -------
+    list of (index, id, WKB bytes, r0, r1, c0, c1)
+        Units that overlap the grid, in layer order (rows r0:r1, columns c0:c1).
+    """
+    from rasterio.windows import from_bounds
+
+    gdf, ids = units
+    h, w = grid.shape
+    plans = []
+    for i, (geom, uid) in enumerate(zip(gdf.geometry, ids)):
+        win = from_bounds(*geom.bounds, transform=grid.transform)
+        r0 = max(0, int(np.floor(win.row_off)))
+        c0 = max(0, int(np.floor(win.col_off)))
+        r1 = min(h, int(np.ceil(win.row_off + win.height)))
+        c1 = min(w, int(np.ceil(win.col_off + win.width)))
+        if r1 > r0 and c1 > c0:
+            plans.append((i, uid, geom.wkb, r0, r1, c0, c1))
+    return plans
+
+
+def budget_problem(method: str, budget_mb: float, grid: RefGrid, plans: list | None = None) -> str | None:
+    """Why flow routing does not fit the memory budget, or None when it does.
+
+    The budget available to routing is ``budget_mb`` less :data:`gep_raster.budget.FIXED_OVERHEAD_MB`;
+    the need is ``ROUTING_BYTES_PER_PIXEL[method]`` times the pixels of the whole grid (``plans`` None) or
+    of the largest unit window (:func:`unit_windows`). Used by :func:`route_to_raster` (raises) and by
+    ``gep validate`` (reports).
+    """
+    bpp = ROUTING_BYTES_PER_PIXEL[method]
+    avail = max(budget_mb - FIXED_OVERHEAD_MB, 0) * 2**20
+    budget_txt = (f"the memory budget processing.memory_budget_mb = {budget_mb} MB less {FIXED_OVERHEAD_MB} MB "
+                  "for the rest of the run")
+    if plans is None:
+        px = grid.width * grid.height
+        if bpp * px > avail:
+            return (f"flow routing ({method}) of the whole DEM needs about {bpp} B/px x {px:,} px = "
+                    f"{_gib(bpp * px)}, more than {budget_txt}; give inputs.hydro_units (a polygon layer of "
+                    "hydrological units / sub-watersheds, e.g. HydroBASINS level 12) to route unit by unit, or "
+                    "raise processing.memory_budget_mb")
+        return None
+    for _, uid, _, r0, r1, c0, c1 in plans:
+        px = (r1 - r0) * (c1 - c0)
+        if bpp * px > avail:
+            return (f"inputs.hydro_units: unit '{uid}' spans {r1 - r0} x {c1 - c0} px ({px:,} px); routing it "
+                    f"({method}) needs about {bpp} B/px x {px:,} px = {_gib(bpp * px)}, more than {budget_txt}; "
+                    "split the unit (use a finer hydrological level) or raise processing.memory_budget_mb")
+    return None
 
 
 def routing_key(dem_checksums: dict, method: str, options: dict, units_sha: str | None, grid: RefGrid) -> str:
@@ -148,14 +207,9 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
                    transform=grid.transform, nodata=float("nan"), tiled=True, blockxsize=512, blockysize=512,
                    BIGTIFF="IF_SAFER")
     if units is None:
-        need = bpp * h * w
-        if need > budget:
-            raise RoutingBudgetError(
-                f"flow routing ({method}) of the whole DEM needs about {bpp} B/px x {h * w:,} px = {_gib(need)}, "
-                f"more than the memory budget processing.memory_budget_mb = {budget_mb} MB less {FIXED_OVERHEAD_MB} MB "
-                f"for the rest of the run; give "
-                "inputs.hydro_units (a polygon layer of hydrological units / sub-watersheds, e.g. HydroBASINS "
-                "level 12) to route unit by unit, or raise processing.memory_budget_mb")
+        problem = budget_problem(method, budget_mb, grid)
+        if problem:
+            raise RoutingBudgetError(problem)
         dem = dem_source.read_all()
         up = upslope_cells(dem, grid.transform, method=method, latlon=grid.is_geographic, **options)
         del dem
@@ -166,26 +220,11 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
                     max_upslope_cells=float(np.nanmax(up)) if np.isfinite(up).any() else None)
         return info
 
-    gdf, ids = units
     # unit windows first (so an oversized unit is reported before any routing)
-    plans = []
-    for i, (geom, uid) in enumerate(zip(gdf.geometry, ids)):
-        win = rasterio.windows.from_bounds(*geom.bounds, transform=grid.transform)
-        r0 = max(0, int(np.floor(win.row_off)))
-        c0 = max(0, int(np.floor(win.col_off)))
-        r1 = min(h, int(np.ceil(win.row_off + win.height)))
-        c1 = min(w, int(np.ceil(win.col_off + win.width)))
-        if r1 <= r0 or c1 <= c0:
-            continue
-        px = (r1 - r0) * (c1 - c0)
-        if bpp * px > budget:
-            raise RoutingBudgetError(
-                f"inputs.hydro_units: unit '{uid}' spans {r1 - r0} x {c1 - c0} px ({px:,} px); routing it "
-                f"({method}) needs about {bpp} B/px x {px:,} px = {_gib(bpp * px)}, more than the memory "
-                f"budget processing.memory_budget_mb = {budget_mb} MB less {FIXED_OVERHEAD_MB} MB for the rest "
-                f"of the run; split the unit (use a finer "
-                "hydrological level) or raise processing.memory_budget_mb")
-        plans.append((i, uid, geom.wkb, r0, r1, c0, c1))
+    plans = unit_windows(units, grid)
+    problem = budget_problem(method, budget_mb, grid, plans)
+    if problem:
+        raise RoutingBudgetError(problem)
     largest_px = max((p[4] - p[3]) * (p[6] - p[5]) for p in plans) if plans else 0
     total_px = sum((p[4] - p[3]) * (p[6] - p[5]) for p in plans)
     # units in parallel processes when it pays (several units, millions of pixels) and the budget holds

@@ -213,10 +213,6 @@ class BlockSink:
     def n_blocks(self) -> int | None:
         return None if self._order is None else len(self._order)
 
-    def __setitem__(self, key, value):  # da.store target
-        _, rs, cs = key
-        self.put(rs.start or 0, cs.start or 0, value)
-
     def preload(self, parts: dict[int, tuple]) -> None:
         """Count blocks finished by an earlier, interrupted run of the same job (block index -> journal
         contribution, :meth:`BlockStore.finished`); they are added in block order like new blocks."""
@@ -634,8 +630,6 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
 
 def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, client) -> RunResult:
     """:func:`run` (``client``: a connected distributed.Client, or None for local threads)."""
-    import rasterio
-
     from .block_store import TILES_SUFFIX, BlockStore, output_fingerprint
     from .budget import block_bytes_per_pixel, choose_chunk
     from .io_write import atomic_path, atomic_to_csv, atomic_to_gpkg, atomic_write_json

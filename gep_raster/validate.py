@@ -74,7 +74,7 @@ def _overlap(a, b) -> bool:
 
 def _check_memory(cfg: RunConfig, grid, model, n_inputs: int, rep: ValidationReport) -> None:
     """Block size from the memory budget, and whether flow routing fits it (whole DEM or per unit)."""
-    from .budget import FIXED_OVERHEAD_MB, ROUTING_BYTES_PER_PIXEL, choose_chunk
+    from .budget import choose_chunk
 
     budget = cfg.processing.memory_budget_mb
     threads = cfg.processing.workers or (os.cpu_count() or 1)
@@ -87,33 +87,24 @@ def _check_memory(cfg: RunConfig, grid, model, n_inputs: int, rep: ValidationRep
             rep.problems.append(str(exc))
     if not model.needs_routing():
         return
-    avail = max(budget - FIXED_OVERHEAD_MB, 0) * 2**20
-    for key, (method, _) in model.routing_requests().items():
-        bpp = ROUTING_BYTES_PER_PIXEL[method]
-        if cfg.inputs.hydro_units is None:
-            need = bpp * grid.width * grid.height
-            if need > avail:
-                rep.problems.append(
-                    f"flow routing ({method}) of the whole DEM needs about {need / 2**30:.2f} GiB ({bpp} B/px x "
-                    f"{grid.width * grid.height:,} px), more than processing.memory_budget_mb = {budget} MB less "
-                    f"{FIXED_OVERHEAD_MB} MB; give inputs.hydro_units or raise the budget")
-            continue
-        from .hydro_units import load_units
+    from .hydro_units import budget_problem, load_units, unit_windows
 
+    plans = None
+    if cfg.inputs.hydro_units is not None:
         try:
-            gdf, ids = load_units(cfg.resolve(cfg.inputs.hydro_units.path), grid, cfg.inputs.hydro_units.id_field)
+            plans = unit_windows(load_units(cfg.resolve(cfg.inputs.hydro_units.path), grid,
+                                            cfg.inputs.hydro_units.id_field), grid)
         except GepError as exc:
             rep.problems.append(str(exc))
             return
-        res = abs(grid.res[0]) * abs(grid.res[1])
-        sizes = [((b[2] - b[0]) * (b[3] - b[1]) / res, uid) for b, uid in zip(gdf.geometry.bounds.to_numpy(), ids)]
-        px, uid = max(sizes)
-        if bpp * px > avail:
-            rep.problems.append(f"inputs.hydro_units: unit '{uid}' spans about {px:,.0f} px; routing it needs about "
-                                f"{bpp * px / 2**30:.2f} GiB, more than processing.memory_budget_mb = {budget} MB less "
-                                f"{FIXED_OVERHEAD_MB} MB")
-        else:
-            rep.info.append(f"flow routing per hydrological unit: {len(ids)} units, largest '{uid}' about {px:,.0f} px")
+    for method, _ in model.routing_requests().values():
+        problem = budget_problem(method, budget, grid, plans)
+        if problem:
+            rep.problems.append(problem)
+        elif plans is not None:
+            _, uid, _, r0, r1, c0, c1 = max(plans, key=lambda p: (p[4] - p[3]) * (p[6] - p[5]))
+            rep.info.append(f"flow routing per hydrological unit: {len(plans)} units, largest '{uid}' "
+                            f"{r1 - r0} x {c1 - c0} px")
 
 
 def validate(cfg: RunConfig) -> ValidationReport:

@@ -205,7 +205,7 @@ def test_memory_budget_too_small_for_blocks_and_routing(tiny):
     rep = validate(cfg)
     text = "\n".join(rep.problems)
     assert "processing.memory_budget_mb = 512 MB cannot hold" in text
-    assert "flow routing (d8) of the whole DEM needs about 0.00 GiB (48 B/px x 2,000 px)" in text
+    assert "flow routing (d8) of the whole DEM needs about 48 B/px x 2,000 px = 0.00 GiB" in text
     assert "inputs.hydro_units" in text
     with pytest.raises(ConfigError, match="memory_budget_mb = 512 MB cannot hold 4 blocks|cannot hold"):
         run(cfg, progress=False, workers=2)
@@ -224,5 +224,5 @@ def test_validate_reports_block_size_and_units(tiny):
     assert not rep.problems, rep.problems
     info = "\n".join(rep.info)
     assert "memory budget 2048 MB: blocks of 512 x 512 px" in info  # the 40 x 50 grid needs one 512 block
-    # unit B: 900 m x 1200 m = 30 x 40 px = 1,200 px (the larger of the two)
-    assert "2 units, largest 'B' about 1,200 px" in info
+    # unit B: 900 m x 1200 m = 40 rows x 30 columns = 1,200 px (the larger of the two)
+    assert "2 units, largest 'B' 40 x 30 px" in info
