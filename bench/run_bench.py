@@ -118,6 +118,7 @@ def child_run(a: dict) -> dict:
     return {"wall_s": wall, "pixels": int(g["width"]) * int(g["height"]), "n_outputs": len(rasters),
             "chunk_size": m.get("chunk_size"), "layout": m.get("layout"), "memory": m.get("memory"),
             "execution": m.get("execution"), "routing": m.get("routing"), "timings": m.get("timings_s", {}),
+            "stage_cpu": m.get("cpu_s", {}),
             "output_bytes": _dir_bytes(Path(a["out"]) / "rasters"), "peak_rss_mb": _peak_rss_mb(),
             "cpu_s": _cpu_s()}
 
@@ -312,7 +313,7 @@ def raster_case(name: str, cfg: Path, workdir: Path, workers: int | None = None,
             "cpu_s": round(r["cpu_s"], 1), "cpu_utilization": round(r["cpu_s"] / r["wall_s"], 2),
             "load_avg_1min": {"engine": r["load_avg_1min"], "io_baseline": io["load_avg_1min"]},
             "memory": r.get("memory"), "execution": r.get("execution"), "routing": r.get("routing"),
-            "stage_timings_s": timings, "dominant_stage": dom,
+            "stage_timings_s": timings, "stage_cpu_s": r.get("stage_cpu"), "dominant_stage": dom,
             "output_gib": round(r["output_bytes"] / 2**30, 3),
             # > 1: the baseline's data compress worse than the engine's (its writes cost more), < 1: better
             "io_bytes_over_engine_bytes": round(io["output_bytes"] / max(r["output_bytes"], 1), 3),

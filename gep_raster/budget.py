@@ -13,9 +13,10 @@ run. The stages that scale with the raster use it as follows.
   overhead (:data:`FIXED_OVERHEAD_MB`: interpreter, libraries, GDAL block cache).
 * **Flow routing** (LS factor): a routed area of ``n`` pixels needs about ``ROUTING_BYTES_PER_PIXEL[method]
   x n`` bytes (DEM window, priority-flood fill, flow directions, accumulation, result). Measured with
-  ``ru_maxrss`` on a 3000 x 3000 DEM (9 Mpx, this repository's routing functions): D8 (pyflwdir)
-  34.2 B/px above the DEM's own 4 B, MFD (own numba) 19.2 B/px; the constants add the DEM window, the
-  unit mask and a margin. A DEM (or one hydrological unit of it) that does not fit is refused with a
+  ``ru_maxrss`` on 3000 x 3000 DEMs (9 Mpx, this repository's routing functions, a smooth terrain and
+  white noise): D8 (own priority flood, :mod:`gep_raster.kernels.priority_flood`) 11.3 and 16.5 B/px above
+  the DEM's own 4 B (pyflwdir's fill + ``from_array`` + ``accuflux``, used before: 34-44 B/px), MFD (own
+  numba) 21.0-21.4 B/px; the constants add the DEM window, the unit mask and a margin. A DEM (or one hydrological unit of it) that does not fit is refused with a
   message naming the budget (:mod:`gep_raster.hydro_units`).
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ DEFAULT_BUDGET_MB = 2048
 #: Memory a run needs whatever the raster size: Python, numpy/numba/GDAL/dask code, caches (MB).
 FIXED_OVERHEAD_MB = 512
 #: Bytes per routed pixel, by routing method (see the module docstring for the measurement).
-ROUTING_BYTES_PER_PIXEL = {"d8": 48, "mfd": 32}
+ROUTING_BYTES_PER_PIXEL = {"d8": 28, "mfd": 32}
 #: Internal block size of the written tiles (and of most input GeoTIFFs); chunks are multiples of it.
 FILE_BLOCK = 512
 #: Largest chunk side chosen automatically (bigger blocks only delay the first written tile).

@@ -820,7 +820,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                         info = route_to_raster(sources["dem"], grid, method, opts, rpath,
                                                budget_mb=budget_mb, units=units, workers=nthreads)
                         info.update(input=key, options=opts, description=(
-                            "pyflwdir fill_depressions (Wang & Liu 2006) + D8, cell counts" if method == "d8"
+                            "priority-flood fill (Wang & Liu 2006; pyflwdir's algorithm, identical D8) + D8, cell counts" if method == "d8"
                             else "multiple flow directions (Freeman 1991 / Quinn 1991), cell counts"))
                         atomic_write_json(info_path, info)
                     routed[key] = rpath
@@ -1042,6 +1042,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
             "machine": machine_info(),
         }
         manifest["timings_s"] = timer.as_dict()
+        manifest["cpu_s"] = timer.cpu_as_dict()
         manifest_path = out_dir / "manifest.json"
         atomic_write_json(manifest_path, manifest)
     return RunResult(out_dir, manifest_path, manifest, tables)

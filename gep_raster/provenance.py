@@ -141,11 +141,19 @@ def input_checksums(paths: Iterable[str | os.PathLike]) -> dict[str, dict[str, i
     return out
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its finished, waited-for children."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 class StageTimer:
-    """Wall-clock time per named stage of a run.
+    """Wall-clock and CPU time per named stage of a run.
 
     Use ``with timer.stage("read"): ...``; a stage entered several times accumulates its
-    time. Time is recorded also when the block raises. Thread-safe.
+    time. Time is recorded also when the block raises. Thread-safe. CPU time is the process's
+    (all threads) plus that of child processes that finished within the stage (``os.times``), so
+    CPU seconds / wall seconds of a stage is how many cores it kept busy on average.
 
     Examples
     --------
@@ -158,6 +166,7 @@ class StageTimer:
 
     def __init__(self) -> None:
         self._seconds: dict[str, float] = {}
+        self._cpu: dict[str, float] = {}
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
         self._t0 = time.perf_counter()
@@ -166,18 +175,26 @@ class StageTimer:
     def stage(self, name: str) -> Iterator[None]:
         """Context manager timing one stage ``name`` (seconds, ``time.perf_counter``)."""
         start = time.perf_counter()
+        cpu0 = _cpu_seconds()
         try:
             yield
         finally:
             elapsed = time.perf_counter() - start
+            cpu = _cpu_seconds() - cpu0
             with self._lock:
                 self._seconds[name] = self._seconds.get(name, 0.0) + elapsed
+                self._cpu[name] = self._cpu.get(name, 0.0) + cpu
                 self._counts[name] = self._counts.get(name, 0) + 1
 
     def as_dict(self) -> dict[str, float]:
         """``{stage: seconds}`` in order of first use, seconds as float (rounded to 1 ms)."""
         with self._lock:
             return {k: round(v, 3) for k, v in self._seconds.items()}
+
+    def cpu_as_dict(self) -> dict[str, float]:
+        """``{stage: CPU seconds}`` (this process's threads + children finished in the stage), 10 ms."""
+        with self._lock:
+            return {k: round(v, 2) for k, v in self._cpu.items()}
 
     def counts(self) -> dict[str, int]:
         """``{stage: number of times entered}``."""

@@ -1,21 +1,24 @@
-"""Flow routing on a DEM: depression filling (pyflwdir), D8 and multiple-flow-direction upslope area.
+"""Flow routing on a DEM: depression filling, D8 and multiple-flow-direction upslope area.
 
 This is a **global** operation. One cell's upslope area can depend on every cell of the DEM, so
 it cannot be computed chunk by chunk with ``dask.array.map_overlap``. It runs in memory on the
-whole DEM.
+whole DEM (or on one hydrological unit at a time: :mod:`gep_raster.hydro_units`).
 
-Memory: the peak for pyflwdir fill + D8 + accumulation is about 33 bytes per pixel above the
-input DEM. This was measured here at 3000×3000 with int32 cell indices, and it agrees with the
-project figure. Add 4 B/px for the NaN→sentinel copy of the DEM and 4 B/px for the float32
-result. Rasters of ≥ 2³¹ cells need int64 indices and more memory. A 10 000 × 10 000 DEM
-therefore needs about 4 GB.
+Depression filling and D8: :mod:`gep_raster.kernels.priority_flood`, pyflwdir's priority-flood algorithm
+(``fill_depressions(outlets="edge", max_depth=-1)``, Wang & Liu 2006) with identical D8 codes (tested
+against pyflwdir), 2.3-2.4x faster, and the D8 accumulation along the flood order.
+:func:`flow_directions_d8` still returns a pyflwdir ``FlwdirRaster`` for callers that want pyflwdir's tools.
+
+Memory (``ru_maxrss`` on 3000×3000 DEMs): :func:`upslope_area` peaks 11-17 B/px above the input DEM
+(valid mask, state, D8 codes, int32 flood order and counts, float32 result, the queue); pyflwdir's fill +
+``from_array`` + ``accuflux`` took 34-44 B/px. Rasters of ≥ 2³¹ cells fall back to pyflwdir (int64 indices).
 
 Multiple flow direction (MFD): pyflwdir has no MFD routing (pyflwdir issue #48), so
 :func:`upslope_area_mfd` partitions the flow itself (numba): on the depression-filled DEM each cell
 sends its accumulated flow to all its strictly lower neighbours in proportion to (drop/distance)^p
 (Freeman 1991; Quinn et al. 1991), with p = 1 and the 4-bit packing of the proportions as in
-pygeoprocessing ``flow_dir_mfd`` (the router of InVEST SDR). Peak memory: the D8 fill above plus
-about 24 B/px (float64 accumulation, int32 queue, uint8 in-degree, float32 filled DEM, D8 codes).
+pygeoprocessing ``flow_dir_mfd`` (the router of InVEST SDR). Peak memory: about 21 B/px above the DEM
+(float64 accumulation, int32 queue, uint8 in-degree, float32 filled DEM, D8 codes).
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ import math
 
 import numba
 import numpy as np
+
+from .kernels.priority_flood import MAX_CELLS, d8_accumulate_along_order, priority_flood_d8
 
 __all__ = ["flow_directions_d8", "upslope_cells_from_flwdir", "upslope_area", "fill_depressions_d8",
            "mfd_accumulation", "upslope_area_mfd", "upslope_cells", "ROUTING_METHODS"]
@@ -179,9 +184,12 @@ def upslope_area(dem, transform, *, latlon: bool = False) -> np.ndarray:
 
     Notes
     -----
-    This is a **global, in-memory** operation on the whole DEM, not a ``map_overlap`` kernel.
-    Peak memory is ≈ 33 B/px (pyflwdir fill + D8 + accumulation, measured) plus the DEM copy and
-    the result, about 41 B/px above the input. See the module docstring. This matches the
+    This is a **global, in-memory** operation on the whole DEM, not a ``map_overlap`` kernel. The fill is
+    :func:`gep_raster.kernels.priority_flood.priority_flood_d8`: pyflwdir's algorithm (``from_dem(...,
+    outlets="edge", max_depth=-1)``), with identical D8 codes and therefore identical counts (tested against
+    pyflwdir), 2.4x faster (2048² synthetic DEM: 0.61 s against pyflwdir's 1.44 s for fill + ``from_array`` +
+    accumulation) because its queue holds packed integer keys and the accumulation follows the flood order.
+    See the module docstring for memory. This matches the
     "flow accumulation" used by the InVEST SDR LS factor (FA ≥ 1, ``(FA − 1)·D²`` upslope of
     the inlet), except that InVEST routes with MFD by default (D8 is optional in recent
     versions); here it is always D8.
@@ -192,8 +200,18 @@ def upslope_area(dem, transform, *, latlon: bool = False) -> np.ndarray:
     O'Callaghan, J.F. & Mark, D.M. (1984). The extraction of drainage networks from digital
     elevation data. *Comput. Vis. Graph. Image Process.* 28:323–344 (D8).
     """
-    flw = flow_directions_d8(dem, transform, latlon=latlon)
-    return upslope_cells_from_flwdir(flw)
+    arr = _check_dem(dem)
+    _as_affine(transform)  # validated; the cell count does not depend on the geometry
+    if arr.size > MAX_CELLS:  # pragma: no cover - beyond the packed flood key: pyflwdir with int64 indices
+        return upslope_cells_from_flwdir(flow_directions_d8(arr, transform, latlon=latlon))
+    valid = ~np.isnan(arr)
+    d8, order = priority_flood_d8(np.where(valid, arr, np.float32(0.0)), valid)
+    acc = d8_accumulate_along_order(d8, order)
+    del d8, order
+    out = acc.astype(np.float32)
+    del acc
+    out[~valid] = np.nan
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -367,7 +385,7 @@ def _fill_along_d8_nb(orig, valid, d8, stack):
 
 
 def fill_depressions_d8(dem):
-    """Depression-filled DEM and its priority-flood D8 codes (pyflwdir ``fill_depressions``).
+    """Depression-filled DEM and its priority-flood D8 codes (pyflwdir ``fill_depressions``'s algorithm).
 
     Parameters
     ----------
@@ -392,22 +410,24 @@ def fill_depressions_d8(dem):
     Notes
     -----
     Outlets at the edge of the valid domain (``outlets="edge"``, grid border and NaN holes); all other
-    depressions filled (``max_depth=-1``), as in :func:`flow_directions_d8`.
+    depressions filled (``max_depth=-1``), as in :func:`flow_directions_d8`. The D8 codes come from
+    :func:`gep_raster.kernels.priority_flood.priority_flood_d8`, identical to pyflwdir's (tested).
 
     References
     ----------
     Wang, L. & Liu, H. (2006). *Int. J. Geogr. Inf. Sci.* 20(2):193–213.
     """
-    from pyflwdir.dem import fill_depressions
-
     arr = _check_dem(dem)
     nan = np.isnan(arr)
-    if (arr[~nan] == _SENTINEL).any():  # pragma: no cover - physically impossible elevations
-        raise ValueError("dem contains the float32 minimum, which is reserved as a nodata sentinel")
-    work = np.where(nan, _SENTINEL, arr).astype(np.float32, copy=False)
-    _, d8 = fill_depressions(work, outlets="edge", nodata=float(_SENTINEL), max_depth=-1.0)
-    del work
-    d8 = np.asarray(d8, dtype=np.uint8)
+    if arr.size > MAX_CELLS:  # pragma: no cover - beyond the packed flood key: pyflwdir with int64 indices
+        from pyflwdir.dem import fill_depressions
+
+        work = np.where(nan, _SENTINEL, arr).astype(np.float32, copy=False)
+        _, d8 = fill_depressions(work, outlets="edge", nodata=float(_SENTINEL), max_depth=-1.0)
+        del work
+        d8 = np.asarray(d8, dtype=np.uint8)
+    else:
+        d8, _ = priority_flood_d8(np.where(nan, np.float32(0.0), arr), ~nan)
     valid = ~nan
     del nan
     stack = np.empty(max(int(valid.sum()), 1), dtype=np.int32 if arr.size < 2**31 - 1 else np.int64)
@@ -521,7 +541,7 @@ def upslope_area_mfd(dem, transform, *, latlon: bool = False, exponent: float = 
                      quantize: bool = True) -> np.ndarray:
     """Upslope contributing area of every cell, in cells, by multiple-flow-direction routing.
 
-    Steps: priority-flood depression filling (pyflwdir, Wang & Liu 2006; :func:`fill_depressions_d8`), then
+    Steps: priority-flood depression filling (Wang & Liu 2006; :func:`fill_depressions_d8`), then
     :func:`mfd_accumulation` (Freeman 1991 / Quinn et al. 1991 proportional partition to the lower neighbours,
     weights (drop/distance)^p).
 
