@@ -80,11 +80,13 @@ def _peak_rss_mb() -> float:
 
 
 def _cpu_s() -> float:
-    """CPU seconds (user + system, all threads) of this process so far."""
+    """CPU seconds (user + system, all threads) of this process and its finished child processes (the
+    engine's flow-routing processes) so far."""
     import resource
 
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+    rc = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime + rc.ru_utime + rc.ru_stime
 
 
 def _dir_bytes(path: Path) -> int:

@@ -39,7 +39,7 @@ from .grid import RefGrid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RoutingBudgetError", "route_to_raster", "load_units", "unit_windows", "budget_problem"]
+__all__ = ["RoutingBudgetError", "RoutingProcessError", "route_to_raster", "load_units", "unit_windows", "budget_problem"]
 
 #: Units totalling fewer pixels are routed in this process (starting processes costs ~1-2 s).
 PARALLEL_MIN_PX = 4_000_000
@@ -49,6 +49,10 @@ WORKER_OVERHEAD_MB = 250
 
 class RoutingBudgetError(GepError):
     """The DEM (or one hydrological unit of it) does not fit in the memory budget for flow routing."""
+
+
+class RoutingProcessError(GepError):
+    """A spawned flow-routing process died (out of memory, or no ``__main__`` guard in the caller)."""
 
 
 def _gib(nbytes: float) -> str:
@@ -242,12 +246,11 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     done = {int(f.stem[1:]) for f in parts.glob("u*.npy")}
     todo = [pl for pl in plans if pl[0] not in done]
     info["units_resumed"] = len(plans) - len(todo)
-    args = [(dem_source, wkb, r0, r1, c0, c1, tuple(grid.transform)[:6], method, options, grid.is_geographic)
-            for _, _, wkb, r0, r1, c0, c1 in todo]
-    for (i, *_), up in zip(todo, _results(_route_unit, args, n_proc)):
-        with atomic_path(parts / f"u{i:07d}.npy", suffix=".npy") as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, up if up is not None else np.zeros((0, 0), np.float32))
+    # each process writes its unit's file itself (atomically): no 4 B/px result through a pipe
+    args = [(dem_source, wkb, r0, r1, c0, c1, tuple(grid.transform)[:6], method, options, grid.is_geographic,
+             parts / f"u{i:07d}.npy") for i, _, wkb, r0, r1, c0, c1 in todo]
+    for _ in _results(_route_unit, args, n_proc):
+        pass
     routed_px = 0
     largest = (0, None)
     max_up = 0.0
@@ -282,29 +285,31 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
 
 
 def _route_unit(args):
-    """Route one unit (in a worker process or here): upslope counts on the unit's window, NaN outside it.
-
-    Returns None when the unit has no valid DEM cell."""
+    """Route one unit (in a worker process or here) and save its upslope counts to ``out`` (``.npy``, atomic):
+    float32 on the unit's window, NaN outside the unit; a 0 x 0 array when the unit has no valid DEM cell."""
     from affine import Affine
     from rasterio import features
     from shapely import wkb as _wkb
 
+    from .io_write import atomic_path
     from .routing import upslope_cells
 
-    dem_source, geom_wkb, r0, r1, c0, c1, transform, method, options, latlon = args
+    dem_source, geom_wkb, r0, r1, c0, c1, transform, method, options, latlon, out = args
     t = Affine(*transform)
     wt = t * Affine.translation(c0, r0)
     inside = features.rasterize([(_wkb.loads(geom_wkb), 1)], out_shape=(r1 - r0, c1 - c0), transform=wt,
                                 fill=0, dtype="uint8", all_touched=False).astype(bool)
-    if not inside.any():
-        return None
-    dem = dem_source.read(r0, r1, c0, c1).astype(np.float32, copy=False)
-    dem = np.where(inside, dem, np.float32(np.nan))
-    if np.isnan(dem).all():
-        return None
-    up = upslope_cells(dem, wt, method=method, latlon=latlon, **options)
-    up[~inside] = np.nan
-    return up
+    up = np.zeros((0, 0), np.float32)
+    if inside.any():
+        dem = dem_source.read(r0, r1, c0, c1).astype(np.float32, copy=False)
+        dem = np.where(inside, dem, np.float32(np.nan))
+        if not np.isnan(dem).all():
+            up = upslope_cells(dem, wt, method=method, latlon=latlon, **options)
+            up[~inside] = np.nan
+        del dem
+    with atomic_path(out, suffix=".npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, up)
 
 
 def _results(fn, args: list, n_proc: int):
@@ -317,6 +322,7 @@ def _results(fn, args: list, n_proc: int):
     import multiprocessing
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending = deque()
@@ -326,7 +332,16 @@ def _results(fn, args: list, n_proc: int):
             if len(pending) > n_proc:
                 break
         while pending:
-            yield pending.popleft().result()
+            try:
+                result = pending.popleft().result()
+            except BrokenProcessPool:
+                raise RoutingProcessError(
+                    f"a flow-routing process ({n_proc} spawned, one hydrological unit each) ended abruptly: it "
+                    "ran out of memory (lower processing.memory_budget_mb or --workers), or gep_raster.run() "
+                    "was called from a script without an `if __name__ == \"__main__\":` guard (spawned "
+                    "processes import the calling script). Units finished so far are kept; run again to "
+                    "resume.") from None
+            yield result
             a = next(it, None)
             if a is not None:
                 pending.append(pool.submit(fn, a))

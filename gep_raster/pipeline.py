@@ -40,7 +40,7 @@ from .accounts import (Layer, add_gep_columns, assign_parents, build_table, load
                        polygon_area_km2, roll_up)
 from .config import RunConfig
 from .economic import EconomicAccounts
-from .errors import ConfigError, GepError, GridMismatchError, TableError
+from .errors import ConfigError, GepError, GridMismatchError, InputError, TableError
 from .grid import RefGrid
 from .io_read import GridSource, SumSource, grid_from_files
 from .kernels.reduce import nan_totals
@@ -126,20 +126,39 @@ def open_inputs(cfg: RunConfig, grid: RefGrid, model_keys: list[str], requests: 
     return src
 
 
-def class_histogram(source: GridSource, chunk: int, *, with_area: bool = False):
-    """Pixel count per class code of a categorical source (read block by block).
+def class_histogram(source: GridSource, chunk: int, *, with_area: bool = False, threads: int = 1):
+    """Pixel count per class code of a categorical source (read block by block, ``threads`` blocks at once).
 
-    With ``with_area`` also returns the area of each class in m2 (true pixel areas per row)."""
+    With ``with_area`` also returns the area of each class in m2 (true pixel areas per row). Blocks are added
+    in row-major order whatever ``threads`` is, so the areas (float sums) do not depend on it.
+
+    Raises
+    ------
+    InputError
+        A class code above 65536 (codes are 0..65536; negative = nodata).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .kernels.reduce import class_counts
+
+    g = source.grid
+
+    def one(win):
+        r0, r1, c0, c1 = win
+        return class_counts(source.read(r0, r1, c0, c1), g.row_pixel_area_m2[r0:r1] if with_area else None)
+
     counts = np.zeros(65537, dtype=np.int64)
     areas = np.zeros(65537, dtype=np.float64)
-    g = source.grid
-    for r0, r1, c0, c1 in g.block_windows(chunk):
-        a = source.read(r0, r1, c0, c1)
-        ok = a >= 0
-        counts += np.bincount(a[ok].ravel(), minlength=65537)[:65537]
-        if with_area:
-            w = np.broadcast_to(g.pixel_area_m2(r0, r1), a.shape)[ok]
-            areas += np.bincount(a[ok].ravel(), weights=w, minlength=65537)[:65537]
+    over = 0
+    windows = list(g.block_windows(chunk))
+    with ThreadPoolExecutor(max(1, min(int(threads), len(windows)))) as pool:
+        for c, a, n_over in pool.map(one, windows):  # in window order
+            counts += c
+            areas += a
+            over += n_over
+    if over:
+        raise InputError(f"{source.name}: {over} pixels hold a class code above 65536; land-cover codes must be "
+                         "0..65536 (negative values or the file's nodata mark no data)")
     hist = {int(k): int(counts[k]) for k in np.flatnonzero(counts)}
     if with_area:
         return hist, {int(k): float(areas[k]) for k in np.flatnonzero(counts)}
@@ -654,7 +673,8 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
             lc_source = ScenarioSource(lc_source, cfg.scenario, grid, cfg)
 
     with timer.stage("legend_check"):
-        hist, class_area = class_histogram(lc_source, scan, with_area=True)
+        hist, class_area = class_histogram(lc_source, scan, with_area=True,
+                                           threads=workers or cfg.processing.workers or _cpu_count())
         missing = sorted(set(hist) - set(int(c) for c in legend.codes))
         if missing:
             raise TableError(
@@ -703,7 +723,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
 
     with timer.stage("legend_check"):
         if "lc_alt" in sources:
-            hist_alt = class_histogram(sources["lc_alt"], scan)
+            hist_alt = class_histogram(sources["lc_alt"], scan, threads=nthreads)
             stock = model.service("carbon_sequestration").luts["stock"]
             miss_alt = sorted(set(hist_alt) - set(int(c) for c in np.flatnonzero(np.isfinite(stock))))
             if miss_alt:

@@ -336,3 +336,54 @@ def test_block_mean_by_hand():
     got = block_mean(a, 2)
     # (1+3+5)/3 = 3; (5+7)/2 = 6; bottom-left all NaN; bottom-right 2
     np.testing.assert_array_equal(got, np.array([[3, 6], [np.nan, 2]], np.float32))
+
+
+def test_class_counts_by_hand_and_equal_to_bincount():
+    from gep_raster.kernels.reduce import class_counts
+
+    a = np.array([[0, 1, 1], [-1, 2, 1]], np.int16)
+    counts, areas, over = class_counts(a, np.array([10.0, 20.0]), n_codes=4)
+    assert counts.tolist() == [1, 3, 1, 0] and over == 0
+    assert areas.tolist() == [10.0, 10.0 + 10.0 + 20.0, 20.0, 0.0]
+    _, _, over = class_counts(np.array([[3, 4, 9]], np.int32), n_codes=4)
+    assert over == 2
+    rng = np.random.default_rng(3)
+    b = rng.integers(-1, 300, (257, 131)).astype(np.int32)
+    ra = rng.random(257) * 900
+    c, ar, _ = class_counts(b, ra)
+    ok = b >= 0
+    assert np.array_equal(c[:300], np.bincount(b[ok], minlength=300))
+    # the same row-major float order as np.bincount with weights: equal to the last bit
+    assert np.array_equal(ar[:300], np.bincount(b[ok], weights=np.broadcast_to(ra[:, None], b.shape)[ok],
+                                                minlength=300))
+    with pytest.raises(ValueError, match="integer"):
+        class_counts(np.zeros((2, 2)))
+
+
+def test_class_histogram_independent_of_threads_and_rejects_huge_codes(tmp_path):
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from gep_raster.errors import InputError
+    from gep_raster.grid import RefGrid
+    from gep_raster.pipeline import class_histogram
+
+    class Src:
+        name = "inputs.land_cover"
+
+        def __init__(self, arr):
+            self.arr = arr
+            self.grid = RefGrid(CRS.from_epsg(32650), Affine(30, 0, 0, 0, -30, 0), arr.shape[1], arr.shape[0])
+
+        def read(self, r0, r1, c0, c1):
+            return self.arr[r0:r1, c0:c1]
+
+    rng = np.random.default_rng(5)
+    arr = rng.integers(-1, 40, (300, 200)).astype(np.int32)
+    one = class_histogram(Src(arr), 64, with_area=True, threads=1)
+    two = class_histogram(Src(arr), 64, with_area=True, threads=3)
+    assert one == two
+    assert sum(one[0].values()) == int((arr >= 0).sum())
+    arr[5, 7] = 70000
+    with pytest.raises(InputError, match="inputs.land_cover: 1 pixels hold a class code above 65536"):
+        class_histogram(Src(arr), 64, threads=2)

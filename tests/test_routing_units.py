@@ -207,3 +207,19 @@ def test_routing_killed_between_units_resumes_with_the_remaining_units(tmp_path,
     assert info["units_resumed"] == 3 and len(calls) == 3  # only units 4-6 routed again
     assert np.array_equal(_read(tmp_path / "up.tif"), _read(tmp_path / "ref.tif"), equal_nan=True)
     assert not (tmp_path / "up.units").exists()
+
+
+def _die_in_worker(a):  # module level: importable by the spawned processes
+    import os
+
+    if a == 2:
+        os._exit(3)
+    return a
+
+
+def test_a_dead_routing_process_gives_a_clear_error():
+    from gep_raster.hydro_units import RoutingProcessError, _results
+
+    with pytest.raises(RoutingProcessError, match=r"ended abruptly.*memory_budget_mb.*__main__.*resume"):
+        list(_results(_die_in_worker, [1, 2, 3, 4], 2))
+    assert list(_results(_die_in_worker, [1, 3], 2)) == [1, 3]

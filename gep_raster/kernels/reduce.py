@@ -100,3 +100,61 @@ def block_mean(a: np.ndarray, factor: int) -> np.ndarray:
     out = np.empty((-(-a.shape[0] // f), -(-a.shape[1] // f)), np.float32)
     _block_mean(np.ascontiguousarray(a, dtype=np.float32), f, out)
     return out
+
+
+@njit(nogil=True, cache=True)
+def _class_counts(a, row_area, counts, areas, with_area):
+    h, w = a.shape
+    n = counts.shape[0]
+    over = 0
+    for i in range(h):
+        ra = row_area[i] if with_area else 0.0
+        for j in range(w):
+            v = np.int64(a[i, j])
+            if v < 0:
+                continue
+            if v >= n:
+                over += 1
+                continue
+            counts[v] += 1
+            if with_area:
+                areas[v] += ra
+    return over
+
+
+def class_counts(a: np.ndarray, row_area: np.ndarray | None = None, n_codes: int = 65537):
+    """Pixels (and area) per class code of one block of a categorical raster, without temporaries.
+
+    Parameters
+    ----------
+    a : numpy.ndarray, shape (h, w), integer
+        Class codes; negative values are nodata and not counted.
+    row_area : numpy.ndarray, shape (h,), float64, optional
+        Pixel area of each row (m2); with it, the area per class is summed too (row-major order, the order
+        of ``np.bincount(..., weights=...)``).
+    n_codes : int
+        Codes counted: 0 .. n_codes - 1.
+
+    Returns
+    -------
+    counts : numpy.ndarray, shape (n_codes,), int64
+    areas : numpy.ndarray, shape (n_codes,), float64 (zeros without ``row_area``)
+    n_over : int
+        Pixels with a code ≥ ``n_codes`` (not counted; the caller reports them).
+
+    Raises
+    ------
+    ValueError
+        ``a`` is not a 2-D integer array, or ``row_area`` does not have one value per row.
+    """
+    a = np.asarray(a)
+    if a.ndim != 2 or a.dtype.kind not in "iu":
+        raise ValueError(f"class codes must be a 2-D integer array, got shape {a.shape} dtype {a.dtype}")
+    counts = np.zeros(int(n_codes), np.int64)
+    areas = np.zeros(int(n_codes), np.float64)
+    with_area = row_area is not None
+    ra = np.ascontiguousarray(row_area if with_area else np.zeros(a.shape[0]), dtype=np.float64)
+    if ra.shape != (a.shape[0],):
+        raise ValueError(f"row_area must have one value per row ({a.shape[0]}), got shape {ra.shape}")
+    over = _class_counts(np.ascontiguousarray(a), ra, counts, areas, with_area)
+    return counts, areas, int(over)
