@@ -219,9 +219,16 @@ def validate(cfg: RunConfig) -> ValidationReport:
     except GepError as exc:
         rep.problems.append(str(exc))
     if grid is not None and legend is not None and book is not None:
+        import tempfile
+
+        # services that cache a derived raster while they configure (flood regulation's water bodies) write it
+        # under a scratch output folder: validation leaves output.dir as it is
+        scratch = tempfile.TemporaryDirectory(prefix="gep-validate-")
         try:
-            model = ServiceModel.from_config(cfg, legend, book, cell_size=grid.res[0], geographic=grid.is_geographic)
-            sources = open_inputs(cfg, grid, model.input_keys(), model.input_requests())
+            mcfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": scratch.name})})
+            model = ServiceModel.from_config(mcfg, legend, book, cell_size=grid.res[0],
+                                             geographic=grid.is_geographic)
+            sources = open_inputs(mcfg, grid, model.input_keys(), model.input_requests())
             hist = class_histogram(sources["lc"], cfg.output.chunk_size or SCAN_CHUNK)
             missing = sorted(set(hist) - set(int(c) for c in legend.codes))
             if missing:
@@ -239,6 +246,8 @@ def validate(cfg: RunConfig) -> ValidationReport:
                                         "(not verified in a primary source)")
         except GepError as exc:
             rep.problems.append(str(exc))
+        finally:
+            scratch.cleanup()
 
     # polygon layers
     if grid is not None:

@@ -334,3 +334,23 @@ def test_numpy_equals_dask_for_odd_chunkings(legend_cfg):
     # reservoir identity on the numpy path too
     assert ref["flood_regulation_water_bodies_m3"][18:22, 3:24].sum(dtype=np.float64) == pytest.approx(RES_R1_M3,
                                                                                                      rel=1e-6)
+
+
+def test_validate_writes_nothing_into_the_output_folder(legend_cfg):
+    from gep_raster.validate import validate
+
+    write_water_bodies(legend_cfg.parent)
+    cfg = load_config(legend_cfg, overrides={"services": {
+        **OFF, "flood_regulation": {"enabled": True, "water_bodies": WATER}}})
+    out = cfg.output_dir
+    before = sorted(p.relative_to(out) for p in out.rglob("*")) if out.exists() else []
+    rep = validate(cfg)
+    assert not rep.problems, rep.problems
+    after = sorted(p.relative_to(out) for p in out.rglob("*")) if out.exists() else []
+    assert after == before  # no .gep_state/flood_regulation raster, no water-body table
+    # the run itself still writes its cache raster and the table
+    from gep_raster.pipeline import run
+
+    res = run(cfg, progress=False)
+    assert (res.output_dir / ".gep_state" / "flood_regulation" / "water_bodies_m3.tif").exists()
+    assert (res.output_dir / "tables" / "flood_regulation_water_bodies.csv").exists()
