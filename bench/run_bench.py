@@ -80,8 +80,7 @@ def _peak_rss_mb() -> float:
 
 
 def _cpu_s() -> float:
-    """CPU seconds (user + system, all threads) of this process and its finished child processes (the
-    engine's flow-routing processes) so far."""
+    """CPU seconds (user + system, all threads) of this process and of its finished child processes so far."""
     import resource
 
     ru = resource.getrusage(resource.RUSAGE_SELF)

@@ -39,20 +39,12 @@ from .grid import RefGrid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RoutingBudgetError", "RoutingProcessError", "route_to_raster", "load_units", "unit_windows", "budget_problem"]
-
-#: Units totalling fewer pixels are routed in this process (starting processes costs ~1-2 s).
-PARALLEL_MIN_PX = 4_000_000
-#: Memory of one spawned routing process besides its unit (interpreter, numpy, numba, pyflwdir, GDAL), MB.
-WORKER_OVERHEAD_MB = 250
+__all__ = ["RoutingBudgetError", "route_to_raster", "load_units", "unit_windows", "budget_problem"]
 
 
 class RoutingBudgetError(GepError):
     """The DEM (or one hydrological unit of it) does not fit in the memory budget for flow routing."""
 
-
-class RoutingProcessError(GepError):
-    """A spawned flow-routing process died (out of memory, or no ``__main__`` guard in the caller)."""
 
 
 def _gib(nbytes: float) -> str:
@@ -180,8 +172,8 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     units : (GeoDataFrame, list of str), optional
         Hydrological units in the grid CRS and their ids (:func:`load_units`).
     workers : int
-        Units routed at once, each in its own process (never more than the budget holds at the
-        largest unit's size; one when the units total fewer than :data:`PARALLEL_MIN_PX` pixels).
+        Units routed at once, on as many threads (never more than the budget holds at the largest
+        unit's size).
         Results are written in unit order, so the raster does not depend on it.
 
     Returns
@@ -203,7 +195,7 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     from .routing import upslope_cells
 
     bpp = ROUTING_BYTES_PER_PIXEL[method]
-    # what routing may use: the budget less the run's fixed overhead (this process stays alive)
+    # what routing may use: the budget less the run's fixed overhead
     budget = max(budget_mb - FIXED_OVERHEAD_MB, 0) * 2**20
     h, w = grid.shape
     info = {"method": method, "bytes_per_pixel": bpp, "memory_budget_mb": budget_mb}
@@ -231,12 +223,8 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
         raise RoutingBudgetError(problem)
     largest_px = max((p[4] - p[3]) * (p[6] - p[5]) for p in plans) if plans else 0
     total_px = sum((p[4] - p[3]) * (p[6] - p[5]) for p in plans)
-    # units in parallel processes when it pays (several units, millions of pixels) and the budget holds
-    # one unit per process
-    n_proc = min(int(workers), len(plans),
-                 int(budget // max(bpp * largest_px + WORKER_OVERHEAD_MB * 2**20, 1)))
-    if total_px < PARALLEL_MIN_PX:
-        n_proc = 1
+    # units on parallel threads, as many as the workers and as the budget holds units of the largest size
+    n_threads = max(1, min(int(workers), len(plans), int(budget // max(bpp * largest_px, 1))))
     # each routed unit is kept as its own file until the raster is complete: a run killed during routing
     # routes only the units not done yet when it is started again (the folder belongs to this routing key)
     parts = out_path.with_suffix(".units")
@@ -246,11 +234,9 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     done = {int(f.stem[1:]) for f in parts.glob("u*.npy")}
     todo = [pl for pl in plans if pl[0] not in done]
     info["units_resumed"] = len(plans) - len(todo)
-    # each process writes its unit's file itself (atomically): no 4 B/px result through a pipe
     args = [(dem_source, wkb, r0, r1, c0, c1, tuple(grid.transform)[:6], method, options, grid.is_geographic,
              parts / f"u{i:07d}.npy") for i, _, wkb, r0, r1, c0, c1 in todo]
-    for _ in _results(_route_unit, args, n_proc):
-        pass
+    _run_units(_route_unit, args, n_threads)
     routed_px = 0
     largest = (0, None)
     max_up = 0.0
@@ -274,18 +260,14 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
                 if n_sel:
                     max_up = max(max_up, float(up[sel].max()))
     shutil.rmtree(parts, ignore_errors=True)
-    info["processes"] = n_proc
-    if n_proc > 1:  # largest peak memory of one routing process (they ran n_proc at a time)
-        import resource
-
-        info["process_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    info["threads"] = n_threads
     info.update(mode="per hydrological unit", units=n_done, largest_unit_px=largest[0], largest_unit=largest[1],
                 routed_px=routed_px, max_upslope_cells=max_up)
     return info
 
 
 def _route_unit(args):
-    """Route one unit (in a worker process or here) and save its upslope counts to ``out`` (``.npy``, atomic):
+    """Route one unit (on a routing thread) and save its upslope counts to ``out`` (``.npy``, atomic):
     float32 on the unit's window, NaN outside the unit; a 0 x 0 array when the unit has no valid DEM cell."""
     from affine import Affine
     from rasterio import features
@@ -312,36 +294,20 @@ def _route_unit(args):
             np.save(fh, up)
 
 
-def _results(fn, args: list, n_proc: int):
-    """``fn`` over ``args`` in order: here, or in ``n_proc`` spawned processes with at most ``n_proc + 1``
-    results pending (bounded memory), yielded in input order."""
-    if n_proc <= 1:
+def _run_units(fn, args: list, n_threads: int) -> None:
+    """``fn`` over ``args``: here, or on ``n_threads`` threads (the routing kernels are numba ``nogil``
+    functions, so units route in parallel in this process: no process start-up, no result copies). The first
+    error, in ``args`` order, is raised; units not started yet are cancelled, units already running finish
+    (and keep their files for a resumed run)."""
+    if n_threads <= 1 or len(args) <= 1:
         for a in args:
-            yield fn(a)
+            fn(a)
         return
-    import multiprocessing
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    from concurrent.futures import ThreadPoolExecutor
 
-    with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = deque()
-        it = iter(args)
-        for a in it:
-            pending.append(pool.submit(fn, a))
-            if len(pending) > n_proc:
-                break
-        while pending:
-            try:
-                result = pending.popleft().result()
-            except BrokenProcessPool:
-                raise RoutingProcessError(
-                    f"a flow-routing process ({n_proc} spawned, one hydrological unit each) ended abruptly: it "
-                    "ran out of memory (lower processing.memory_budget_mb or --workers), or gep_raster.run() "
-                    "was called from a script without an `if __name__ == \"__main__\":` guard (spawned "
-                    "processes import the calling script). Units finished so far are kept; run again to "
-                    "resume.") from None
-            yield result
-            a = next(it, None)
-            if a is not None:
-                pending.append(pool.submit(fn, a))
+    pool = ThreadPoolExecutor(n_threads, thread_name_prefix="gep-routing")
+    try:
+        for f in [pool.submit(fn, a) for a in args]:
+            f.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
