@@ -22,7 +22,7 @@ Every raster case is two subprocesses (so each peak RSS, ``ru_maxrss`` of the ch
    writer functions, layout and threads: every input source of the run (``open_inputs`` + land cover,
    + economic weight rasters) is read block by block (``source.read``) for the chunk size the run chose;
    per block, as many float32 tiles as the run wrote rasters are written with
-   the engine's own :class:`gep_raster.block_store.BlockStore` (tile per output and block, x16 overview for
+   the engine's own :class:`gep_raster.block_store.BlockStore` (tile per output and block, overview raster for
    the tiles layout, the run's DEFLATE level),
    output i = the block of input number i (cycling over the inputs: terrain, classes, climate) times a
    per-output factor, so DEFLATE sees real data of a similar mix (the record's
@@ -166,7 +166,7 @@ def child_io(a: dict) -> dict:
     import dask.array as da
 
     chunks = da.core.normalize_chunks((chunk, chunk), shape=grid.shape)
-    # the engine's own writer: one tile per output and block (+ x16 overview for the tiles layout),
+    # the engine's own writer: one tile per output and block (+ overview raster for the tiles layout),
     # the same DEFLATE level, journal entry per block, then VRT or COG per output
     store = BlockStore(out / ".gep_state" / "blocks", out, grid, [(n, f"rasters/{n}{ext}") for n in names],
                        "io-baseline", chunks, layout, deflate_level=cfg.output.deflate_level)

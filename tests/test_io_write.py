@@ -335,3 +335,47 @@ def test_plot_value_by_service(tmp_path):
     with pytest.raises(ValueError):
         plot_value_by_service({"a": float("nan")}, tmp_path / "nan.png", title="x")
     assert sorted(x.name for x in tmp_path.iterdir()) == ["bars.png", "bars2.png"]
+
+
+def test_overview_factor():
+    from gep_raster.block_store import overview_factor
+
+    assert overview_factor((2000, 100)) == 8
+    assert overview_factor((8192, 8192)) == 8       # 1024 px
+    assert overview_factor((16384, 16384)) == 8     # 2048 px
+    assert overview_factor((16385, 10)) == 16
+    assert overview_factor((32768, 32768)) == 16    # 2048 px
+    assert overview_factor((40000, 70000)) == 64    # 1094 px
+
+
+def test_tiles_layout_overview_is_the_block_mean_by_hand(tmp_path):
+    from gep_raster.block_store import BlockStore
+
+    h, w = 40, 48  # blocks of 16 x 16 (the last row of blocks 8 px high); overview factor 8 -> 5 x 6 cells
+    grid = _grid(h, w)
+    rng = np.random.default_rng(11)
+    full = rng.random((2, h, w)).astype(np.float32) * 100
+    full[0, 0:8, 0:8] = np.nan            # a cell with no valid pixel -> NaN
+    full[0, 8:16, 8:16] = np.nan
+    full[0, 8, 8] = 5.0                   # a cell with one valid pixel -> that value
+    chunks = ((16, 16, 8), (16, 16, 16))
+    store = BlockStore(tmp_path / "state", tmp_path, grid, [("a", "rasters/a.vrt"), ("b", "rasters/b.vrt")],
+                       "run", chunks, "tiles")
+    assert store.overview_factor == 8 and store.overviews
+    for bi, r0, c0, bh, bw in store.blocks():
+        part = (np.zeros(2), np.zeros(2, np.int64), {})
+        store.commit(r0, c0, full[:, r0:r0 + bh, c0:c0 + bw], [0, 1], part)
+    vrt = store.publish("a", tags={}, description="a", units="yuan")
+    ov_path = tmp_path / "rasters" / "a.tiles" / "overview_x8.tif"
+    assert ov_path.exists()
+    with rasterio.open(ov_path) as ds:
+        ov = ds.read(1)
+    assert ov.shape == (5, 6)
+    assert np.isnan(ov[0, 0]) and ov[1, 1] == np.float32(5.0)
+    cells = full[0].reshape(5, 8, 6, 8).astype(np.float64)
+    n = np.isfinite(cells).sum(axis=(1, 3))
+    expect = np.where(n > 0, np.nansum(cells, axis=(1, 3)) / np.maximum(n, 1), np.nan)
+    np.testing.assert_allclose(ov, expect, rtol=1e-6)
+    with rasterio.open(vrt) as ds:  # the VRT declares it as its overview
+        assert ds.overviews(1) == [8]
+        np.testing.assert_array_equal(ds.read(1), full[0])
