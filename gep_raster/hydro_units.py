@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ from .errors import GepError, InputError
 from .grid import RefGrid
 
 log = logging.getLogger(__name__)
+_RASTERIZE_LOCK = threading.Lock()
 
 __all__ = ["RoutingBudgetError", "route_to_raster", "load_units", "unit_windows", "budget_problem"]
 
@@ -279,8 +281,10 @@ def _route_unit(args):
     dem_source, geom_wkb, r0, r1, c0, c1, transform, method, options, latlon, out = args
     t = Affine(*transform)
     wt = t * Affine.translation(c0, r0)
-    inside = features.rasterize([(_wkb.loads(geom_wkb), 1)], out_shape=(r1 - r0, c1 - c0), transform=wt,
-                                fill=0, dtype="uint8", all_touched=False).astype(bool)
+    with _RASTERIZE_LOCK:  # rasterio hides a warning of its MEM dataset with warnings.catch_warnings, which is
+        # not thread-safe: two routing threads at once let "NotGeoreferencedWarning" through
+        inside = features.rasterize([(_wkb.loads(geom_wkb), 1)], out_shape=(r1 - r0, c1 - c0), transform=wt,
+                                    fill=0, dtype="uint8", all_touched=False).astype(bool)
     up = np.zeros((0, 0), np.float32)
     if inside.any():
         dem = dem_source.read(r0, r1, c0, c1).astype(np.float32, copy=False)
