@@ -262,11 +262,36 @@ class GridSource:
         t = self.grid.transform
         xs = t.c + (np.arange(c0, c1) + 0.5) * t.a
         ys = t.f + (np.arange(r0, r1) + 0.5) * t.e
-        X, Y = np.meshgrid(xs, ys)
         tr = self._transformer(info)
+        inv = ~info.transform
+        if tr is None and inv.b == 0 and inv.d == 0:
+            # same CRS, north-up source: the source column depends on the column only, the row on the row only;
+            # the same numbers as the 2-D formula below (its cross terms are exact zeros), broadcast as views
+            # instead of h x w float64 temporaries
+            fc1 = inv.a * xs + inv.c - 0.5
+            fr1 = inv.e * ys + inv.f - 0.5
+            if not (np.isfinite(fc1).all() and np.isfinite(fr1).all()):  # pragma: no cover - finite transforms
+                return np.full((h, w), np.nan, np.float32), np.zeros((h, w), bool)
+            rlo, rhi = int(np.floor(fr1.min())) - 1, int(np.floor(fr1.max())) + 3
+            clo, chi = int(np.floor(fc1.min())) - 1, int(np.floor(fc1.max())) + 3
+            rlo, clo = max(rlo, 0), max(clo, 0)
+            rhi, chi = min(rhi, info.height), min(chi, info.width)
+            if rhi <= rlo or chi <= clo:
+                return np.full((h, w), np.nan, np.float32), np.zeros((h, w), bool)
+            src = ds.read(self.band, window=Window(clo, rlo, chi - clo, rhi - rlo))
+            valid = np.ones(src.shape, bool)
+            if info.nodata is not None:
+                valid &= src != np.array(info.nodata).astype(src.dtype)
+            if src.dtype.kind == "f":
+                valid &= np.isfinite(src)
+            fr1 = np.where((fr1 < -0.5) | (fr1 > info.height - 0.5), np.nan, fr1 - rlo)
+            fc1 = np.where((fc1 < -0.5) | (fc1 > info.width - 0.5), np.nan, fc1 - clo)
+            out = bilinear_sample(src, valid, np.broadcast_to(fr1[:, None], (h, w)),
+                                  np.broadcast_to(fc1[None, :], (h, w)))
+            return out, np.isfinite(out)
+        X, Y = np.meshgrid(xs, ys)
         if tr is not None:
             X, Y = tr.transform(X, Y)
-        inv = ~info.transform
         fc = inv.a * X + inv.b * Y + inv.c - 0.5  # source pixel-centre coordinates
         fr = inv.d * X + inv.e * Y + inv.f - 0.5
         bad = ~(np.isfinite(fc) & np.isfinite(fr))

@@ -85,3 +85,40 @@ def test_int16_source_is_interpolated_in_float(tmp_path):
     assert out[2, 2] == pytest.approx(100.75)
     # column 3: x = 105 m -> 1.25 -> 101.25
     assert out[3, 3] == pytest.approx(101.25)
+
+
+def test_bilinear_same_crs_equals_a_reference_by_hand(tmp_path):
+    """Coarse source in the grid's CRS (the separable fast path): every pixel equals bilinear interpolation at
+    its exact pixel-centre position, computed here from the formula; nodata neighbours are dropped and the
+    other weights renormalised; pixels outside the source are NaN; windows of any size give the same values."""
+    rng = np.random.default_rng(7)
+    src = (rng.random((7, 9)) * 100).astype(np.float32)
+    src[2, 3] = -9999.0  # nodata
+    st = Affine(70, 0, 500010, 0, -70, 3000020)  # 70 m pixels, not aligned with the 30 m grid
+    write_raster(tmp_path / "p.tif", src, transform=st, nodata=-9999.0)
+    write_raster(tmp_path / "lc.tif", np.ones((20, 24), np.uint8), transform=T, nodata=255)  # reaches past the source
+    g = RefGrid.from_raster(tmp_path / "lc.tif")
+    gs = GridSource("p", [tmp_path / "p.tif"], g, "continuous")
+    out = gs.read_all()
+    ok = src != -9999.0
+    ref = np.full(out.shape, np.nan)
+    for r in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            x, y = 500000 + (c + 0.5) * 30, 3000000 - (r + 0.5) * 30
+            fc, fr = (x - 500010) / 70 - 0.5, (3000020 - y) / 70 - 0.5
+            if not (-0.5 <= fr <= 7 - 0.5 and -0.5 <= fc <= 9 - 0.5):
+                continue  # outside the source: no value
+            r0, c0 = int(np.floor(fr)), int(np.floor(fc))
+            acc = wsum = 0.0
+            for rr, wy in ((r0, 1 - (fr - r0)), (r0 + 1, fr - r0)):
+                for cc, wx in ((c0, 1 - (fc - c0)), (c0 + 1, fc - c0)):
+                    if 0 <= rr < 7 and 0 <= cc < 9 and ok[rr, cc] and wy * wx > 0:
+                        acc += wy * wx * float(src[rr, cc])
+                        wsum += wy * wx
+            ref[r, c] = acc / wsum if wsum > 0 else np.nan
+    assert np.isnan(out[:, -1]).all() and np.isfinite(ref).sum() > 300  # 24 x 30 m = 720 m > 9 x 70 m + 10 m
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-4, equal_nan=True)
+    # windows of other sizes: identical values
+    parts = np.vstack([np.hstack([gs.read(r, min(r + 7, 20), c, min(c + 5, 24)) for c in range(0, 24, 5)])
+                       for r in range(0, 20, 7)])
+    assert np.array_equal(parts, out, equal_nan=True)
