@@ -249,6 +249,24 @@ class GridSource:
             t = cache[info.path] = Transformer.from_crs(self.grid.crs.to_wkt(), info.crs.to_wkt(), always_xy=True)
         return t
 
+    def _source_window(self, ds, info: _FileInfo, fr_min, fr_max, fc_min, fc_max):
+        """Source pixels around fractional source rows [fr_min, fr_max] and columns [fc_min, fc_max] (with the
+        bilinear neighbours), their validity, and the window's top-left source pixel; None when the range
+        misses the source."""
+        rlo, rhi = int(np.floor(fr_min)) - 1, int(np.floor(fr_max)) + 3
+        clo, chi = int(np.floor(fc_min)) - 1, int(np.floor(fc_max)) + 3
+        rlo, clo = max(rlo, 0), max(clo, 0)
+        rhi, chi = min(rhi, info.height), min(chi, info.width)
+        if rhi <= rlo or chi <= clo:
+            return None
+        src = ds.read(self.band, window=Window(clo, rlo, chi - clo, rhi - rlo))
+        valid = np.ones(src.shape, bool)
+        if info.nodata is not None:
+            valid &= src != np.array(info.nodata).astype(src.dtype)
+        if src.dtype.kind == "f":
+            valid &= np.isfinite(src)
+        return src, valid, rlo, clo
+
     def _bilinear_window(self, ds, info: _FileInfo, r0, r1, c0, c1):
         """Bilinear warp of one window, computed from exact pixel-centre positions (chunk-independent).
 
@@ -272,18 +290,10 @@ class GridSource:
             fr1 = inv.e * ys + inv.f - 0.5
             if not (np.isfinite(fc1).all() and np.isfinite(fr1).all()):  # pragma: no cover - finite transforms
                 return np.full((h, w), np.nan, np.float32), np.zeros((h, w), bool)
-            rlo, rhi = int(np.floor(fr1.min())) - 1, int(np.floor(fr1.max())) + 3
-            clo, chi = int(np.floor(fc1.min())) - 1, int(np.floor(fc1.max())) + 3
-            rlo, clo = max(rlo, 0), max(clo, 0)
-            rhi, chi = min(rhi, info.height), min(chi, info.width)
-            if rhi <= rlo or chi <= clo:
+            got = self._source_window(ds, info, fr1.min(), fr1.max(), fc1.min(), fc1.max())
+            if got is None:
                 return np.full((h, w), np.nan, np.float32), np.zeros((h, w), bool)
-            src = ds.read(self.band, window=Window(clo, rlo, chi - clo, rhi - rlo))
-            valid = np.ones(src.shape, bool)
-            if info.nodata is not None:
-                valid &= src != np.array(info.nodata).astype(src.dtype)
-            if src.dtype.kind == "f":
-                valid &= np.isfinite(src)
+            src, valid, rlo, clo = got
             fr1 = np.where((fr1 < -0.5) | (fr1 > info.height - 0.5), np.nan, fr1 - rlo)
             fc1 = np.where((fc1 < -0.5) | (fc1 > info.width - 0.5), np.nan, fc1 - clo)
             out = bilinear_sample(src, valid, np.broadcast_to(fr1[:, None], (h, w)),
@@ -299,20 +309,10 @@ class GridSource:
         fr[bad] = np.nan
         if bad.all():
             return np.full((h, w), np.nan, np.float32), np.zeros((h, w), bool)
-        rlo = int(np.floor(np.nanmin(fr))) - 1
-        rhi = int(np.floor(np.nanmax(fr))) + 3
-        clo = int(np.floor(np.nanmin(fc))) - 1
-        chi = int(np.floor(np.nanmax(fc))) + 3
-        rlo, clo = max(rlo, 0), max(clo, 0)
-        rhi, chi = min(rhi, info.height), min(chi, info.width)
-        if rhi <= rlo or chi <= clo:
+        got = self._source_window(ds, info, np.nanmin(fr), np.nanmax(fr), np.nanmin(fc), np.nanmax(fc))
+        if got is None:
             return np.full((h, w), np.nan, np.float32), np.zeros((h, w), bool)
-        src = ds.read(self.band, window=Window(clo, rlo, chi - clo, rhi - rlo))
-        valid = np.ones(src.shape, bool)
-        if info.nodata is not None:
-            valid &= src != np.array(info.nodata).astype(src.dtype)
-        if src.dtype.kind == "f":
-            valid &= np.isfinite(src)
+        src, valid, rlo, clo = got
         # outside the source raster: no value (not an extrapolation from the edge)
         outside = (fr < -0.5) | (fr > info.height - 0.5) | (fc < -0.5) | (fc > info.width - 0.5)
         fr = np.where(outside, np.nan, fr - rlo)
