@@ -151,14 +151,19 @@ def test_pipeline_with_hydro_units_is_chunk_and_layout_invariant(tiny):
     assert not np.array_equal(ls_u, ls_w, equal_nan=True)
 
 
-def test_units_routed_on_parallel_threads_give_the_same_raster(tmp_path):
-    """Two threads route the units; the raster equals the serial one (assembled in unit order)."""
+def _six_units(tmp_path):
+    """An 80 x 90 DEM and six 40 x 30 px square units (2 rows x 3 columns)."""
     dem = _dem(80, 90)
     src, grid = _source(tmp_path, dem)
     x0, y1 = T.c, T.f
     boxes = [shapely.box(x0 + c * 30, y1 - (r + 40) * 30, x0 + (c + 30) * 30, y1 - r * 30)
              for r in (0, 40) for c in (0, 30, 60)]
-    units = (gpd.GeoDataFrame(geometry=boxes, crs="EPSG:32650"), [f"U{i}" for i in range(6)])
+    return dem, src, grid, (gpd.GeoDataFrame(geometry=boxes, crs="EPSG:32650"), [f"U{i}" for i in range(6)])
+
+
+def test_units_routed_on_parallel_threads_give_the_same_raster(tmp_path):
+    """Two threads route the units; the raster equals the serial one (assembled in unit order)."""
+    dem, src, grid, units = _six_units(tmp_path)
     serial = route_to_raster(src, grid, "d8", {}, tmp_path / "a.tif", budget_mb=2048, units=units, workers=1)
     par = route_to_raster(src, grid, "d8", {}, tmp_path / "b.tif", budget_mb=2048, units=units, workers=2)
     assert serial["threads"] == 1 and par["threads"] == 2
@@ -174,12 +179,7 @@ def test_routing_killed_between_units_resumes_with_the_remaining_units(tmp_path,
     units not done and the raster equals an uninterrupted routing."""
     import gep_raster.hydro_units as hu
 
-    dem = _dem(80, 90)
-    src, grid = _source(tmp_path, dem)
-    x0, y1 = T.c, T.f
-    boxes = [shapely.box(x0 + c * 30, y1 - (r + 40) * 30, x0 + (c + 30) * 30, y1 - r * 30)
-             for r in (0, 40) for c in (0, 30, 60)]
-    units = (gpd.GeoDataFrame(geometry=boxes, crs="EPSG:32650"), [f"U{i}" for i in range(6)])
+    dem, src, grid, units = _six_units(tmp_path)
     ref = route_to_raster(src, grid, "d8", {}, tmp_path / "ref.tif", budget_mb=2048, units=units)
     assert ref["units_resumed"] == 0
 
