@@ -16,7 +16,8 @@ run. The stages that scale with the raster use it as follows.
   ``ru_maxrss`` on 3000 x 3000 DEMs (9 Mpx, this repository's routing functions, a smooth terrain and
   white noise): D8 (own priority flood, :mod:`gep_raster.kernels.priority_flood`) 11.3 and 16.5 B/px above
   the DEM's own 4 B (pyflwdir's fill + ``from_array`` + ``accuflux``, used before: 34-44 B/px), MFD (own
-  numba) 21.0-21.4 B/px; the constants add the DEM window, the unit mask and a margin. A DEM (or one hydrological unit of it) that does not fit is refused with a
+  numba) 21.0-21.4 B/px; the constants add the DEM window, the unit mask and a margin. A DEM (or one
+  hydrological unit of it) that does not fit is refused with a
   message naming the budget (:mod:`gep_raster.hydro_units`).
 """
 from __future__ import annotations

@@ -48,7 +48,6 @@ class RoutingBudgetError(GepError):
     """The DEM (or one hydrological unit of it) does not fit in the memory budget for flow routing."""
 
 
-
 def _gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.2f} GiB"
 
@@ -224,7 +223,6 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     if problem:
         raise RoutingBudgetError(problem)
     largest_px = max((p[4] - p[3]) * (p[6] - p[5]) for p in plans) if plans else 0
-    total_px = sum((p[4] - p[3]) * (p[6] - p[5]) for p in plans)
     # units on parallel threads, as many as the workers and as the budget holds units of the largest size
     n_threads = max(1, min(int(workers), len(plans), int(budget // max(bpp * largest_px, 1))))
     # each routed unit is kept as its own file until the raster is complete: a run killed during routing

@@ -666,6 +666,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
         book = PriceBook.from_config(cfg)
         grid = reference_grid(cfg)
         scan = cfg.output.chunk_size or SCAN_CHUNK  # window of the histogram scans (results do not depend on it)
+        nthreads = workers or cfg.processing.workers or _cpu_count()
         lc_source = _raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical")
         if cfg.scenario is not None:  # land-cover scenario (e.g. a development parcel becomes built-up)
             from .scenario import ScenarioSource
@@ -673,8 +674,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
             lc_source = ScenarioSource(lc_source, cfg.scenario, grid, cfg)
 
     with timer.stage("legend_check"):
-        hist, class_area = class_histogram(lc_source, scan, with_area=True,
-                                           threads=workers or cfg.processing.workers or _cpu_count())
+        hist, class_area = class_histogram(lc_source, scan, with_area=True, threads=nthreads)
         missing = sorted(set(hist) - set(int(c) for c in legend.codes))
         if missing:
             raise TableError(
@@ -702,7 +702,6 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
         checksums = input_checksums(_input_files(cfg, sources, layers, legend, book, model)
                                     + ([units_path] if units_path else []))
         run_hash = _run_hash(cfg, checksums, book)
-        nthreads = workers or cfg.processing.workers or _cpu_count()
         budget_mb = cfg.processing.memory_budget_mb
         n_outputs = len(model.outputs) + (len(econ.outputs) if econ is not None else 0)
         if cfg.output.chunk_size:
@@ -840,7 +839,8 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                         info = route_to_raster(sources["dem"], grid, method, opts, rpath,
                                                budget_mb=budget_mb, units=units, workers=nthreads)
                         info.update(input=key, options=opts, description=(
-                            "priority-flood fill (Wang & Liu 2006; pyflwdir's algorithm, identical D8) + D8, cell counts" if method == "d8"
+                            "priority-flood fill (Wang & Liu 2006; pyflwdir's algorithm, identical D8) + D8, "
+                            "cell counts" if method == "d8"
                             else "multiple flow directions (Freeman 1991 / Quinn 1991), cell counts"))
                         atomic_write_json(info_path, info)
                     routed[key] = rpath
