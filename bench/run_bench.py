@@ -119,7 +119,7 @@ def child_run(a: dict) -> dict:
     return {"wall_s": wall, "pixels": int(g["width"]) * int(g["height"]), "n_outputs": len(rasters),
             "chunk_size": m.get("chunk_size"), "layout": m.get("layout"), "memory": m.get("memory"),
             "execution": m.get("execution"), "routing": m.get("routing"), "timings": m.get("timings_s", {}),
-            "stage_cpu": m.get("cpu_s", {}),
+            "stage_cpu": m.get("cpu_s", {}), "allocator": m.get("allocator"),
             "output_bytes": _dir_bytes(Path(a["out"]) / "rasters"), "peak_rss_mb": _peak_rss_mb(),
             "cpu_s": _cpu_s()}
 
@@ -131,6 +131,7 @@ def child_io(a: dict) -> dict:
     import numpy as np
     import rasterio
 
+    from gep_raster.allocator import tune_for_blocks
     from gep_raster.budget import gdal_cache_bytes
     from gep_raster.config import load_config
     from gep_raster.io_read import GridSource
@@ -142,6 +143,7 @@ def child_io(a: dict) -> dict:
     cfg = load_config(a["config"], overrides={"output": {"dir": a["out"]}})
     chunk, layout, n_out, threads = int(a["chunk"]), a["layout"], int(a["n_outputs"]), int(a["threads"])
     budget = int(a.get("budget_mb") or DEFAULT_BUDGET_MB)
+    allocator = tune_for_blocks()  # the allocator settings of the engine's run (gep_raster.allocator)
     t0 = time.perf_counter()
     grid = reference_grid(cfg)
     legend = load_legend(cfg, required_legend_columns(cfg))
@@ -202,6 +204,7 @@ def child_io(a: dict) -> dict:
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "pixels": grid.width * grid.height, "n_outputs": n_out, "chunk_size": chunk,
             "layout": layout, "threads": threads, "inputs": keys, "written_values_from": base_of,
+            "allocator": allocator,
             "timings": {"open": round(t_open, 3), "read_write_blocks": round(t_blocks, 3),
                         "finalize_rasters": round(t_fin, 3),
                         "read_thread_s": round(sum(p[0] for p in parts), 3),
@@ -314,6 +317,7 @@ def raster_case(name: str, cfg: Path, workdir: Path, workers: int | None = None,
             "cpu_s": round(r["cpu_s"], 1), "cpu_utilization": round(r["cpu_s"] / r["wall_s"], 2),
             "load_avg_1min": {"engine": r["load_avg_1min"], "io_baseline": io["load_avg_1min"]},
             "memory": r.get("memory"), "execution": r.get("execution"), "routing": r.get("routing"),
+            "allocator": {"engine": r.get("allocator"), "io_baseline": io.get("allocator")},
             "stage_timings_s": timings, "stage_cpu_s": r.get("stage_cpu"), "dominant_stage": dom,
             "output_gib": round(r["output_bytes"] / 2**30, 3),
             # > 1: the baseline's data compress worse than the engine's (its writes cost more), < 1: better

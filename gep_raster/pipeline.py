@@ -635,8 +635,10 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
     # connect first: an unreachable cluster fails before the long preparation stages
     import rasterio
 
+    from .allocator import tune_for_blocks
     from .budget import gdal_cache_bytes
 
+    tune_for_blocks()  # block-sized temporaries stay in the heap (no page faults per block); once per process
     client, owned = _connect(scheduler) if scheduler is not None else (None, False)
     try:
         # GDAL's block cache (process-wide) is part of the memory budget; GDAL's default is 5 % of the RAM
@@ -649,6 +651,7 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
 
 def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, client) -> RunResult:
     """:func:`run` (``client``: a connected distributed.Client, or None for local threads)."""
+    from .allocator import tune_for_blocks
     from .block_store import TILES_SUFFIX, BlockStore, output_fingerprint
     from .budget import block_bytes_per_pixel, choose_chunk
     from .io_write import atomic_path, atomic_to_csv, atomic_to_gpkg, atomic_write_json
@@ -1040,6 +1043,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
             "chunk_size": chunk,
             "layout": layout,
             "memory": chunk_info,
+            "allocator": tune_for_blocks(),
             "inputs": {k: s.describe() for k, s in sources.items()},
             "input_checksums": checksums,
             "land_cover_classes_px": hist,
