@@ -4,7 +4,7 @@ This is the algorithm of pyflwdir ``dem.fill_depressions(outlets="edge", max_dep
 the priority-flood variant that assigns each cell the D8 direction towards the cell that floods it), written
 so that it returns **identical** D8 codes, and much faster:
 
-* the priority queue holds one ``uint64`` per cell instead of a Python tuple: the key
+* the priority queue (a 4-ary heap) holds one ``uint64`` per cell instead of a Python tuple: the key
   ``(elevation, boundary flag, row, column)`` that pyflwdir compares as a tuple is packed into one integer
   whose unsigned order is the tuple's order (order-preserving float32 bits, 1 flag bit, 31 bits of the
   row-major index). Keys are unique, so the sequence of cells taken from the queue, and with it every D8
@@ -44,6 +44,10 @@ _DONE = np.uint8(1)
 _QUEUED = np.uint8(2)
 
 
+# The queue is a 4-ary min-heap of uint64 keys (children of slot i: 4i+1 .. 4i+4, one cache line): half the
+# levels of a binary heap; 10-15 % faster on the 2048² units of the bench DEM (none on white noise), the same
+# pop sequence (the keys
+# are unique, so any exact priority queue pops them in the same order).
 @numba.njit(cache=True, nogil=True)
 def _heap_push(heap, size, key):
     if size == heap.shape[0]:  # grow (the front of the flood is usually far smaller than the grid)
@@ -51,12 +55,12 @@ def _heap_push(heap, size, key):
         bigger[:size] = heap[:size]
         heap = bigger
     i = size
-    heap[i] = key
     while i > 0:
-        p = (i - 1) >> 1
-        if heap[p] <= key:
+        p = (i - 1) >> 2
+        hp = heap[p]
+        if hp <= key:
             break
-        heap[i] = heap[p]
+        heap[i] = hp
         i = p
     heap[i] = key
     return heap, size + 1
@@ -69,15 +73,21 @@ def _heap_pop(heap, size):
     last = heap[size]
     i = 0
     while True:
-        c = 2 * i + 1
+        c = 4 * i + 1
         if c >= size:
             break
-        if c + 1 < size and heap[c + 1] < heap[c]:
-            c += 1
-        if heap[c] >= last:
+        m = c
+        mv = heap[c]
+        e = min(c + 4, size)
+        for k in range(c + 1, e):
+            v = heap[k]
+            if v < mv:
+                mv = v
+                m = k
+        if mv >= last:
             break
-        heap[i] = heap[c]
-        i = c
+        heap[i] = mv
+        i = m
     heap[i] = last
     return top, size
 
