@@ -46,8 +46,7 @@ _QUEUED = np.uint8(2)
 
 # The queue is a 4-ary min-heap of uint64 keys (children of slot i: 4i+1 .. 4i+4, one cache line): half the
 # levels of a binary heap; 10-15 % faster on the 2048² units of the bench DEM (none on white noise), the same
-# pop sequence (the keys
-# are unique, so any exact priority queue pops them in the same order).
+# pop sequence (the keys are unique, so any exact priority queue pops them in the same order).
 @numba.njit(cache=True, nogil=True)
 def _heap_push(heap, size, key):
     if size == heap.shape[0]:  # grow (the front of the flood is usually far smaller than the grid)
