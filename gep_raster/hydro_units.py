@@ -234,16 +234,18 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     done = {int(f.stem[1:]) for f in parts.glob("u*.npy")}
     todo = [pl for pl in plans if pl[0] not in done]
     info["units_resumed"] = len(plans) - len(todo)
-    args = [(dem_source, wkb, r0, r1, c0, c1, tuple(grid.transform)[:6], method, options, grid.is_geographic,
-             parts / f"u{i:07d}.npy") for i, _, wkb, r0, r1, c0, c1 in todo]
-    _run_units(_route_unit, args, n_threads)
+    args = {i: (dem_source, wkb, r0, r1, c0, c1, tuple(grid.transform)[:6], method, options, grid.is_geographic,
+                parts / f"u{i:07d}.npy") for i, _, wkb, r0, r1, c0, c1 in todo}
     routed_px = 0
     largest = (0, None)
     max_up = 0.0
     n_done = 0
     with atomic_path(out_path, suffix=".tif") as tmp:
-        with rasterio.open(tmp, "w+", **profile) as ds:
-            for i, uid, _, r0, r1, c0, c1 in plans:  # in unit order: the raster does not depend on timing
+        with rasterio.open(tmp, "w+", **profile) as ds, _UnitRunner(_route_unit, args, n_threads) as runner:
+            # units are merged in unit order (the raster does not depend on timing) while the next units are
+            # still being routed on the routing threads
+            for i, uid, _, r0, r1, c0, c1 in plans:
+                runner.wait(i)
                 up = np.load(parts / f"u{i:07d}.npy")
                 if up.size == 0:
                     continue
@@ -296,20 +298,37 @@ def _route_unit(args):
             np.save(fh, up)
 
 
-def _run_units(fn, args: list, n_threads: int) -> None:
-    """``fn`` over ``args``: here, or on ``n_threads`` threads (the routing kernels are numba ``nogil``
-    functions, so units route in parallel in this process: no process start-up, no result copies). The first
-    error, in ``args`` order, is raised; units not started yet are cancelled, units already running finish
-    (and keep their files for a resumed run)."""
-    if n_threads <= 1 or len(args) <= 1:
-        for a in args:
-            fn(a)
-        return
-    from concurrent.futures import ThreadPoolExecutor
+class _UnitRunner:
+    """Runs ``fn`` on every value of ``args`` (unit index -> arguments): here, one by one as they are waited
+    for, or on ``n_threads`` threads (the routing kernels are numba ``nogil`` functions, so units route in
+    parallel in this process: no process start-up, no result copies).
 
-    pool = ThreadPoolExecutor(n_threads, thread_name_prefix="gep-routing")
-    try:
-        for f in [pool.submit(fn, a) for a in args]:
-            f.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    :meth:`wait` returns when the unit is done (at once for a unit not in ``args``: done by an earlier run)
+    and raises its error. On leaving the ``with`` block, units not started yet are cancelled and units
+    already running finish (and keep their files for a resumed run)."""
+
+    def __init__(self, fn, args: dict, n_threads: int):
+        self.fn, self.args = fn, args
+        self.pool = None
+        self.futures = {}
+        if n_threads > 1 and len(args) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(n_threads, thread_name_prefix="gep-routing")
+            self.futures = {i: self.pool.submit(fn, a) for i, a in args.items()}
+
+    def wait(self, i) -> None:
+        if i not in self.args:
+            return
+        if self.pool is None:
+            self.fn(self.args[i])
+        else:
+            self.futures[i].result()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        return False
