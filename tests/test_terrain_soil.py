@@ -197,6 +197,19 @@ def test_ls_factor_all_slope_classes_and_l_max():
     np.testing.assert_allclose(got_def[0, :-1], got[0, :-1], rtol=1e-6)
 
 
+def test_ls_factor_counts_from_the_log_table_and_computed():
+    # integer counts n with n - 1 < 4096 take log(n-1) and log1p(1/(n-1)) from a table, others (n - 1 >= 4096,
+    # fractional MFD counts) compute them: both equal the literal formula on either side of the table's end
+    D = 10.0
+    cells = [2.0, 3.0, 4096.0, 4097.0, 4098.0, 2.5, 4096.5, 12345.25, 60000.0]
+    for pct, x in ((12.0, 1.2), (3.0, 1.0), (8.0, math.sqrt(2.0))):
+        m = _m_beta(pct) if pct > 9 else {3.0: 0.3, 8.0: 0.5}[pct]
+        exp = [_ls_literal(pct, n, x, m, D, np.inf)[0] for n in cells]
+        got = ls_factor_kernel(np.full((1, len(cells)), pct / 100.0, dtype=F32), np.array([cells], dtype=F32),
+                               np.full((1, len(cells)), x, dtype=F32), D, l_max=None)
+        np.testing.assert_allclose(got[0], exp, rtol=2e-7)
+
+
 def test_ls_factor_9_percent_boundary_and_nan():
     # float32(0.09) is the 9 % class: S = 16.8·sin θ − 0.5 (s ≥ 9 %), m = 0.5 (5 < s ≤ 9 %)
     # ridge cell (n = 1): L = (D/22.13)^0.5 = (30/22.13)^0.5 = 1.16432

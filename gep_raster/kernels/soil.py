@@ -49,11 +49,23 @@ def _s_and_m(s32):
     return s_fac, m
 
 
+#: Upslope counts n = k + 1 with k < _LOG_TABLE_SIZE (integers, as D8 gives) take log(k) and log1p(1/k) from
+#: a table instead of two libm calls (most cells of a grid drain few cells).
+_LOG_TABLE_SIZE = 4096
+_K = np.arange(_LOG_TABLE_SIZE, dtype=np.float64)
+with np.errstate(divide="ignore"):
+    _LOG_K = np.log(_K)  # entry 0 unused (k = 0: diff = 1)
+    _LOG1P_INV_K = np.log1p(1.0 / _K)
+del _K
+
+
 @numba.njit(nogil=True, cache=True)
-def _ls_factor_nb(slope, cells, aspect_x, cell_size, l_max):
+def _ls_factor_nb(slope, cells, aspect_x, cell_size, l_max, log_k_tab, log1p_inv_tab):
     h, w = slope.shape
     out = np.empty((h, w), dtype=np.float32)
     ref = 22.13  # RUSLE unit plot length (m)
+    log_d = math.log(cell_size / ref)
+    n_tab = log_k_tab.shape[0]
     for r in range(h):
         for c in range(w):
             s32 = slope[r, c]
@@ -66,13 +78,21 @@ def _ls_factor_nb(slope, cells, aspect_x, cell_size, l_max):
             # Desmet & Govers (1996) with A_in = (n - 1)·D²:
             #   L = ((A_in + D²)^(m+1) − A_in^(m+1)) / (D^(m+2) · x^m · 22.13^m)
             #     = (D / (22.13·x))^m · (n^(m+1) − (n−1)^(m+1))
-            # (n−1)^(m+1)·expm1((m+1)·log1p(1/(n−1))) avoids the cancellation for large n.
+            # with k = n − 1 and a = m + 1: n^a − k^a = k^a·expm1(a·log1p(1/k)) (no cancellation for large n),
+            # so L = exp(m·(log(D/22.13) − log x) + a·log k) · expm1(a·log1p(1/k)): one exp instead of three pow
             k = n - 1.0
+            a = m + 1.0
             if k == 0.0:
-                diff = 1.0
+                l_fac = math.exp(m * (log_d - math.log(x)))
             else:
-                diff = k ** (m + 1.0) * math.expm1((m + 1.0) * math.log1p(1.0 / k))
-            l_fac = (cell_size / (ref * x)) ** m * diff
+                ki = np.int64(k)
+                if ki < n_tab and np.float64(ki) == k:
+                    log_k = log_k_tab[ki]
+                    log1p_inv = log1p_inv_tab[ki]
+                else:
+                    log_k = math.log(k)
+                    log1p_inv = math.log1p(1.0 / k)
+                l_fac = math.exp(m * (log_d - math.log(x)) + a * log_k) * math.expm1(a * log1p_inv)
             if l_fac > l_max:
                 l_fac = l_max
             out[r, c] = np.float32(l_fac * s_fac)
@@ -184,7 +204,8 @@ def ls_factor_kernel(slope, upslope_cells, aspect_x, cell_size, l_max: float | N
     L is computed in the algebraically identical form
     ``(D/(22.13·x))^m · (n^(m+1) − (n−1)^(m+1))``, with ``n = upslope_cells``. The difference
     is evaluated as ``(n−1)^(m+1)·expm1((m+1)·log1p(1/(n−1)))``, which avoids catastrophic
-    cancellation at large ``n``.
+    cancellation at large ``n``; the powers are one ``exp`` of the summed logarithms, and for integer
+    counts below 4096 ``log(n−1)`` and ``log1p(1/(n−1))`` come from a table (float64 throughout).
 
     Parameters
     ----------
@@ -247,7 +268,7 @@ def ls_factor_kernel(slope, upslope_cells, aspect_x, cell_size, l_max: float | N
     _check_same_shape({"slope": s, "upslope_cells": n, "aspect_x": x})
     d = _positive_float(cell_size, "cell_size")
     lm = np.inf if l_max is None else _positive_float(l_max, "l_max", allow_inf=True)
-    return _ls_factor_nb(s, n, x, d, lm)
+    return _ls_factor_nb(s, n, x, d, lm, _LOG_K, _LOG1P_INV_K)
 
 
 def ls_factor_slope_length_kernel(slope, slope_length_m, l_max: float | None = 122.0) -> np.ndarray:
