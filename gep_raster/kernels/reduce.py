@@ -5,20 +5,23 @@ import numpy as np
 from numba import njit
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath={"reassoc", "nsz"})
 def _nan_totals(block, totals, valid):
     k, h, w = block.shape
     for b in range(k):
         tot = 0.0
         cnt = 0
         for i in range(h):
+            r = block[b, i]
             row = 0.0  # row partial sums keep the float64 rounding error of long blocks small
-            for j in range(w):
-                v = block[b, i, j]
-                if not np.isnan(v):
-                    row += np.float64(v)
-                    cnt += 1
+            for j in range(w):  # reassociated so that it vectorises (as zonal._accumulate); NaN skipped, inf kept
+                x = np.float64(r[j])
+                row += x if x == x else 0.0
+            n = 0
+            for j in range(w):  # a separate loop: counting in the summing loop stops it vectorising (7x slower)
+                n += r[j] == r[j]
             tot += row
+            cnt += n
         totals[b] = tot
         valid[b] = cnt
 
