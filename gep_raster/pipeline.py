@@ -30,6 +30,7 @@ import logging
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,8 +138,6 @@ def class_histogram(source: GridSource, chunk: int, *, with_area: bool = False, 
     InputError
         A class code above 65536 (codes are 0..65536; negative = nodata).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from .kernels.reduce import class_counts
 
     g = source.grid
@@ -796,6 +795,28 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
             econ.compute_denominators(sources["lc"], sources, indices[econ.layer_name])
             econ.warn_unallocated()
 
+    fig_job = None
+
+    def draw() -> list[dict]:
+        """The run's two figures (GEP-R map from the written raster's overview, value per service)."""
+        from .report import plot_gep_r_map, plot_value_by_service
+
+        fig_dir = out_dir / "figures"
+        fig_dir.mkdir(exist_ok=True)
+        gep = _read_decimated(out_dir / rel_path["gep_r_yuan"], 2000)
+        dgrid = _decimated_grid(grid, gep.shape)
+        plot_gep_r_map(gep, dgrid, fig_dir / "gep_r_map.png", title=f"GEP-R, {cfg.name}",
+                       polygons=[layer.gdf for layer in layers.values()],
+                       pixel_area_m2=float(np.mean(grid.row_pixel_area_m2)))
+        vals = {s.label: totals[s.value_key] for s in model.services}
+        title = f"Value per service, whole run area, {cfg.name}"
+        if econ is not None:  # EPV and ECV beside the regulating services
+            vals.update(econ.plot_values())
+            title = f"GEP by service (EPV, GEP-R services, ECV), whole run area, {cfg.name}"
+        plot_value_by_service(vals, fig_dir / "value_by_service.png", title=title)
+        return [{"path": "figures/gep_r_map.png", "service": "gep_r", "kind": "figure", "unit": "yuan/ha/a"},
+                {"path": "figures/value_by_service.png", "service": "all", "kind": "figure", "unit": "yuan/a"}]
+
     if done:
         log.info("rasters of this run are up to date in %s (run hash %s); skipping computation", out_dir, run_hash[:12])
         st = json.loads(state_file.read_text())
@@ -901,10 +922,13 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
             execution.update(blocks=n_blocks, blocks_resumed=len(finished), seconds=round(prog.elapsed(), 3),
                              **chunk_info)
 
+        totals = dict(zip(sink.okeys, sink.totals.tolist()))
         with timer.stage("finalize_rasters"):
             common = {"gep_raster_version": __version__, "run_name": cfg.name, "run_hash": run_hash,
                       "config_sha256": cfg.config_hash(), "accounting_year": cfg.accounting_year}
-            for o in written:
+            # GEP-R first: its figures are drawn on a thread (matplotlib's object API, no pyplot) while the
+            # other outputs are published (GDAL work that leaves a core mostly idle)
+            for o in sorted(written, key=lambda o: o.key != "gep_r_yuan"):
                 prices_used = {p["key"]: p["value"] for p in book.used_records()["prices"]
                                if o.kind in ("gep_r", "gep") or p["service"] == o.service}
                 if econ is not None and o.key in econ.output_keys:
@@ -918,6 +942,10 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                                            **({"prices": prices_used} if o.kind in ("value", "gep_r", "gep")
                                               else {})},
                               description=o.description, units=o.unit)
+                if o.key == "gep_r_yuan":
+                    fig_pool = ThreadPoolExecutor(1, thread_name_prefix="gep-figures")
+                    fig_job = fig_pool.submit(draw)
+                    fig_pool.shutdown(wait=False)
                 # the other layout's file of an earlier run would be stale
                 other = out_dir / (o.path[:-len(".tif")] + ".vrt" if layout == "cog" else o.path)
                 if other.exists():
@@ -925,7 +953,6 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                     if layout == "cog":
                         shutil.rmtree(other.with_name(other.stem + TILES_SUFFIX), ignore_errors=True)
         sums, valid_area = sink.sums, sink.valid_area
-        totals = dict(zip(sink.okeys, sink.totals.tolist()))
         valid_pixels = dict(zip(sink.okeys, sink.valid_pixels.tolist()))
         with atomic_path(sums_file, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
@@ -993,26 +1020,9 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
             hierarchy.extend(rep)
 
     # ---------------------------------------------------------------- figures
-    with timer.stage("figures"):
-        from .report import plot_gep_r_map, plot_value_by_service
-
-        fig_dir = out_dir / "figures"
-        fig_dir.mkdir(exist_ok=True)
-        gep = _read_decimated(out_dir / rel_path["gep_r_yuan"], 2000)
-        dgrid = _decimated_grid(grid, gep.shape)
-        plot_gep_r_map(gep, dgrid, fig_dir / "gep_r_map.png", title=f"GEP-R, {cfg.name}",
-                       polygons=[layer.gdf for layer in layers.values()],
-                       pixel_area_m2=float(np.mean(grid.row_pixel_area_m2)))
-        vals = {s.label: totals[s.value_key] for s in model.services}
-        title = f"Value per service, whole run area, {cfg.name}"
-        if econ is not None:  # EPV and ECV beside the regulating services
-            vals.update(econ.plot_values())
-            title = f"GEP by service (EPV, GEP-R services, ECV), whole run area, {cfg.name}"
-        plot_value_by_service(vals, fig_dir / "value_by_service.png", title=title)
-        manifest_outputs.append({"path": "figures/gep_r_map.png", "service": "gep_r", "kind": "figure",
-                                 "unit": "yuan/ha/a"})
-        manifest_outputs.append({"path": "figures/value_by_service.png", "service": "all", "kind": "figure",
-                                 "unit": "yuan/a"})
+    with timer.stage("figures"):  # (drawn during finalize_rasters when the rasters were computed)
+        figures = fig_job.result() if fig_job is not None else draw()
+        manifest_outputs.extend(figures)
 
     # ---------------------------------------------------------------- manifest
     with timer.stage("manifest"):
