@@ -14,8 +14,9 @@ so that it returns **identical** D8 codes, and much faster:
   D8 accumulation is one pass over it (no separate topological sort as in ``pyflwdir.from_array`` +
   ``idxs_seq`` + ``accuflux``).
 
-Measured on the development machine, one core: a 2048² synthetic DEM takes 0.61 s (fill + accumulation) against
-pyflwdir's 1.44 s (fill + ``from_array`` + ``accuflux``); a 4.2 Mpx unit of the 8192² bench set 0.52-0.73 s.
+Measured on the development machine, one core: a 2048² synthetic DEM takes 0.45-0.53 s (fill + accumulation;
+0.61 s with a binary heap) against pyflwdir's 1.44 s (fill + ``from_array`` + ``accuflux``); a 4.2 Mpx unit of
+the 8192² bench set 0.36-0.45 s for the fill (0.48-0.59 s with a binary heap).
 
 Pure functions on numpy arrays; no IO. Cell indices are int32 (grids of fewer than 2**31 cells; the caller
 falls back to pyflwdir for larger ones).
