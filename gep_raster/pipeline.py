@@ -15,7 +15,8 @@ Stages (timed, recorded in the manifest):
    (services, then EPV/ECV allocation and GEP); each block is written as one tile per output raster
    and added to every layer's sums (:class:`BlockSink`, :class:`gep_raster.block_store.BlockStore`).
 6. ``finalize_rasters``: VRT mosaic of the tiles per output (layout ``tiles``), or one COG per output.
-7. ``tables``, ``figures``, ``manifest``.
+7. ``tables``, ``figures`` (drawn on a thread during ``finalize_rasters`` once the GEP-R raster is published;
+   the stage waits for them), ``manifest``.
 
 Resume: a killed run started again with the same config and inputs computes only the blocks that are
 not in its journal (content hashes of config and inputs, never timestamps); a rerun of a finished,
