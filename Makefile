@@ -67,7 +67,7 @@ vep-demo: $(STAMP)  ## VEP accounts of the sample's special units with a 20-year
 sample-tiles: $(STAMP)  ## regenerate sample_tiles/data with the deterministic generator
 	$(BIN)/python sample_tiles/make_sample.py --out sample_tiles/data
 
-bench: $(STAMP)  ## province-scale benchmarks, all cases up to 32k^2 (long: 1 h+) -> bench/results/latest.json
+bench: $(STAMP)  ## province-scale benchmarks, all cases up to 32k^2 (long: about 45 min) -> bench/results/latest.json
 	$(BIN)/python bench/run_bench.py
 
 .PHONY: bench-quick
