@@ -274,7 +274,8 @@ class OutputConfig(_Model):
     # "cog": one Cloud-Optimized GeoTIFF per output; "tiles": a VRT mosaic of per-block GeoTIFF tiles
     # (no second write); "auto": cog up to AUTO_COG_MAX_PIXELS pixels, tiles above
     layout: Literal["auto", "cog", "tiles"] = "auto"
-    # DEFLATE level of the block tiles (GDAL's default 6; 1 halves the tile write time for ~7 % more bytes)
+    # DEFLATE level of the block tiles of the tiles layout (GDAL's default 6; 1 halves the tile write time for ~7 % more
+    # bytes); the cog layout's temporary tiles are ZSTD 1 (io_write.TEMP_TILE_CODEC)
     deflate_level: int = Field(6, ge=1, le=9)
 
     def resolved_layout(self, n_pixels: int) -> str:

@@ -73,6 +73,11 @@ COG_CREATION_OPTIONS: dict[str, str] = {
 #: outputs of a 1024 x 1024 block (synthetic 4096² run, predictor 3): level 6 0.65 s and 12.0 MB, level 1
 #: 0.34 s and 12.8 MB (ZSTD 1: 0.19 s, 13.3 MB, but not readable by every GIS a government office uses).
 TILE_ZLEVEL = 6
+#: Codec of the temporary block tiles of the ``cog`` layout (read once by the COG conversion, never by a user):
+#: ZSTD level 1 with the floating-point predictor. On a noisy 1024² output tile (LS factor) it writes in
+#: 15 ms against DEFLATE 6's 76 ms for the same 3.27 B/px; on a smooth one 15 ms against 55 ms, 1.15 against
+#: 0.84 B/px (development machine, one thread).
+TEMP_TILE_CODEC = ("ZSTD", 1)
 
 #: Sidecar suffixes GDAL may create next to a raster (PAM metadata, external overviews).
 _RASTER_SIDECARS = (".aux.xml", ".ovr", ".msk")
@@ -651,10 +656,11 @@ def publish_cog(src: str | os.PathLike, final: str | os.PathLike, *, tags: Mappi
 
 
 def write_tile(path: str | os.PathLike, block: np.ndarray, grid: RefGrid, r0: int, c0: int, *,
-               overviews: bool = False, num_threads: str | int = "ALL_CPUS", zlevel: int = TILE_ZLEVEL) -> int:
+               overviews: bool = False, num_threads: str | int = "ALL_CPUS", zlevel: int = TILE_ZLEVEL,
+               codec: str = "DEFLATE") -> int:
     """Write one block of a grid as its own GeoTIFF tile, atomically.
 
-    The tile is a tiled GeoTIFF (internal blocks of at most 512 px, DEFLATE at ``zlevel``,
+    The tile is a tiled GeoTIFF (internal blocks of at most 512 px, DEFLATE at ``zlevel`` (or ZSTD),
     floating-point predictor, NaN nodata) georeferenced at its place in ``grid``; with ``overviews``
     it also gets internal AVERAGE overviews (factors 2, 4, ... down to about 128 px).
 
@@ -673,7 +679,10 @@ def write_tile(path: str | os.PathLike, block: np.ndarray, grid: RefGrid, r0: in
     num_threads : str or int
         GDAL compression threads.
     zlevel : int
-        DEFLATE level (1-9; default :data:`TILE_ZLEVEL`).
+        Compression level: DEFLATE 1-9 (default :data:`TILE_ZLEVEL`), ZSTD 1-22.
+    codec : {"DEFLATE", "ZSTD"}
+        GeoTIFF compression. DEFLATE for the files users open (every GIS reads it); ZSTD (GDAL >= 2.3) for
+        temporary tiles (:data:`TEMP_TILE_CODEC`).
 
     Returns
     -------
@@ -683,7 +692,7 @@ def write_tile(path: str | os.PathLike, block: np.ndarray, grid: RefGrid, r0: in
     Raises
     ------
     ValueError
-        ``block`` is not 2-D or does not fit in ``grid`` at (r0, c0).
+        ``block`` is not 2-D or does not fit in ``grid`` at (r0, c0), or unknown ``codec``.
     OutputError
         GDAL cannot write the file (nothing is left at ``path``).
     """
@@ -697,10 +706,17 @@ def write_tile(path: str | os.PathLike, block: np.ndarray, grid: RefGrid, r0: in
     if r0 < 0 or c0 < 0 or r0 + h > grid.height or c0 + w > grid.width:
         raise ValueError(f"{path}: block of shape {block.shape} at (row {r0}, col {c0}) does not fit in "
                          f"the grid of shape {grid.shape}")
+    codec = str(codec).upper()
+    if codec == "DEFLATE":
+        level = {"zlevel": int(zlevel)}
+    elif codec == "ZSTD":
+        level = {"zstd_level": int(zlevel)}
+    else:
+        raise ValueError(f"{path}: codec must be 'DEFLATE' or 'ZSTD', got {codec!r}")
     bs = min(BLOCK_SIZE, 16 * math.ceil(max(h, w) / 16))
     profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="float32", crs=grid.crs,
                    transform=grid.transform * grid.transform.translation(c0, r0), nodata=float("nan"),
-                   tiled=True, blockxsize=bs, blockysize=bs, compress="DEFLATE", predictor=3, zlevel=int(zlevel),
+                   tiled=True, blockxsize=bs, blockysize=bs, compress=codec, predictor=3, **level,
                    BIGTIFF="IF_SAFER", NUM_THREADS=str(num_threads))
     final = Path(path)
     with atomic_path(final, suffix=".tif", sidecars=_RASTER_SIDECARS) as tmp:

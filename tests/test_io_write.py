@@ -379,3 +379,30 @@ def test_tiles_layout_overview_is_the_block_mean_by_hand(tmp_path):
     with rasterio.open(vrt) as ds:  # the VRT declares it as its overview
         assert ds.overviews(1) == [8]
         np.testing.assert_array_equal(ds.read(1), full[0])
+
+
+@pytest.mark.parametrize("layout", ["tiles", "cog"])
+def test_block_tiles_codec_by_layout(tmp_path, layout):
+    """The tiles layout's tiles are the final files: DEFLATE. The cog layout's tiles are temporary: ZSTD level 1,
+    and the COG made from them is DEFLATE with the values unchanged."""
+    from gep_raster.block_store import BlockStore
+
+    h, w = 32, 48
+    grid = _grid(h, w)
+    full = np.random.default_rng(5).random((1, h, w)).astype(np.float32)
+    full[0, 3, 4] = np.nan
+    ext = ".vrt" if layout == "tiles" else ".tif"
+    store = BlockStore(tmp_path / "state", tmp_path, grid, [("a", f"rasters/a{ext}")], "run",
+                       ((16, 16), (16, 16, 16)), layout, deflate_level=3)
+    for _, r0, c0, bh, bw in store.blocks():
+        store.commit(r0, c0, full[:, r0:r0 + bh, c0:c0 + bw], [0], (np.zeros(1), np.zeros(1, np.int64), {}))
+    with rasterio.open(store.tile_path("a", 16, 32)) as ds:
+        assert ds.profile["compress"] == ("deflate" if layout == "tiles" else "zstd")
+        assert ds.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"
+        np.testing.assert_array_equal(ds.read(1), full[0, 16:32, 32:48])
+    out = store.publish("a", tags={}, description="a", units="yuan")
+    with rasterio.open(out) as ds:
+        np.testing.assert_array_equal(ds.read(1), full[0])
+        if layout == "cog":
+            assert ds.profile["compress"] == "deflate"
+            assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
