@@ -79,6 +79,10 @@ class _Entry:
     layers: dict
 
 
+#: Overview rasters assembled in one pass over the journal entries (tiles layout; 16 MB per output at most).
+OVERVIEW_GROUP_BYTES = 256 * 2**20
+
+
 class BlockStore:
     """Block tiles and journal of one run (see the module docstring).
 
@@ -133,9 +137,11 @@ class BlockStore:
         self.widths = [int(w) for w in chunks[1]]
         self.key = {"run_key": run_key, "layout": layout, "rows": self.heights, "cols": self.widths,
                     "outputs": [k for k, _ in self.outputs], "overviews": self.overviews,
-                    "overview_factor": self.overview_factor,
+                    "overview_factor": self.overview_factor, "journal_format": 2,
                     "deflate_level": self.deflate_level, "tile_codec": list(self.tile_codec)}
         self.journal = self.root / "journal"
+        self._ov_cache: dict[str, np.ndarray] = {}  # overviews assembled ahead of their publish (tiles layout)
+        self._ov_done: set[str] = set()
         self._tile_dirs = {k: self._tile_dir(k, rel) for k, rel in self.outputs}
         self._open()
 
@@ -211,6 +217,7 @@ class BlockStore:
         """
         sizes = []
         arrays = {}
+        ovs = []
         for j, ((key, _), i) in enumerate(zip(self.outputs, out_index)):
             # one compression thread: blocks are already written by as many threads as the run's workers
             # (GDAL's ALL_CPUS here gained nothing, 42 ms per 1024² tile either way, and made a 1-worker run
@@ -218,7 +225,9 @@ class BlockStore:
             sizes.append(write_tile(self.tile_path(key, r0, c0), value[i], self.grid, r0, c0,
                                     codec=self.tile_codec[0], zlevel=self.tile_codec[1], num_threads=1))
             if self.overviews:
-                arrays[f"ov{j}"] = block_mean(value[i], self.overview_factor)
+                ovs.append(block_mean(value[i], self.overview_factor))
+        if ovs:  # one member (n_outputs, h/F, w/F): an entry is read once for all outputs' overviews
+            arrays["ov"] = np.stack(ovs)
         totals, valid, layers = part
         arrays.update({"totals": totals, "valid": valid, "tile_bytes": np.asarray(sizes, np.int64),
                        "origin": np.asarray([r0, c0], np.int64)})
@@ -298,18 +307,42 @@ class BlockStore:
         write_vrt(vrt, self.grid, tiles, tags=tags, description=description, units=units)
         return publish_cog(vrt, final, tags=tags, description=description, units=units)
 
+    def _overview_array(self, key: str) -> np.ndarray:
+        """The x F mean raster of output ``key``, assembled from the journal entries.
+
+        One pass over the entries assembles it together with the overviews of the outputs that follow ``key``
+        and are not published yet (up to :data:`OVERVIEW_GROUP_BYTES`); they are kept until published. Each
+        entry holds every output's block overview as one array. Reading every entry once per output, one
+        member per output, took 3.1 s for 15 outputs of a 8192² run (960 zip members read in Python)."""
+        cache = self._ov_cache
+        if key in cache:
+            return cache.pop(key)
+        f = self.overview_factor
+        g = self.grid
+        oh, ow = -(-g.height // f), -(-g.width // f)
+        keys = [k for k, _ in self.outputs]
+        published = self._ov_done
+        group = [key] + [k for k in keys[keys.index(key) + 1:] if k not in published and k not in cache]
+        group = group[:max(1, OVERVIEW_GROUP_BYTES // (oh * ow * 4))]
+        arrays = {k: np.full((oh, ow), np.nan, np.float32) for k in group}
+        cols = {k: keys.index(k) for k in group}
+        for bi, r0, c0, _, _ in self.blocks():
+            with np.load(self.journal / f"b{bi:07d}.npz") as z:
+                stack = z["ov"]
+            for k, ov in arrays.items():
+                a = stack[cols[k]]
+                ov[r0 // f:r0 // f + a.shape[0], c0 // f:c0 // f + a.shape[1]] = a
+        out = arrays.pop(key)
+        cache.update(arrays)
+        return out
+
     def _write_overview(self, key: str, path: Path) -> None:
         """The x F mean raster of output ``key`` from the journal entries (with its own overviews)."""
         f = self.overview_factor
-        j = [k for k, _ in self.outputs].index(key)
         g = self.grid
-        oh, ow = -(-g.height // f), -(-g.width // f)
-        ov = np.full((oh, ow), np.nan, np.float32)
-        for bi, r0, c0, _, _ in self.blocks():
-            with np.load(self.journal / f"b{bi:07d}.npz") as z:
-                a = z[f"ov{j}"]
-            ov[r0 // f:r0 // f + a.shape[0], c0 // f:c0 // f + a.shape[1]] = a
-        ogrid = RefGrid(g.crs, g.transform * g.transform.scale(f), ow, oh)
+        ov = self._overview_array(key)
+        self._ov_done.add(key)
+        ogrid = RefGrid(g.crs, g.transform * g.transform.scale(f), ov.shape[1], ov.shape[0])
         write_tile(path, ov, ogrid, 0, 0, overviews=True)
 
     def close(self) -> None:

@@ -379,6 +379,13 @@ def test_tiles_layout_overview_is_the_block_mean_by_hand(tmp_path):
     with rasterio.open(vrt) as ds:  # the VRT declares it as its overview
         assert ds.overviews(1) == [8]
         np.testing.assert_array_equal(ds.read(1), full[0])
+    # "b" was assembled in the same pass over the journal as "a" and kept until its publish
+    assert set(store._ov_cache) == {"b"}
+    store.publish("b", tags={}, description="b", units="yuan")
+    assert store._ov_cache == {}
+    with rasterio.open(tmp_path / "rasters" / "b.tiles" / "overview_x8.tif") as ds:
+        np.testing.assert_allclose(ds.read(1), full[1].reshape(5, 8, 6, 8).astype(np.float64).mean(axis=(1, 3)),
+                                   rtol=1e-6)
 
 
 @pytest.mark.parametrize("layout", ["tiles", "cog"])
