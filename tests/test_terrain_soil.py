@@ -331,3 +331,29 @@ def test_upslope_area_value_errors():
         upslope_area(np.full((4, 4), np.nan, dtype=F32), TRANSFORM)
     with pytest.raises(ValueError, match="floating"):
         upslope_area(np.zeros((4, 4), dtype=np.int32), TRANSFORM)
+
+
+@pytest.mark.parametrize("edges", ["extrapolate", "centre"])
+def test_slope_aspect_kernel_is_both_kernels_and_trims_a_halo(edges):
+    from gep_raster.kernels.terrain import slope_aspect_kernel
+
+    rng = np.random.default_rng(3)
+    dem = (rng.random((23, 31)) * 80 + 100).astype(F32)
+    dem[4:7, 9:12] = np.nan
+    dem[0, 3] = np.nan
+    dem[22, 30] = np.nan
+    t = slope_aspect_kernel(dem, 30.0, 25.0, edges=edges)
+    assert t.shape == (2, 23, 31) and t.dtype == F32
+    np.testing.assert_array_equal(t[0], slope_kernel(dem, 30.0, 25.0, edges=edges))
+    np.testing.assert_array_equal(t[1], aspect_factor_kernel(dem, 30.0, 25.0, edges=edges))
+    # a NaN halo (map_overlap's boundary) is dropped: the result is the unpadded call
+    padded = np.pad(dem, 1, constant_values=np.nan)
+    np.testing.assert_array_equal(slope_aspect_kernel(padded, 30.0, 25.0, edges=edges, trim=1), t)
+    # the hand value of one interior pixel: Horn sums of its 3 x 3 window
+    w = dem[14:17, 19:22].astype(np.float64)
+    p = ((w[0, 2] + 2 * w[1, 2] + w[2, 2]) - (w[0, 0] + 2 * w[1, 0] + w[2, 0])) / (8 * 30.0)
+    q = ((w[2, 0] + 2 * w[2, 1] + w[2, 2]) - (w[0, 0] + 2 * w[0, 1] + w[0, 2])) / (8 * 25.0)
+    assert t[0, 15, 20] == np.float32(math.hypot(p, q))
+    assert t[1, 15, 20] == np.float32((abs(p) + abs(q)) / math.hypot(p, q))
+    with pytest.raises(ValueError, match="trim"):
+        slope_aspect_kernel(dem, 30.0, 30.0, trim=12)

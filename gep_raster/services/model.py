@@ -129,19 +129,22 @@ class ServiceModel:
 
     # ---------------------------------------------------------------------------------
     def terrain_numpy(self, dem: np.ndarray, res: tuple[float, float]) -> dict[str, np.ndarray]:
-        from ..kernels.terrain import aspect_factor_kernel, slope_kernel
+        from ..kernels.terrain import slope_aspect_kernel
 
-        return {"slope": slope_kernel(dem, res[0], res[1]), "aspect_x": aspect_factor_kernel(dem, res[0], res[1])}
+        t = slope_aspect_kernel(dem, res[0], res[1])
+        return {"slope": t[0], "aspect_x": t[1]}
 
     def terrain_dask(self, dem, res: tuple[float, float]) -> dict:
-        """Slope and aspect term via ``map_overlap`` (depth 1 = the 3×3 Horn window)."""
+        """Slope and aspect term from one ``map_overlap`` (depth 1 = the 3×3 Horn window; the kernel drops
+        the halo itself) and one Horn pass per block."""
         from functools import partial
 
-        from ..kernels.terrain import aspect_factor_kernel, slope_kernel
+        from ..kernels.terrain import slope_aspect_kernel
 
-        kw = dict(depth=1, boundary=np.nan, dtype=np.float32, meta=np.empty((0, 0), np.float32))
-        return {"slope": dem.map_overlap(partial(slope_kernel, cellsize_x=res[0], cellsize_y=res[1]), **kw),
-                "aspect_x": dem.map_overlap(partial(aspect_factor_kernel, cellsize_x=res[0], cellsize_y=res[1]), **kw)}
+        t = dem.map_overlap(partial(slope_aspect_kernel, cellsize_x=res[0], cellsize_y=res[1], trim=1), depth=1,
+                            boundary=np.nan, trim=False, new_axis=0, chunks=((2,),) + dem.chunks, dtype=np.float32,
+                            meta=np.empty((0, 0, 0), np.float32))
+        return {"slope": t[0], "aspect_x": t[1]}
 
     def compute_numpy(self, arrays: dict[str, np.ndarray], row_area_m2: np.ndarray) -> dict[str, np.ndarray]:
         """Whole-array path: ``arrays`` holds every key of :meth:`input_keys` as full numpy arrays."""
