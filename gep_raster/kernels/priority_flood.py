@@ -248,6 +248,8 @@ def _accumulate(d8, order, acc):
     nrow, ncol = d8.shape
     d8f = d8.ravel()
     accf = acc.ravel()
+    for k in range(order.shape[0]):  # every routed cell counts itself (numpy's acc.ravel()[order] = 1: 4x slower)
+        accf[order[k]] = 1
     for k in range(order.shape[0] - 1, -1, -1):
         idx = order[k]
         code = d8f[idx]
@@ -295,6 +297,5 @@ def d8_accumulate_along_order(d8, order):
         Integer sums, so identical to any other valid accumulation order (e.g. pyflwdir ``accuflux``).
     """
     acc = np.zeros(d8.shape, dtype=np.int32)
-    acc.ravel()[order] = 1
     _accumulate(np.ascontiguousarray(d8), order, acc)
     return acc
