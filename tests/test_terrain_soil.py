@@ -210,6 +210,41 @@ def test_ls_factor_counts_from_the_log_table_and_computed():
         np.testing.assert_allclose(got[0], exp, rtol=2e-7)
 
 
+def test_ls_factor_random_pixels_equal_the_formula_and_do_not_depend_on_the_block():
+    # every slope class, ridge cells (n = 1), table and computed counts, fractional (MFD) counts, l_max, nodata;
+    # the kernel works in strips of rows, so sub-blocks cut the strips elsewhere: the same float32 values
+    rng = np.random.default_rng(7)
+    h, w = 150, 97
+    slope = (rng.random((h, w)) ** 2 * 0.6).astype(F32)
+    slope[rng.random((h, w)) < 0.3] *= 0.1
+    slope[5, 5] = 0.0
+    cells = np.floor(rng.pareto(0.8, (h, w)) + 1).astype(F32)
+    cells[rng.random((h, w)) < 0.1] += 0.5
+    cells[3, :7] = [1.0, 4096.0, 4097.0, 1e6, 2.5, 0.5, np.nan]
+    x = (1 + rng.random((h, w)) * 0.414).astype(F32)
+    x[7, 7] = np.nan
+    slope[8, 8] = np.nan
+    slope[9, 9] = -0.1
+    D, l_max = 10.0, 60.0
+    got = ls_factor_kernel(slope, cells, x, D, l_max=l_max)
+    parts = np.block([[ls_factor_kernel(slope[r:r + 61, c:c + 40], cells[r:r + 61, c:c + 40], x[r:r + 61, c:c + 40],
+                                        D, l_max=l_max) for c in range(0, w, 40)] for r in range(0, h, 61)])
+    np.testing.assert_array_equal(parts, got)
+    bad = np.isnan(slope) | np.isnan(cells) | np.isnan(x) | (slope < 0) | (cells < 1)
+    assert np.isnan(got[bad]).all() and np.isfinite(got[~bad]).all()
+    for r, c in zip(*np.nonzero(~bad)):
+        if (r * w + c) % 7:
+            continue  # every 7th valid pixel against the literal formula
+        pct = float(slope[r, c]) * 100.0
+        if pct <= 9.0 or slope[r, c] <= np.float32(0.09):
+            m = 0.2 if slope[r, c] <= np.float32(0.01) else 0.3 if slope[r, c] <= np.float32(0.035) else (
+                0.4 if slope[r, c] <= np.float32(0.05) else 0.5)
+        else:
+            m = _m_beta(pct)
+        exp = _ls_literal(pct, float(cells[r, c]), float(x[r, c]), m, D, l_max)[0]
+        assert got[r, c] == pytest.approx(exp, rel=2e-6, abs=1e-12), (r, c)
+
+
 def test_ls_factor_9_percent_boundary_and_nan():
     # float32(0.09) is the 9 % class: S = 16.8·sin θ − 0.5 (s ≥ 9 %), m = 0.5 (5 < s ≤ 9 %)
     # ridge cell (n = 1): L = (D/22.13)^0.5 = (30/22.13)^0.5 = 1.16432

@@ -50,52 +50,123 @@ def _s_and_m(s32):
 
 
 #: Upslope counts n = k + 1 with k < _LOG_TABLE_SIZE (integers, as D8 gives) take log(k) and log1p(1/k) from
-#: a table instead of two libm calls (most cells of a grid drain few cells).
+#: a table instead of two libm calls (most cells of a grid drain few cells). Entry 0 (a ridge cell, k = 0) holds
+#: 0 and 0: L is then (D/(22.13·x))^m alone.
 _LOG_TABLE_SIZE = 4096
 _K = np.arange(_LOG_TABLE_SIZE, dtype=np.float64)
 with np.errstate(divide="ignore"):
-    _LOG_K = np.log(_K)  # entry 0 unused (k = 0: diff = 1)
+    _LOG_K = np.log(_K)
     _LOG1P_INV_K = np.log1p(1.0 / _K)
+_LOG_K[0] = 0.0
+_LOG1P_INV_K[0] = 0.0
 del _K
+#: m per slope class (≤ 1, ≤ 3.5, ≤ 5, ≤ 9 %, steeper); -1 = McCool's β (computed per pixel).
+_M_CLASS = np.array([0.2, 0.3, 0.4, 0.5, -1.0])
+#: Pixels per strip of :func:`ls_factor_kernel` (its float64 work arrays, ~0.7 MB, stay in the CPU cache).
+_LS_STRIP_PX = 8192
+
+# The LS factor is computed strip by strip in three numba passes without branches that depend on the slope
+# class, and numpy's vectorised (SIMD) exp, log and expm1 in between: 2.1x faster than one scalar numba loop
+# calling libm (a 2048² block of the 8192² bench set: 188 -> 85 ms; float32 results identical there and on
+# 1 Mpx of random inputs). numpy's loops give the same value for an element whatever its position in the array,
+# so the result does not depend on the block or strip size.
 
 
 @numba.njit(nogil=True, cache=True)
-def _ls_factor_nb(slope, cells, aspect_x, cell_size, l_max, log_k_tab, log1p_inv_tab):
-    h, w = slope.shape
-    out = np.empty((h, w), dtype=np.float32)
-    ref = 22.13  # RUSLE unit plot length (m)
-    log_d = math.log(cell_size / ref)
+def _ls_prepare(slope, cells, aspect_x, log_k_tab, log1p_inv_tab, m_class, r0, r1, sin_x, log_k, log1p_inv, s_fac,
+                m, state):
+    # per pixel i of rows r0:r1: S; m (or -1 where McCool's β is needed); sin θ and x (their logs come next);
+    # log(n-1), log1p(1/(n-1)); state 0 = NaN result, 1 = valid, 2 = valid ridge cell (n = 1)
+    w = slope.shape[1]
     n_tab = log_k_tab.shape[0]
-    for r in range(h):
+    i = 0
+    for r in range(r0, r1):
         for c in range(w):
             s32 = slope[r, c]
             n = np.float64(cells[r, c])
             x = np.float64(aspect_x[r, c])
-            if np.isnan(s32) or np.isnan(n) or np.isnan(x) or s32 < 0 or n < 1.0 or x <= 0.0:
-                out[r, c] = np.float32(np.nan)
+            if np.isnan(s32) | np.isnan(n) | np.isnan(x) | (s32 < 0) | (n < 1.0) | (x <= 0.0):
+                state[i] = 0
+                sin_x[0, i] = 1.0
+                sin_x[1, i] = 1.0
+                log_k[i] = 0.0
+                log1p_inv[i] = 0.0
+                s_fac[i] = 0.0
+                m[i] = 0.5
+                i += 1
                 continue
-            s_fac, m = _s_and_m(s32)
-            # Desmet & Govers (1996) with A_in = (n - 1)·D²:
-            #   L = ((A_in + D²)^(m+1) − A_in^(m+1)) / (D^(m+2) · x^m · 22.13^m)
-            #     = (D / (22.13·x))^m · (n^(m+1) − (n−1)^(m+1))
-            # with k = n − 1 and a = m + 1: n^a − k^a = k^a·expm1(a·log1p(1/k)) (no cancellation for large n),
-            # so L = exp(m·(log(D/22.13) − log x) + a·log k) · expm1(a·log1p(1/k)): one exp instead of three pow
+            s64 = np.float64(s32)
+            sin_t = s64 / math.sqrt(1.0 + s64 * s64)  # sin(arctan s), without the trig calls
+            # McCool et al. (1987) S; the classes compared in float32 (float32(0.09) is 9 %)
+            s_fac[i] = (16.8 * sin_t - 0.5) if s32 >= np.float32(0.09) else (10.8 * sin_t + 0.03)
+            cls = (np.int64(s32 > np.float32(0.01)) + np.int64(s32 > np.float32(0.035))
+                   + np.int64(s32 > np.float32(0.05)) + np.int64(s32 > np.float32(0.09)))
+            m[i] = m_class[cls]
+            sin_x[0, i] = sin_t
+            sin_x[1, i] = x
             k = n - 1.0
-            a = m + 1.0
-            if k == 0.0:
-                l_fac = math.exp(m * (log_d - math.log(x)))
+            ki = np.int64(k)
+            if (ki < n_tab) & (np.float64(ki) == k):
+                log_k[i] = log_k_tab[ki]
+                log1p_inv[i] = log1p_inv_tab[ki]
             else:
-                ki = np.int64(k)
-                if ki < n_tab and np.float64(ki) == k:
-                    log_k = log_k_tab[ki]
-                    log1p_inv = log1p_inv_tab[ki]
-                else:
-                    log_k = math.log(k)
-                    log1p_inv = math.log1p(1.0 / k)
-                l_fac = math.exp(m * (log_d - math.log(x)) + a * log_k) * math.expm1(a * log1p_inv)
-            if l_fac > l_max:
-                l_fac = l_max
-            out[r, c] = np.float32(l_fac * s_fac)
+                log_k[i] = math.log(k)
+                log1p_inv[i] = math.log1p(1.0 / k)
+            state[i] = np.uint8(1) + np.uint8(k == 0.0)
+            i += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _ls_exponents(sin_x, logs, sin_08, m, log_k, log1p_inv, log_d, arg):
+    # m (McCool et al. 1989 β where deferred); arg[0] = m·(log(D/22.13) − log x) + (m+1)·log k and
+    # arg[1] = (m+1)·log1p(1/k), so that L = exp(arg[0])·expm1(arg[1])
+    for i in range(m.shape[0]):
+        sin_t = sin_x[0, i]
+        beta = (sin_t / 0.0896) / (3.0 * sin_08[i] + 0.56)
+        mb = beta / (1.0 + beta)
+        mt = m[i]
+        mi = mb if mt < 0.0 else mt
+        a = mi + 1.0
+        arg[0, i] = mi * (log_d - logs[1, i]) + a * log_k[i]
+        arg[1, i] = a * log1p_inv[i]
+
+
+@numba.njit(nogil=True, cache=True)
+def _ls_finish(e, state, s_fac, l_max, out, r0, r1):
+    w = out.shape[1]
+    i = 0
+    for r in range(r0, r1):
+        for c in range(w):
+            st = state[i]
+            l_fac = e[0, i] * (1.0 if st == 2 else e[1, i])
+            l_fac = l_max if l_fac > l_max else l_fac
+            v = np.float32(l_fac * s_fac[i])
+            out[r, c] = np.float32(np.nan) if st == 0 else v
+            i += 1
+
+
+def _ls_factor_strips(slope, cells, aspect_x, cell_size, l_max):
+    h, w = slope.shape
+    out = np.empty((h, w), np.float32)
+    rows = max(1, _LS_STRIP_PX // max(w, 1))
+    n = rows * w
+    sin_x, logs, arg = np.empty((2, n)), np.empty((2, n)), np.empty((2, n))
+    log_k, log1p_inv, s_fac, m, sin_08 = (np.empty(n) for _ in range(5))
+    state = np.empty(n, np.uint8)
+    log_d = math.log(cell_size / 22.13)  # 22.13 m: the RUSLE unit plot length
+    with np.errstate(divide="ignore"):  # log(sin θ) of flat cells is -inf; their m comes from the class table
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            k = (r1 - r0) * w
+            _ls_prepare(slope, cells, aspect_x, _LOG_K, _LOG1P_INV_K, _M_CLASS, r0, r1, sin_x, log_k, log1p_inv,
+                        s_fac, m, state)
+            np.log(sin_x[:, :k], out=logs[:, :k])
+            np.multiply(logs[0, :k], 0.8, out=sin_08[:k])
+            np.exp(sin_08[:k], out=sin_08[:k])  # sin θ^0.8
+            _ls_exponents(sin_x[:, :k], logs[:, :k], sin_08[:k], m[:k], log_k[:k], log1p_inv[:k], log_d, arg[:, :k])
+            np.exp(arg[0, :k], out=arg[0, :k])
+            np.expm1(arg[1, :k], out=arg[1, :k])
+            _ls_finish(arg[:, :k], state[:k], s_fac[:k], l_max, out, r0, r1)
     return out
 
 
@@ -205,7 +276,8 @@ def ls_factor_kernel(slope, upslope_cells, aspect_x, cell_size, l_max: float | N
     ``(D/(22.13·x))^m · (n^(m+1) − (n−1)^(m+1))``, with ``n = upslope_cells``. The difference
     is evaluated as ``(n−1)^(m+1)·expm1((m+1)·log1p(1/(n−1)))``, which avoids catastrophic
     cancellation at large ``n``; the powers are one ``exp`` of the summed logarithms, and for integer
-    counts below 4096 ``log(n−1)`` and ``log1p(1/(n−1))`` come from a table (float64 throughout).
+    counts below 4096 ``log(n−1)`` and ``log1p(1/(n−1))`` come from a table (float64 throughout). The
+    exponentials and logarithms are numpy's vectorised ones, applied strip by strip.
 
     Parameters
     ----------
@@ -268,7 +340,7 @@ def ls_factor_kernel(slope, upslope_cells, aspect_x, cell_size, l_max: float | N
     _check_same_shape({"slope": s, "upslope_cells": n, "aspect_x": x})
     d = _positive_float(cell_size, "cell_size")
     lm = np.inf if l_max is None else _positive_float(l_max, "l_max", allow_inf=True)
-    return _ls_factor_nb(s, n, x, d, lm, _LOG_K, _LOG1P_INV_K)
+    return _ls_factor_strips(s, n, x, d, lm)
 
 
 def ls_factor_slope_length_kernel(slope, slope_length_m, l_max: float | None = 122.0) -> np.ndarray:
