@@ -79,8 +79,9 @@ class _Entry:
     layers: dict
 
 
-#: Overview rasters assembled in one pass over the journal entries (tiles layout; 16 MB per output at most).
-OVERVIEW_GROUP_BYTES = 256 * 2**20
+#: Overview rasters assembled in one pass over the journal entries (tiles layout; 16 MB per output at most:
+#: 4 outputs per pass at 16384² and more, every output in one pass below).
+OVERVIEW_GROUP_BYTES = 64 * 2**20
 
 
 class BlockStore:
