@@ -37,6 +37,9 @@ from .errors import CRSError, RasterError
 from .grid import GRID_TOLERANCE, RefGrid
 
 CATEGORICAL_NODATA = -1
+#: Files of one source kept open per thread (least recently used closed first): a block (with its halo) reads at
+#: most 4 files of a tiled input, and blocks go row by row.
+HANDLES_PER_THREAD = 8
 
 
 @dataclass(frozen=True)
@@ -178,12 +181,21 @@ class GridSource:
         }
 
     def _handle(self, path: Path):
+        """Open rasterio handle of ``path`` for this thread: the :data:`HANDLES_PER_THREAD` most recently used
+        files stay open, older ones are closed (an open file keeps its decoded blocks in GDAL's cache and its
+        own buffers: 128 tiles kept open after one read each, 268 MB peak RSS against 90 MB closing them, which
+        made a 32768² run of 64 tiles per input grow by about 0.8 GB)."""
         cache = getattr(self._local, "handles", None)
         if cache is None:
-            cache = self._local.handles = {}
+            cache = self._local.handles = OrderedDict()
         ds = cache.get(path)
         if ds is None:
             ds = cache[path] = _open(path)
+            while len(cache) > HANDLES_PER_THREAD:
+                _, old = cache.popitem(last=False)
+                old.close()
+        else:
+            cache.move_to_end(path)
         return ds
 
     def _intersects(self, info: _FileInfo, r0, r1, c0, c1) -> bool:

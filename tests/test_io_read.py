@@ -37,6 +37,26 @@ def test_tiles_read_identical_to_single_file(tmp_path):
     assert np.isnan(one[5, 5])
 
 
+def test_open_handles_per_thread_are_bounded(tmp_path, monkeypatch):
+    # 12 tiles of one row; a thread keeps the HANDLES_PER_THREAD most recent open, reopens a closed one
+    import gep_raster.io_read as io_read
+
+    monkeypatch.setattr(io_read, "HANDLES_PER_THREAD", 3)
+    a = np.arange(10 * 120, dtype=np.float32).reshape(10, 120)
+    tiles = []
+    for j in range(12):
+        p = tmp_path / f"t{j:02d}.tif"
+        write_raster(p, a[:, 10 * j:10 * j + 10], transform=T * Affine.translation(10 * j, 0), nodata=-9999.0)
+        tiles.append(p)
+    src = GridSource("tiles", tiles, grid_from_files(tiles, "inputs.x"), "continuous")
+    for j in range(12):
+        np.testing.assert_array_equal(src.read(0, 10, 10 * j, 10 * j + 10), a[:, 10 * j:10 * j + 10])
+    handles = src._local.handles
+    assert list(handles) == tiles[-3:] and all(not ds.closed for ds in handles.values())
+    np.testing.assert_array_equal(src.read(2, 9, 0, 25), a[2:9, 0:25])  # tiles 0-2 reopened
+    assert list(handles) == [tiles[11], tiles[0], tiles[1], tiles[2]][-3:]
+
+
 def test_other_crs_is_warped_onto_grid(tmp_path):
     # a constant field in EPSG:4326 around the grid: bilinear warping keeps the constant
     lc = np.ones((20, 20), np.uint8)
