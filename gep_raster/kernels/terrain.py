@@ -1,6 +1,6 @@
 """Terrain kernels: slope and the aspect ("x") factor from a DEM with Horn (1981) differences.
 
-Both public functions are thin Python wrappers. They check the input and raise
+The public functions (slope, aspect factor, and both from one pass) are thin Python wrappers. They check the input and raise
 :class:`ValueError` before any numba code runs. The per-pixel work is done by
 ``@numba.njit(nogil=True, cache=True)`` kernels, so dask can run the chunks in threads.
 
