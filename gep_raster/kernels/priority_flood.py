@@ -12,7 +12,10 @@ so that it returns **identical** D8 codes, and much faster:
 * the order in which cells leave the queue is kept: a cell leaves it after the cell it drains to (its
   receiver floods it, then queues it), so the reverse of that order is an upstream-to-downstream order and
   D8 accumulation is one pass over it (no separate topological sort as in ``pyflwdir.from_array`` +
-  ``idxs_seq`` + ``accuflux``).
+  ``idxs_seq`` + ``accuflux``);
+* a cell's flood state (not queued / queued outlet / done) lives in its D8 byte until it gets its code: no
+  separate state array, so a visit to a neighbour touches one byte array less (1 B/px of working memory less
+  than with a state array; 10-15 % faster fill on the bench units).
 
 Measured on the development machine, one core: a 2048² synthetic DEM takes 0.45-0.53 s (fill + accumulation;
 0.61 s with a binary heap) against pyflwdir's 1.44 s (fill + ``from_array`` + ``accuflux``); a 4.2 Mpx unit of
@@ -41,8 +44,10 @@ MAX_CELLS = 2**31 - 1
 
 # D8 code of a neighbour at (dr, dc) = (i - 1, j - 1) pointing back to the flooding cell (pyflwdir ``_us``)
 _US = np.array([[2, 4, 8], [1, 0, 16], [128, 64, 32]], dtype=np.uint8)
-_DONE = np.uint8(1)
-_QUEUED = np.uint8(2)
+# states of a cell kept in its D8 byte while the flood runs (module docstring; a 2048² bench unit: min of 12
+# runs 0.429 -> 0.378 s, identical codes and order); a final code (0-128, or 247 = invalid) means done
+_UNSEEN = np.uint8(255)  # valid cell not queued yet
+_OUTLET = np.uint8(254)  # outlet in the queue, not flooded by a neighbour (a pit, code 0, when it leaves the queue)
 
 
 # The queue is a 4-ary min-heap of uint64 keys (children of slot i: 4i+1 .. 4i+4, one cache line): half the
@@ -134,15 +139,13 @@ def _key_z(zbuf, ubuf, key):
 def _flood(dem, valid, us):
     nrow, ncol = dem.shape
     n_valid = 0
-    state = np.zeros((nrow, ncol), dtype=np.uint8)
     d8 = np.empty((nrow, ncol), dtype=np.uint8)
     for r in range(nrow):
         for c in range(ncol):
             if valid[r, c]:
                 n_valid += 1
-                d8[r, c] = 0
+                d8[r, c] = _UNSEEN
             else:
-                state[r, c] = _DONE
                 d8[r, c] = 247
     order = np.empty(max(n_valid, 1), dtype=np.int32)
     zbuf = np.empty(1, dtype=np.float32)
@@ -161,7 +164,7 @@ def _flood(dem, valid, us):
                         if not valid[r + dr, c + dc]:
                             edge = True
             if edge:
-                state[r, c] = _QUEUED
+                d8[r, c] = _OUTLET
                 heap, size = _heap_push(heap, size, _key(zbuf, ubuf, dem[r, c], 1, r * ncol + c))
     n_pop = 0
     mask31 = np.uint64(0x7FFFFFFF)
@@ -173,6 +176,8 @@ def _flood(dem, valid, us):
         c0 = idx0 - r0 * ncol
         order[n_pop] = idx0
         n_pop += 1
+        if d8[r0, c0] == _OUTLET:  # an outlet no neighbour flooded first: a pit
+            d8[r0, c0] = 0
         for i in range(3):  # neighbours in pyflwdir's order: row-major over the 3 x 3 window, centre included
             r = r0 + i - 1
             if r < 0 or r == nrow:
@@ -181,16 +186,15 @@ def _flood(dem, valid, us):
                 c = c0 + j - 1
                 if c < 0 or c == ncol:
                     continue
-                s = state[r, c]
-                if s & _DONE:
+                s = d8[r, c]
+                if s < _OUTLET:  # done: holds its code (or 247)
                     continue
                 z1 = dem[r, c]
                 dz = z0 - z1
                 if dz > 0:  # inside a depression: raised to the spill level (float32, as pyflwdir)
                     z1 = z1 + dz
-                if not (s & _QUEUED):
+                if s == _UNSEEN:  # (an outlet still in the queue keeps its key; it takes this code)
                     heap, size = _heap_push(heap, size, _key(zbuf, ubuf, z1, 0, r * ncol + c))
-                state[r, c] = _QUEUED | _DONE
                 d8[r, c] = us[i, j]
     return d8, order, n_pop
 
