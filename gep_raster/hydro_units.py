@@ -240,6 +240,10 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     largest = (0, None)
     max_up = 0.0
     n_done = 0
+    # the raster's 512 px blocks that hold a merged unit already: a unit whose window touches none of them is
+    # written as it is (no read of the window back; units of a partition into rectangles never overlap)
+    blk = profile["blockysize"]
+    touched = np.zeros((-(-h // blk), -(-w // blk)), dtype=bool)
     with atomic_path(out_path, suffix=".tif") as tmp:
         with rasterio.open(tmp, "w+", **profile) as ds, _UnitRunner(_route_unit, args, n_threads) as runner:
             # units are merged in unit order (the raster does not depend on timing) while the next units are
@@ -250,17 +254,21 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
                 if up.size == 0:
                     continue
                 window = Window(c0, r0, c1 - c0, r1 - r0)
-                cur = ds.read(1, window=window)
                 sel = np.isfinite(up)
-                cur[sel] = up[sel]
-                ds.write(cur, 1, window=window)
-                n_sel = int(sel.sum())
+                bsel = (slice(r0 // blk, -(-r1 // blk)), slice(c0 // blk, -(-c1 // blk)))
+                if touched[bsel].any():  # another unit's cells share these blocks: keep them
+                    cur = ds.read(1, window=window)
+                    np.copyto(cur, up, where=sel)
+                    up = cur
+                touched[bsel] = True
+                ds.write(up, 1, window=window)
+                n_sel = int(np.count_nonzero(sel))
                 routed_px += n_sel
                 n_done += 1
                 if n_sel > largest[0]:
                     largest = (n_sel, uid)
                 if n_sel:
-                    max_up = max(max_up, float(up[sel].max()))
+                    max_up = max(max_up, float(np.nanmax(up)))
     shutil.rmtree(parts, ignore_errors=True)
     info["threads"] = n_threads
     info.update(mode="per hydrological unit", units=n_done, largest_unit_px=largest[0], largest_unit=largest[1],

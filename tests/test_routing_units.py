@@ -205,3 +205,36 @@ def test_routing_killed_between_units_resumes_with_the_remaining_units(tmp_path,
     assert np.array_equal(_read(tmp_path / "up.tif"), _read(tmp_path / "ref.tif"), equal_nan=True)
     assert not (tmp_path / "up.units").exists()
 
+
+
+def test_units_merged_across_shared_and_separate_raster_blocks(tmp_path):
+    """The merge writes a unit without reading back when its window touches no 512 px block of an earlier
+    unit, and merges into what is there when it does. A unit, then an L-shaped unit whose window holds the
+    first one (written after it, NaN there), and a block-aligned strip apart from both: every cell equals
+    routing its own unit's DEM alone."""
+    h, w = 1100, 1600
+    yy, xx = np.mgrid[0:h, 0:w]
+    dem = (500 + 0.05 * yy + 8 * np.sin(xx / 37.0) * np.cos(yy / 23.0) + 0.01 * np.abs(xx - 700)).astype(np.float32)
+    src, grid = _source(tmp_path, dem)
+    x0, y1 = T.c, T.f
+
+    def box(r0, r1, c0, c1):
+        return shapely.box(x0 + c0 * 30, y1 - r1 * 30, x0 + c1 * 30, y1 - r0 * 30)
+
+    ell = shapely.union(box(0, h, 0, 600), box(600, h, 600, 1100))  # window: rows 0..1099, columns 0..1099
+    notch = box(0, 600, 600, 1100)                                   # inside the L's window and blocks
+    strip = box(0, h, 1536, w)                                       # starts on a block edge: no block shared
+    units = (gpd.GeoDataFrame(geometry=[notch, ell, strip], crs="EPSG:32650"), ["N", "L", "S"])
+    info = route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=2048, units=units, workers=1)
+    got = _read(tmp_path / "up.tif")
+    mask_l = np.zeros((h, w), bool)
+    mask_l[:, :600] = True
+    mask_l[600:, 600:1100] = True
+    want = np.full((h, w), np.nan, np.float32)
+    ref_l = upslope_cells(np.where(mask_l[:, :1100], dem[:, :1100], np.nan), T, method="d8")
+    want[:, :1100][mask_l[:, :1100]] = ref_l[mask_l[:, :1100]]
+    want[:600, 600:1100] = upslope_cells(dem[:600, 600:1100], T * Affine.translation(600, 0), method="d8")
+    want[:, 1536:] = upslope_cells(dem[:, 1536:], T * Affine.translation(1536, 0), method="d8")
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.isnan(got[:, 1100:1536]).all()
+    assert info["routed_px"] == h * 1100 + h * (w - 1536)
