@@ -14,8 +14,9 @@ run. The stages that scale with the raster use it as follows.
 * **Flow routing** (LS factor): a routed area of ``n`` pixels needs about ``ROUTING_BYTES_PER_PIXEL[method]
   x n`` bytes (DEM window, priority-flood fill, flow directions, accumulation, result). Measured with
   ``ru_maxrss`` on 3000 x 3000 DEMs (9 Mpx, this repository's routing functions, a smooth terrain and
-  white noise): D8 (own priority flood, :mod:`gep_raster.kernels.priority_flood`) 11.3 and 16.5 B/px above
-  the DEM's own 4 B (pyflwdir's fill + ``from_array`` + ``accuflux``, used before: 34-44 B/px), MFD (own
+  white noise): D8 (own priority flood, :mod:`gep_raster.kernels.priority_flood`) 11.1 and 16.6 B/px above
+  the DEM's own 4 B (12.1 and 17.6 with the flood-state array the flood had before f9a2bf9; pyflwdir's fill +
+  ``from_array`` + ``accuflux``, used before that: 34-44 B/px), MFD (own
   numba) 21.0-21.4 B/px; the constants add the DEM window, the unit mask and a margin. A DEM (or one
   hydrological unit of it) that does not fit is refused with a
   message naming the budget (:mod:`gep_raster.hydro_units`).
