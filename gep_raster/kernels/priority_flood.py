@@ -17,9 +17,10 @@ so that it returns **identical** D8 codes, and much faster:
   separate state array, so a visit to a neighbour touches one byte array less (1 B/px of working memory less
   than with a state array; a 2048² bench unit 0.429 -> 0.378 s, fastest of 12 runs each).
 
-Measured on the development machine, one core, before the state moved into the D8 byte: a 2048² synthetic DEM takes 0.45-0.53 s (fill + accumulation;
-0.61 s with a binary heap) against pyflwdir's 1.44 s (fill + ``from_array`` + ``accuflux``); a 4.2 Mpx unit of
-the 8192² bench set 0.36-0.45 s for the fill (0.48-0.59 s with a binary heap).
+Measured on the development machine, one core, before the state moved into the D8 byte: a 2048² synthetic
+DEM takes 0.45-0.53 s (fill + accumulation; 0.61 s with a binary heap) against pyflwdir's 1.44 s (fill +
+``from_array`` + ``accuflux``); a 4.2 Mpx unit of the 8192² bench set 0.36-0.45 s for the fill (0.48-0.59 s
+with a binary heap).
 
 Pure functions on numpy arrays; no IO. Cell indices are int32 (grids of fewer than 2**31 cells; the caller
 falls back to pyflwdir for larger ones).
