@@ -186,3 +186,22 @@ def test_slope_length_cap(tiny):
     assert capped == pytest.approx(L * S, rel=1e-5)
     free, _ = model_for(tiny, services={"soil_retention": {"slope_length_cap": False}})
     assert free.compute_block(block(upslope=[500.0], **b), AREA)["ls_factor"][0, 0] > 3 * capped
+
+
+def test_linear_value_by_hand():
+    """V = Σ_k Q_k · P_k per pixel; NaN terms skipped, NaN only where every term is NaN; float64 sums."""
+    from gep_raster.kernels.valuation import linear_value
+
+    q = np.array([[[1.0, np.nan, 2.0, np.nan], [1e8, 3.0, 0.5, -4.0]],
+                  [[10.0, 5.0, np.nan, np.nan], [1.0, np.nan, 0.25, 4.0]]], np.float32)  # (k=2, h=2, w=4)
+    got = linear_value(q, [7.06, 2.0])
+    # row 0: 1*7.06 + 10*2 = 27.06 ; NaN + 5*2 = 10 ; 2*7.06 + NaN = 14.12 ; all NaN -> NaN
+    # row 1: 1e8*7.06 + 1*2 = 706000002 (float32: 706000000) ; 3*7.06 = 21.18 ; 0.5*7.06 + 0.25*2 = 4.03 ;
+    #        -4*7.06 + 4*2 = -20.24
+    want = np.array([[27.06, 10.0, 14.12, np.nan], [706000002.0, 21.18, 4.03, -20.24]], np.float32)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.float32 and got.shape == (2, 4)
+    # one term, 2-D input: the quantity times its price
+    np.testing.assert_array_equal(linear_value(q[0], [2.0]), (q[0].astype(np.float64) * 2.0).astype(np.float32))
+    with pytest.raises(ValueError, match="unit values"):
+        linear_value(q, [1.0])
