@@ -323,6 +323,25 @@ def test_plot_gep_r_map(tmp_path):
     assert _leftovers(tmp_path) == [] and _leftovers(tmp_path / "maps") == []
 
 
+def test_map_outlines_are_every_ring_of_every_polygon():
+    """The map draws each exterior and interior ring as one line; missing and empty geometries draw nothing."""
+    import shapely
+    from shapely.geometry import MultiPolygon, Polygon, box
+
+    from gep_raster.report import _outline_collection
+
+    holed = Polygon([(0, 0), (10, 0), (10, 10), (0, 10)], [[(2, 2), (4, 2), (4, 4), (2, 4)]])
+    multi = MultiPolygon([box(20, 0, 21, 1), box(30, 0, 32, 2)])
+    lc = _outline_collection(np.array([holed, None, shapely.Polygon(), multi], dtype=object), color="black")
+    segs = [np.asarray(s) for s in lc.get_segments()]
+    assert len(segs) == 4  # exterior + hole, two parts
+    assert [len(s) for s in segs] == [5, 5, 5, 5]  # closed rings of 4 corners
+    np.testing.assert_array_equal(segs[0][[0, 2]], [[0, 0], [10, 10]])
+    np.testing.assert_array_equal(segs[1][[0, 2]], [[2, 2], [4, 4]])
+    assert {tuple(s.min(axis=0)) + tuple(s.max(axis=0)) for s in segs[2:]} == {(20, 0, 21, 1), (30, 0, 32, 2)}
+    assert len(_outline_collection(np.array([], dtype=object)).get_segments()) == 0
+
+
 def test_plot_value_by_service(tmp_path):
     vals = {"Water conservation": 3.2e9, "Soil retention": 1.1e9, "Carbon sequestration": 4.5e8,
             "水质净化": 2.0e7}
