@@ -282,18 +282,19 @@ class BlockSink:
     def _contribution(self, r0: int, c0: int, value: np.ndarray):
         """Totals, valid pixels and per-polygon sums and valid areas of one block (the polygons it adds to)."""
         h, w = value.shape[1:]
-        zblock = np.ascontiguousarray(value[self.zsel])
-        gep = np.ascontiguousarray(value[self.gep_idx])
+        value = np.ascontiguousarray(value)
+        bands = np.asarray(self.zsel, dtype=np.int64)
+        gep = value[self.gep_idx]
         totals, valid = nan_totals(value)
         acc = {name: (np.zeros((idx.n_polygons, len(self.zsel)), np.float64), np.zeros(idx.n_polygons, np.float64))
                for name, idx in self.indices.items()}
         # strip by strip, every layer: a strip of the block stays in the CPU cache for all layers (1024² block,
         # 13 bands, 3 layers: 52 -> 33 ms); each polygon's sums are added in the same row order as in one call
         for a in range(0, h, _SUM_STRIP_ROWS):
-            zs, gs = zblock[:, a:a + _SUM_STRIP_ROWS], gep[a:a + _SUM_STRIP_ROWS]
+            zs, gs = value[:, a:a + _SUM_STRIP_ROWS], gep[a:a + _SUM_STRIP_ROWS]
             for name, idx in self.indices.items():
                 s, va = acc[name]
-                idx.accumulate(zs, r0 + a, c0, s)
+                idx.accumulate(zs, r0 + a, c0, s, bands=bands)  # the summed outputs, not copied out
                 idx.accumulate(gs, r0 + a, c0, np.zeros(idx.n_polygons), valid_area_out=va)
         layers = {}
         for name, (s, va) in acc.items():

@@ -995,15 +995,16 @@ def _first_run(reach, lo, hi, c0):
 
 @njit(nogil=True, cache=True, fastmath={"reassoc", "nsz"})
 def _accumulate(run_ptr, run_c0, run_c1, run_poly, run_reach, part_ptr, part_col, part_poly,
-                part_frac, block, r0, c0, out, row_area, valid_out, with_valid):
-    """out[poly, b] += Σ frac * block[b, row-r0, col-c0] over the cells of the block window.
+                part_frac, block, bands, r0, c0, out, row_area, valid_out, with_valid):
+    """out[poly, i] += Σ frac * block[bands[i], row-r0, col-c0] over the cells of the block window.
 
-    block: (k, h, w) float32/float64; out: (n_polygons, k) float64. NaN values are skipped
-    per band. If with_valid, valid_out[poly] += Σ frac * row_area[row] where band 0 is not
-    NaN. A run is summed first (float64, reassociated so that it vectorises; NaN and inf
+    block: (k, h, w) float32/float64; bands: int64 (nb,) band indices; out: (n_polygons, nb) float64.
+    NaN values are skipped per band. If with_valid, valid_out[poly] += Σ frac * row_area[row] where band
+    bands[0] is not NaN. A run is summed first (float64, reassociated so that it vectorises; NaN and inf
     semantics kept) and added once to ``out``.
     """
-    nb, h, w = block.shape
+    nb = bands.shape[0]
+    h, w = block.shape[1:]
     c1 = c0 + w
     for rr in range(h):
         r = r0 + rr
@@ -1024,14 +1025,14 @@ def _accumulate(run_ptr, run_c0, run_c1, run_poly, run_reach, part_ptr, part_col
                 b_ = c1
             p = run_poly[k - 1]
             for b in range(nb):
-                row = block[b, rr]
+                row = block[bands[b], rr]
                 acc = 0.0
                 for cc in range(a - c0, b_ - c0):
                     x = np.float64(row[cc])
                     acc += x if x == x else 0.0  # skip NaN (nodata)
                 out[p, b] += acc
             if with_valid:
-                row = block[0, rr]
+                row = block[bands[0], rr]
                 nv = 0
                 for cc in range(a - c0, b_ - c0):
                     x0 = row[cc]
@@ -1047,11 +1048,11 @@ def _accumulate(run_ptr, run_c0, run_c1, run_poly, run_reach, part_ptr, part_col
             f = np.float64(part_frac[k])
             cc = col - c0
             for b in range(nb):
-                x = np.float64(block[b, rr, cc])
+                x = np.float64(block[bands[b], rr, cc])
                 if x == x:
                     out[p, b] += f * x
             if with_valid:
-                x0 = block[0, rr, cc]
+                x0 = block[bands[0], rr, cc]
                 if x0 == x0:
                     valid_out[p] += f * area
             k += 1
@@ -1905,7 +1906,7 @@ class CoverageIndex:
         return ptr
 
     def accumulate(self, block: np.ndarray, r0: int, c0: int, out: np.ndarray,
-                   valid_area_out: np.ndarray | None = None) -> None:
+                   valid_area_out: np.ndarray | None = None, *, bands=None) -> None:
         """Add the polygon sums of one block of an extensive raster to ``out`` (in place).
 
         Parameters
@@ -1918,11 +1919,15 @@ class CoverageIndex:
         r0, c0 : int
             Grid row and column of the block's top-left pixel.
         out : numpy.ndarray, float64, shape (n_polygons,) for a 2-D block or
-            (n_polygons, k) for a 3-D block
+            (n_polygons, k) for a 3-D block ((n_polygons, len(bands)) with ``bands``)
             ``out[p] += Σ frac · value`` over the block's cells covered by polygon p.
         valid_area_out : numpy.ndarray, float64, shape (n_polygons,), optional
             ``+= Σ frac · pixel_area_m2`` (m2, row-dependent area) over the covered cells
-            where the block (its first band if 3-D) is not NaN.
+            where the block (its first summed band if 3-D) is not NaN.
+        bands : sequence of int, keyword-only, optional
+            Bands of a 3-D block to sum, in the order of the columns of ``out`` (default: every
+            band). Sums a subset of a stack of outputs without copying it (a 1024² block of 17
+            outputs, 13 summed: the copy took about 0.8 % of a bench run).
 
         Raises
         ------
@@ -1949,13 +1954,21 @@ class CoverageIndex:
             o2 = out[:, None]
         elif block.ndim == 3:
             b3 = block
-            k = block.shape[0]
+            k = block.shape[0] if bands is None else len(bands)
             if out.shape != (self.n_polygons, k):
                 raise ValueError(f"out must have shape ({self.n_polygons}, {k}) for a "
                                  f"{k}-band block, got {out.shape}")
             o2 = out
         else:
             raise ValueError(f"block must be 2-D or 3-D, got shape {block.shape}")
+        if bands is None:
+            bands = np.arange(b3.shape[0], dtype=np.int64)
+        else:
+            if block.ndim != 3:
+                raise ValueError("bands is for a 3-D block")
+            bands = np.asarray(bands, dtype=np.int64).ravel()
+            if bands.size and (bands.min() < 0 or bands.max() >= b3.shape[0]):
+                raise ValueError(f"bands {bands.tolist()} out of range for a {b3.shape[0]}-band block")
         if out.dtype != np.float64:
             raise TypeError(f"out must be float64, got {out.dtype}")
         r0, c0 = int(r0), int(c0)
@@ -1970,10 +1983,10 @@ class CoverageIndex:
             va, with_valid = valid_area_out, True
         else:
             va, with_valid = np.zeros(0, np.float64), False
-        if h == 0 or w == 0 or b3.shape[0] == 0 or self._n_entries == 0:
+        if h == 0 or w == 0 or bands.size == 0 or self._n_entries == 0:
             return
         _accumulate(self.run_ptr, self.run_c0, self.run_c1, self.run_poly, self.run_reach,
-                    self.part_ptr, self.part_col, self.part_poly, self.part_frac, b3,
+                    self.part_ptr, self.part_col, self.part_poly, self.part_frac, b3, bands,
                     r0, c0, o2, self.grid.row_pixel_area_m2, va, with_valid)
 
     def covered_area_m2(self) -> np.ndarray:

@@ -260,6 +260,21 @@ def test_nan_skipped_in_sum_and_valid_area():
     np.testing.assert_allclose(out3, [[2.0, 3.0]])
     assert va3[0] == pytest.approx(50.0)
 
+    # bands: a subset of the stack in any order; out has one column per listed band, valid area follows the
+    # first listed band (band 1 has no NaN: ½ + 1 pixel of 100 m2 = 150 m2)
+    out_b = np.zeros((1, 2))
+    va_b = np.zeros(1)
+    ci.accumulate(stack, 0, 0, out_b, va_b, bands=[1, 0])
+    np.testing.assert_array_equal(out_b, [[3.0, 2.0]])
+    assert va_b[0] == pytest.approx(150.0)
+    out_1 = np.zeros((1, 1))
+    ci.accumulate(stack, 0, 0, out_1, bands=[1])
+    assert out_1[0, 0] == 3.0
+    with pytest.raises(ValueError, match="out of range"):
+        ci.accumulate(stack, 0, 0, np.zeros((1, 1)), bands=[2])
+    with pytest.raises(ValueError, match=r"\(1, 2\)"):
+        ci.accumulate(stack, 0, 0, np.zeros((1, 1)), bands=[0, 1])
+
 
 # ---------------------------------------------------------------------------------------
 # 6. geographic grid
