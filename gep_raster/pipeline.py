@@ -211,7 +211,7 @@ class BlockSink:
         self.store = store
         self.indices = indices
         self.okeys = [o.key for o in outputs]
-        self.zsel = [self.okeys.index(k) for k in zonal_keys]
+        self.zsel = np.asarray([self.okeys.index(k) for k in zonal_keys], dtype=np.int64)  # stack bands summed
         self.gep_idx = self.okeys.index("gep_r_yuan")
         self.write_index = [self.okeys.index(k) for k, _ in store.outputs] if store is not None else []
         n = len(outputs)
@@ -283,7 +283,6 @@ class BlockSink:
         """Totals, valid pixels and per-polygon sums and valid areas of one block (the polygons it adds to)."""
         h, w = value.shape[1:]
         value = np.ascontiguousarray(value)
-        bands = np.asarray(self.zsel, dtype=np.int64)
         gep = value[self.gep_idx]
         totals, valid = nan_totals(value)
         acc = {name: (np.zeros((idx.n_polygons, len(self.zsel)), np.float64), np.zeros(idx.n_polygons, np.float64))
@@ -294,7 +293,7 @@ class BlockSink:
             zs, gs = value[:, a:a + _SUM_STRIP_ROWS], gep[a:a + _SUM_STRIP_ROWS]
             for name, idx in self.indices.items():
                 s, va = acc[name]
-                idx.accumulate(zs, r0 + a, c0, s, bands=bands)  # the summed outputs, not copied out
+                idx.accumulate(zs, r0 + a, c0, s, bands=self.zsel)  # the summed outputs, not copied out
                 idx.accumulate(gs, r0 + a, c0, np.zeros(idx.n_polygons), valid_area_out=va)
         layers = {}
         for name, (s, va) in acc.items():
