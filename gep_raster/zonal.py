@@ -1932,7 +1932,8 @@ class CoverageIndex:
         Raises
         ------
         ValueError
-            Block outside the grid, wrong ndim/shape of ``out`` or ``valid_area_out``.
+            Block outside the grid, wrong ndim/shape of ``out`` or ``valid_area_out``, ``bands``
+            out of range or given for a 2-D block.
         TypeError
             ``out``/``valid_area_out`` not float64, or block not a float array.
 
