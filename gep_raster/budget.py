@@ -12,13 +12,12 @@ run. The stages that scale with the raster use it as follows.
   multiple of the file block size (512 px), whose blocks fit in the budget left after the fixed
   overhead (:data:`FIXED_OVERHEAD_MB`: interpreter, libraries, GDAL block cache).
 * **Flow routing** (LS factor): a routed area of ``n`` pixels needs about ``ROUTING_BYTES_PER_PIXEL[method]
-  x n`` bytes (DEM window, priority-flood fill, flow directions, accumulation, result). Measured with
-  ``ru_maxrss`` on 3000 x 3000 DEMs (9 Mpx, this repository's routing functions, a smooth terrain and
-  white noise): D8 (own priority flood, :mod:`gep_raster.kernels.priority_flood`) 11.1 and 16.6 B/px above
-  the DEM's own 4 B (12.1 and 17.6 with the flood-state array the flood had before f9a2bf9; pyflwdir's fill +
-  ``from_array`` + ``accuflux``, used before that: 34-44 B/px), MFD (own
-  numba) 21.0-21.4 B/px; the constants add the DEM window, the unit mask and a margin. A DEM (or one
-  hydrological unit of it) that does not fit is refused with a
+  x n`` bytes (DEM window, pit filling, flow directions, accumulation and the four products of
+  :func:`gep_raster.routing.route`: filled DEM, upslope cells, aspect term, stream mask). Measured with
+  ``ru_maxrss`` on 3000 x 3000 DEMs (9 Mpx, ``route(..., threshold_flow_accumulation=100)``, a smooth
+  terrain and white noise, numba compiled beforehand) above the DEM's own 4 B: ``d8`` 17.6 and 31.0 B/px,
+  ``mfd`` 25.8 and 39.1 B/px, ``d8_flood`` 16.7 and 29.1 B/px; the constants are the white-noise figure plus
+  the DEM window and a margin. A DEM (or one hydrological unit of it) that does not fit is refused with a
   message naming the budget (:mod:`gep_raster.hydro_units`).
 """
 from __future__ import annotations
@@ -33,7 +32,7 @@ DEFAULT_BUDGET_MB = 2048
 #: Memory a run needs whatever the raster size: Python, numpy/numba/GDAL/dask code, caches (MB).
 FIXED_OVERHEAD_MB = 512
 #: Bytes per routed pixel, by routing method (see the module docstring for the measurement).
-ROUTING_BYTES_PER_PIXEL = {"d8": 28, "mfd": 32}
+ROUTING_BYTES_PER_PIXEL = {"d8": 40, "mfd": 48, "d8_flood": 36}
 #: Internal block size of the written tiles (and of most input GeoTIFFs); chunks are multiples of it.
 FILE_BLOCK = 512
 #: Largest chunk side chosen automatically (bigger blocks only delay the first written tile).

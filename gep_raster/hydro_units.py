@@ -3,15 +3,16 @@
 The LS factor needs the upslope contributing area of every cell (:mod:`gep_raster.routing`). Routing
 needs the whole drainage area of a cell at once, so it cannot be done chunk by chunk like the other
 terms. :func:`route_to_raster` routes within the memory budget
-(:data:`gep_raster.budget.ROUTING_BYTES_PER_PIXEL`) and writes the upslope cell counts to a tiled
-GeoTIFF on the reference grid, which the block computation then reads window by window like any input:
+(:data:`gep_raster.budget.ROUTING_BYTES_PER_PIXEL`) and writes the products of
+:func:`gep_raster.routing.route` (upslope cell counts, pit-filled DEM, aspect term, stream mask: one band
+each, listed in the returned ``info["bands"]``) to a tiled GeoTIFF on the reference grid, which the block computation then reads window by window like any input:
 
 * when the whole DEM fits in the budget it is routed at once (one unit = the grid);
 * otherwise the run needs ``inputs.hydro_units``, a polygon layer of hydrological units (sub-watersheds,
   e.g. HydroBASINS level 10-12 or a national small-watershed layer, 小流域). Each unit is routed on
   its own: the DEM window of its bounding box is read, cells whose centre lies outside the unit are
   masked, and the counts of the unit's cells are written. A unit's cells on its boundary are outlets
-  (pyflwdir ``outlets="edge"``), so flow is not passed across unit boundaries: on units whose
+  (the grid edge of the unit's window), so flow is not passed across unit boundaries: on units whose
   boundaries are drainage divides this equals routing the whole DEM; where a unit receives flow from
   an upstream unit, the upstream area beyond the boundary is not counted (the LS factor there is a
   lower bound; with the 122 L cap of InVEST SDR this matters only along the inflow channel).
@@ -41,7 +42,8 @@ from .grid import RefGrid
 log = logging.getLogger(__name__)
 _RASTERIZE_LOCK = threading.Lock()
 
-__all__ = ["RoutingBudgetError", "route_to_raster", "load_units", "unit_windows", "budget_problem"]
+__all__ = ["RoutingBudgetError", "route_to_raster", "routing_products", "load_units", "unit_windows",
+           "budget_problem"]
 
 
 class RoutingBudgetError(GepError):
@@ -151,22 +153,31 @@ def routing_key(dem_checksums: dict, method: str, options: dict, units_sha: str 
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+def routing_products(options: dict) -> list[str]:
+    """Bands of the routing raster, in order: the products of :func:`gep_raster.routing.route` for ``options``."""
+    out = ["upslope", "filled_dem", "flow_aspect"]
+    if options.get("threshold_flow_accumulation") is not None:
+        out.append("stream")
+    return out
+
+
 def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_path: Path, *,
                     budget_mb: float, units=None, workers: int = 1) -> dict:
-    """Route the DEM (whole, or per hydrological unit) and write upslope cell counts to ``out_path``.
+    """Route the DEM (whole, or per hydrological unit) and write the routing products to ``out_path``.
 
     Parameters
     ----------
     dem_source : gep_raster.io_read.GridSource
         DEM on the reference grid (float32 m, NaN nodata).
     grid : RefGrid
-        Reference grid (projected or geographic).
-    method : {"d8", "mfd"}
-        Routing method (:func:`gep_raster.routing.upslope_cells`).
+        Reference grid (projected; ``"d8_flood"`` also geographic).
+    method : {"d8", "mfd", "d8_flood"}
+        Routing method (:func:`gep_raster.routing.route`).
     options : dict
-        Method options (MFD exponent, quantize).
+        Options of :func:`gep_raster.routing.route` (``threshold_flow_accumulation``).
     out_path : pathlib.Path
-        GeoTIFF to write (float32, cells including the cell itself, NaN where not routed); written to a
+        GeoTIFF to write: float32, one band per product of :func:`routing_products` (upslope cells including
+        the cell, pit-filled DEM in m, flow-weighted aspect term, stream 0/1), NaN where not routed; written to a
         temporary file and renamed when complete.
     budget_mb : int
         Memory budget (``processing.memory_budget_mb``).
@@ -180,8 +191,8 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     Returns
     -------
     dict
-        Record for the manifest: mode (whole DEM or per unit), bytes per pixel, budget, units routed,
-        largest unit, pixels not in any unit, maximum upslope count.
+        Record for the manifest: mode (whole DEM or per unit), bands, bytes per pixel, budget, units routed,
+        largest unit, pixels not in any unit, maximum upslope count, stream cells.
 
     Raises
     ------
@@ -193,28 +204,33 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     from rasterio.windows import Window
 
     from .io_write import atomic_path
-    from .routing import upslope_cells
+    from .routing import route
 
+    bands = routing_products(options)
     bpp = ROUTING_BYTES_PER_PIXEL[method]
     # what routing may use: the budget less the run's fixed overhead
     budget = max(budget_mb - FIXED_OVERHEAD_MB, 0) * 2**20
     h, w = grid.shape
-    info = {"method": method, "bytes_per_pixel": bpp, "memory_budget_mb": budget_mb}
-    profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="float32", crs=grid.crs,
+    info = {"method": method, "bands": bands, "bytes_per_pixel": bpp, "memory_budget_mb": budget_mb}
+    profile = dict(driver="GTiff", width=w, height=h, count=len(bands), dtype="float32", crs=grid.crs,
                    transform=grid.transform, nodata=float("nan"), tiled=True, blockxsize=512, blockysize=512,
-                   BIGTIFF="IF_SAFER")
+                   BIGTIFF="IF_SAFER", interleave="band")
     if units is None:
         problem = budget_problem(method, budget_mb, grid)
         if problem:
             raise RoutingBudgetError(problem)
         dem = dem_source.read_all()
-        up = upslope_cells(dem, grid.transform, method=method, latlon=grid.is_geographic, **options)
+        prod = route(dem, grid.transform, method=method, latlon=grid.is_geographic, **options)
         del dem
         with atomic_path(out_path, suffix=".tif") as tmp:
             with rasterio.open(tmp, "w", **profile) as ds:
-                ds.write(up, 1)
+                for b, name in enumerate(bands, start=1):
+                    ds.write(prod[name], b)
+        up = prod["upslope"]
         info.update(mode="whole DEM", units=1, largest_unit_px=h * w,
                     max_upslope_cells=float(np.nanmax(up)) if np.isfinite(up).any() else None)
+        if "stream" in prod:
+            info["stream_cells"] = int(np.nansum(prod["stream"]))
         return info
 
     # unit windows first (so an oversized unit is reported before any routing)
@@ -235,10 +251,11 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     todo = [pl for pl in plans if pl[0] not in done]
     info["units_resumed"] = len(plans) - len(todo)
     args = {i: (dem_source, wkb, r0, r1, c0, c1, tuple(grid.transform)[:6], method, options, grid.is_geographic,
-                parts / f"u{i:07d}.npy") for i, _, wkb, r0, r1, c0, c1 in todo}
+                bands, parts / f"u{i:07d}.npy") for i, _, wkb, r0, r1, c0, c1 in todo}
     routed_px = 0
     largest = (0, None)
     max_up = 0.0
+    n_stream = 0
     n_done = 0
     # the raster's 512 px blocks that hold a merged unit already: a unit whose window touches none of them is
     # written as it is, without reading the window back (every one of the bench's square units; py-spy put the
@@ -251,60 +268,66 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
             # still being routed on the routing threads
             for i, uid, _, r0, r1, c0, c1 in plans:
                 runner.wait(i)
-                up = np.load(parts / f"u{i:07d}.npy")
-                if up.size == 0:
+                prod = np.load(parts / f"u{i:07d}.npy")
+                if prod.size == 0:
                     continue
                 window = Window(c0, r0, c1 - c0, r1 - r0)
-                sel = np.isfinite(up)
+                sel = np.isfinite(prod[0])
                 bsel = (slice(r0 // blk, -(-r1 // blk)), slice(c0 // blk, -(-c1 // blk)))
                 if touched[bsel].any():  # another unit's cells share these blocks: keep them
-                    cur = ds.read(1, window=window)
-                    np.copyto(cur, up, where=sel)
-                    up = cur
+                    cur = ds.read(window=window)
+                    np.copyto(cur, prod, where=sel[None])
+                    prod = cur
                 touched[bsel] = True
-                ds.write(up, 1, window=window)
+                ds.write(prod, window=window)
                 n_sel = int(np.count_nonzero(sel))
                 routed_px += n_sel
                 n_done += 1
                 if n_sel > largest[0]:
                     largest = (n_sel, uid)
                 if n_sel:
-                    max_up = max(max_up, float(np.nanmax(up)))
+                    max_up = max(max_up, float(np.nanmax(prod[0][sel])))
+                    if "stream" in bands:
+                        n_stream += int(np.nansum(prod[bands.index("stream")][sel]))
     shutil.rmtree(parts, ignore_errors=True)
     info["threads"] = n_threads
     info.update(mode="per hydrological unit", units=n_done, largest_unit_px=largest[0], largest_unit=largest[1],
                 routed_px=routed_px, max_upslope_cells=max_up)
+    if "stream" in bands:
+        info["stream_cells"] = n_stream
     return info
 
 
 def _route_unit(args):
-    """Route one unit (on a routing thread) and save its upslope counts to ``out`` (``.npy``, atomic):
-    float32 on the unit's window, NaN outside the unit; a 0 x 0 array when the unit has no valid DEM cell."""
+    """Route one unit (on a routing thread) and save its products to ``out`` (``.npy``, atomic): float32
+    (bands, h, w) on the unit's window, NaN outside the unit; a 0-size array when the unit has no valid DEM cell."""
     from affine import Affine
     from rasterio import features
     from shapely import wkb as _wkb
 
     from .io_write import atomic_path
-    from .routing import upslope_cells
+    from .routing import route
 
-    dem_source, geom_wkb, r0, r1, c0, c1, transform, method, options, latlon, out = args
+    dem_source, geom_wkb, r0, r1, c0, c1, transform, method, options, latlon, bands, out = args
     t = Affine(*transform)
     wt = t * Affine.translation(c0, r0)
     with _RASTERIZE_LOCK:  # rasterio hides a warning of its MEM dataset with warnings.catch_warnings, which is
         # not thread-safe: two routing threads at once let "NotGeoreferencedWarning" through
         inside = features.rasterize([(_wkb.loads(geom_wkb), 1)], out_shape=(r1 - r0, c1 - c0), transform=wt,
                                     fill=0, dtype="uint8", all_touched=False).astype(bool)
-    up = np.zeros((0, 0), np.float32)
+    res = np.zeros((0, 0, 0), np.float32)
     if inside.any():
         dem = dem_source.read(r0, r1, c0, c1).astype(np.float32, copy=False)
         dem = np.where(inside, dem, np.float32(np.nan))
         if not np.isnan(dem).all():
-            up = upslope_cells(dem, wt, method=method, latlon=latlon, **options)
-            up[~inside] = np.nan
+            prod = route(dem, wt, method=method, latlon=latlon, **options)
+            res = np.stack([prod[b] for b in bands])
+            del prod
+            res[:, ~inside] = np.nan
         del dem
     with atomic_path(out, suffix=".npy") as tmp:
         with open(tmp, "wb") as fh:
-            np.save(fh, up)
+            np.save(fh, res)
 
 
 class _UnitRunner:

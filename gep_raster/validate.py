@@ -97,14 +97,14 @@ def _check_memory(cfg: RunConfig, grid, model, n_inputs: int, rep: ValidationRep
         except GepError as exc:
             rep.problems.append(str(exc))
             return
-    for method, _ in model.routing_requests().values():
-        problem = budget_problem(method, budget, grid, plans)
-        if problem:
-            rep.problems.append(problem)
-        elif plans is not None:
-            _, uid, _, r0, r1, c0, c1 = max(plans, key=lambda p: (p[4] - p[3]) * (p[6] - p[5]))
-            rep.info.append(f"flow routing per hydrological unit: {len(plans)} units, largest '{uid}' "
-                            f"{r1 - r0} x {c1 - c0} px")
+    method, _ = model.routing_request()
+    problem = budget_problem(method, budget, grid, plans)
+    if problem:
+        rep.problems.append(problem)
+    elif plans is not None:
+        _, uid, _, r0, r1, c0, c1 = max(plans, key=lambda p: (p[4] - p[3]) * (p[6] - p[5]))
+        rep.info.append(f"flow routing per hydrological unit: {len(plans)} units, largest '{uid}' "
+                        f"{r1 - r0} x {c1 - c0} px")
 
 
 def validate(cfg: RunConfig) -> ValidationReport:

@@ -205,7 +205,7 @@ def test_memory_budget_too_small_for_blocks_and_routing(tiny):
     rep = validate(cfg)
     text = "\n".join(rep.problems)
     assert "processing.memory_budget_mb = 512 MB cannot hold" in text
-    assert "flow routing (d8) of the whole DEM needs about 28 B/px x 2,000 px = 0.00 GiB" in text
+    assert "flow routing (d8) of the whole DEM needs about 40 B/px x 2,000 px = 0.00 GiB" in text
     assert "inputs.hydro_units" in text
     with pytest.raises(ConfigError, match="memory_budget_mb = 512 MB cannot hold 4 blocks|cannot hold"):
         run(cfg, progress=False, workers=2)

@@ -27,21 +27,25 @@ def numpy_vs_dask(cfg, chunkings):
     import dask
     import dask.array as da
 
-    from gep_raster.routing import upslope_area
+    from gep_raster.routing import route
+    from gep_raster.services.model import ROUTING_PRODUCTS, TERRAIN_KEYS
 
     grid, model, src = _model_inputs(cfg)
     dem = src["dem"].read_all()
-    ups = upslope_area(dem, grid.transform)
-    arrays = {k: src[k].read_all() for k in model.input_keys() if k not in ("slope", "aspect_x", "upslope")}
-    arrays.update(model.terrain_numpy(dem, grid.res))
-    arrays["upslope"] = ups
+    method, opts = model.routing_request()
+    routed = route(dem, grid.transform, method=method, **opts)
+    derived = set(TERRAIN_KEYS) | set(ROUTING_PRODUCTS)
+    arrays = {k: src[k].read_all() for k in model.input_keys() if k not in derived}
+    arrays.update(model.terrain_numpy(dem, grid.res, filled_dem=routed["filled_dem"]))
+    arrays.update({k: v for k, v in routed.items() if k in model.input_keys()})
     ref = model.compute_numpy(arrays, grid.row_pixel_area_m2)
     results = {}
     for ch in chunkings:
         chunks = da.core.normalize_chunks(ch, shape=grid.shape)
-        darr = {k: src[k].to_dask(chunks) for k in model.input_keys() if k not in ("slope", "aspect_x", "upslope")}
-        darr.update(model.terrain_dask(src["dem"].to_dask(chunks), grid.res))
-        darr["upslope"] = da.from_array(ups, chunks=chunks)
+        darr = {k: src[k].to_dask(chunks) for k in model.input_keys() if k not in derived}
+        darr.update(model.terrain_dask(src["dem"].to_dask(chunks), grid.res,
+                                       filled_dem=da.from_array(routed["filled_dem"], chunks=chunks)))
+        darr.update({k: da.from_array(v, chunks=chunks) for k, v in routed.items() if k in model.input_keys()})
         with dask.config.set(scheduler="threads"):
             stacked = model.compute_dask(darr, grid.row_pixel_area_m2).compute()
         for i, k in enumerate(model.output_keys):
@@ -154,14 +158,14 @@ def test_chunk_size_does_not_change_results(tiny):
 
 
 def test_mfd_ls_method_runs_end_to_end(tiny):
-    """services.soil_retention.ls_method = desmet_govers_mfd: the pipeline routes with MFD and records it."""
+    """services.soil_retention.routing = mfd: the pipeline routes with InVEST's MFD and records it."""
     from gep_raster.routing import upslope_cells
 
-    cfg = load_config(tiny, overrides={"services": {"soil_retention": {"ls_method": "desmet_govers_mfd"}},
+    cfg = load_config(tiny, overrides={"services": {"soil_retention": {"routing": "mfd"}},
                                        "output": {"dir": "out_mfd"}})
     res = run(cfg, progress=False)
     (info,) = res.manifest["routing"]
-    assert info["method"] == "mfd" and info["input"] == "upslope_mfd"
+    assert info["method"] == "mfd" and info["bands"][:3] == ["upslope", "filled_dem", "flow_aspect"]
     d8 = run(load_config(tiny, overrides={"output": {"dir": "out_d8"}}), progress=False)
     a = rasterio.open(res.output_dir / "rasters/intermediate/ls_factor.tif").read(1)
     b = rasterio.open(d8.output_dir / "rasters/intermediate/ls_factor.tif").read(1)

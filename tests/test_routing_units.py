@@ -104,16 +104,16 @@ def test_pixels_outside_every_unit_are_not_routed(tmp_path):
 
 
 def test_budget_errors_name_the_budget(tmp_path):
-    dem = _dem(200, 200)  # 40,000 px x 28 B/px (D8) = 1.07 MiB
+    dem = _dem(200, 200)  # 40,000 px x 40 B/px (D8) = 1.53 MiB
     src, grid = _source(tmp_path, dem)
     # 513 MB budget - 512 MB fixed overhead = 1 MB for routing
-    with pytest.raises(RoutingBudgetError, match=r"whole DEM needs about 28 B/px x 40,000 px.*"
+    with pytest.raises(RoutingBudgetError, match=r"whole DEM needs about 40 B/px x 40,000 px.*"
                                                  r"processing.memory_budget_mb = 513 MB less 512 MB.*"
                                                  r"inputs.hydro_units"):
         route_to_raster(src, grid, "d8", {}, tmp_path / "up.tif", budget_mb=513)
     assert not (tmp_path / "up.tif").exists()
     x0, y1 = T.c, T.f
-    big = shapely.box(x0, y1 - 200 * 30, x0 + 200 * 30, y1 - 100 * 30)  # 100 x 200 px = 20,000 px = 0.53 MiB
+    big = shapely.box(x0, y1 - 200 * 30, x0 + 200 * 30, y1 - 100 * 30)  # 100 x 200 px = 20,000 px = 0.76 MiB
     small = shapely.box(x0, y1 - 100 * 30, x0 + 50 * 30, y1)
     units = (gpd.GeoDataFrame(geometry=[small, big], crs="EPSG:32650"), ["ok-unit", "big-unit"])
     with pytest.raises(RoutingBudgetError, match=r"unit 'big-unit' spans 100 x 200 px \(20,000 px\).*"

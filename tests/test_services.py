@@ -39,7 +39,7 @@ def test_water_conservation_forest_pixel(tiny):
     # forest (class 1): alpha = 0.0267; P = 1600 mm, ET = 850 mm
     # R = 1600 * 0.0267 = 42.72 mm; depth = 1600 - 42.72 - 850 = 707.28 mm
     # Q = 707.28 mm * 900 m2 / 1000 = 636.552 m3/a ; value = 636.552 * 7.06 = 4494.057 yuan/a
-    b = block(lc=[1], precip=[1600.0], et=[850.0], slope=[0.05], aspect_x=[1.0], upslope=[1.0])
+    b = block(lc=[1], precip=[1600.0], et=[850.0], slope_pct_filled=[5.0], flow_aspect=[1.0], upslope=[1.0])
     out = model.compute_block(b, AREA)
     assert out["water_conservation_m3"][0, 0] == pytest.approx(636.552, rel=1e-6)
     assert out["water_conservation_yuan"][0, 0] == pytest.approx(4494.05712, rel=1e-6)
@@ -49,7 +49,7 @@ def test_water_conservation_negative_balance_is_clipped_and_reported(tiny):
     model, _ = model_for(tiny)
     # paddy (class 2): alpha 0.10; P = 500, ET = 900 -> depth = 500 - 50 - 900 = -450 mm
     # clipped to 0; deficit = 450 mm * 900 m2 / 1000 = 405 m3
-    b = block(lc=[2], precip=[500.0], et=[900.0], slope=[0.05], aspect_x=[1.0], upslope=[1.0])
+    b = block(lc=[2], precip=[500.0], et=[900.0], slope_pct_filled=[5.0], flow_aspect=[1.0], upslope=[1.0])
     out = model.compute_block(b, AREA)
     assert out["water_conservation_m3"][0, 0] == 0.0
     assert out["water_deficit_m3"][0, 0] == pytest.approx(405.0, rel=1e-6)
@@ -64,7 +64,7 @@ def test_water_conservation_with_et0_and_kc(tmp_path, tiny):
     model, _ = model_for(p)
     # paddy Kc = 1.1: ET = 1.1 * 800 = 880 mm; P = 1500, alpha 0.10 -> depth = 1500 - 150 - 880 = 470 mm
     # Q = 470 * 900 / 1000 = 423 m3/a
-    b = block(lc=[2], precip=[1500.0], et=[800.0], slope=[0.05], aspect_x=[1.0], upslope=[1.0])
+    b = block(lc=[2], precip=[1500.0], et=[800.0], slope_pct_filled=[5.0], flow_aspect=[1.0], upslope=[1.0])
     assert model.compute_block(b, AREA)["water_conservation_m3"][0, 0] == pytest.approx(423.0, rel=1e-6)
 
 
@@ -85,7 +85,7 @@ def test_soil_retention_pixel(tiny):
     q = rate * 0.09  # t/a per 0.09 ha pixel
     unit_value = 0.24 / 0.93 * 15.58 + 0.0037 * 875 + 0.00108 * 2800  # = 10.2821 yuan per t
     assert unit_value == pytest.approx(10.28213, rel=1e-5)
-    b = block(lc=[1], precip=[1600.0], et=[850.0], slope=[0.05], aspect_x=[1.0], upslope=[1.0])
+    b = block(lc=[1], precip=[1600.0], et=[850.0], slope_pct_filled=[5.0], flow_aspect=[1.0], upslope=[1.0])
     out = model.compute_block(b, AREA)
     assert out["ls_factor"][0, 0] == pytest.approx(L * S, rel=1e-5)
     assert out["r_factor"][0, 0] == pytest.approx(R, rel=1e-6)
@@ -95,7 +95,7 @@ def test_soil_retention_pixel(tiny):
 
 def test_soil_retention_not_computed_on_water_and_town(tiny):
     model, _ = model_for(tiny)
-    b = block(lc=[3, 4], precip=[1600.0, 1600.0], et=[850.0, 850.0], slope=[0.2, 0.2], aspect_x=[1.0, 1.0],
+    b = block(lc=[3, 4], precip=[1600.0, 1600.0], et=[850.0, 850.0], slope_pct_filled=[20.0, 20.0], flow_aspect=[1.0, 1.0],
               upslope=[10.0, 10.0])
     out = model.compute_block(b, AREA)
     assert out["soil_retention_t"][0].tolist() == [0.0, 0.0]
@@ -104,7 +104,7 @@ def test_soil_retention_not_computed_on_water_and_town(tiny):
 def test_carbon_rates_pixel(tiny):
     model, _ = model_for(tiny)
     # forest 9.0 t CO2/ha/a * 0.09 ha = 0.81 t CO2/a ; value 0.81 * 380 = 307.8 yuan/a
-    b = block(lc=[1], precip=[1600.0], et=[850.0], slope=[0.05], aspect_x=[1.0], upslope=[1.0])
+    b = block(lc=[1], precip=[1600.0], et=[850.0], slope_pct_filled=[5.0], flow_aspect=[1.0], upslope=[1.0])
     out = model.compute_block(b, AREA)
     assert out["carbon_sequestration_tco2"][0, 0] == pytest.approx(0.81, rel=1e-6)
     assert out["carbon_sequestration_yuan"][0, 0] == pytest.approx(307.8, rel=1e-6)
@@ -116,7 +116,7 @@ def test_carbon_from_nep_pixel(tiny, tmp_path):
     p.write_text(text)
     model, _ = model_for(p)
     # NEP = 200 g C/m2/a = 2.0 t C/ha/a -> x 44/12 = 7.3333 t CO2/ha/a -> x 0.09 ha = 0.66 t CO2/a
-    b = block(lc=[1], precip=[1600.0], et=[850.0], slope=[0.05], aspect_x=[1.0], upslope=[1.0], carbon_flux=[200.0])
+    b = block(lc=[1], precip=[1600.0], et=[850.0], slope_pct_filled=[5.0], flow_aspect=[1.0], upslope=[1.0], carbon_flux=[200.0])
     out = model.compute_block(b, AREA)
     assert out["carbon_sequestration_tco2"][0, 0] == pytest.approx(0.66, rel=1e-6)
     assert out["carbon_sequestration_yuan"][0, 0] == pytest.approx(0.66 * 380, rel=1e-6)
@@ -128,7 +128,7 @@ def test_air_purification_pixel_and_gep_r(tiny):
     #         NOx 6.0 kg/ha * 0.09 = 0.54 kg = 0.00054 t ; * 630 = 0.3402 yuan
     #         dust 10110 kg/ha * 0.09 = 909.9 kg = 0.9099 t ; * 150 = 136.485 yuan
     # air value = 9.5742 + 0.3402 + 136.485 = 146.3994 yuan/a
-    b = block(lc=[1], precip=[1600.0], et=[850.0], slope=[0.05], aspect_x=[1.0], upslope=[1.0])
+    b = block(lc=[1], precip=[1600.0], et=[850.0], slope_pct_filled=[5.0], flow_aspect=[1.0], upslope=[1.0])
     out = model.compute_block(b, AREA)
     assert out["air_purification_so2_t"][0, 0] == pytest.approx(0.0079785, rel=1e-6)
     assert out["air_purification_nox_t"][0, 0] == pytest.approx(0.00054, rel=1e-6)
@@ -141,8 +141,8 @@ def test_air_purification_pixel_and_gep_r(tiny):
 
 def test_nodata_and_unknown_class_give_nan(tiny):
     model, _ = model_for(tiny)
-    b = block(lc=[-1, 1], precip=[1600.0, np.nan], et=[850.0, 850.0], slope=[0.05, 0.05],
-              aspect_x=[1.0, 1.0], upslope=[1.0, 1.0])
+    b = block(lc=[-1, 1], precip=[1600.0, np.nan], et=[850.0, 850.0], slope_pct_filled=[5.0, 5.0],
+              flow_aspect=[1.0, 1.0], upslope=[1.0, 1.0])
     out = model.compute_block(b, AREA)
     assert np.isnan(out["gep_r_yuan"][0, 0])  # land-cover nodata
     assert np.isnan(out["water_conservation_m3"][0, 1])  # precipitation nodata
@@ -164,7 +164,7 @@ def test_stock_change_carbon(tmp_path, tiny):
     # x 44/12 = -29.7 t CO2/ha/a ; x 0.09 ha = -2.673 t CO2/a (kept negative: net emission)
     b = block(lc=[1], lc_alt=[2])
     out = model.compute_block({"lc": b["lc"], "lc_alt": b["lc_alt"],
-                               **block(precip=[1600.0], et=[850.0], slope=[0.05], aspect_x=[1.0], upslope=[1.0])},
+                               **block(precip=[1600.0], et=[850.0], slope_pct_filled=[5.0], flow_aspect=[1.0], upslope=[1.0])},
                               AREA)
     assert out["carbon_sequestration_tco2"][0, 0] == pytest.approx(-2.673, rel=1e-5)
     assert out["carbon_negative_tco2"][0, 0] == pytest.approx(2.673, rel=1e-5)
@@ -173,7 +173,7 @@ def test_stock_change_carbon(tmp_path, tiny):
 def test_slope_length_cap(tiny):
     model, _ = model_for(tiny)
     # 500 upslope cells of 30 m: capped at lambda_max / D = 122 / 30 = 4.0667 cells, i.e. A_in = 3.0667 * 900 m2
-    b = dict(lc=[1], precip=[1600.0], et=[850.0], slope=[0.20], aspect_x=[1.0])
+    b = dict(lc=[1], precip=[1600.0], et=[850.0], slope_pct_filled=[20.0], flow_aspect=[1.0])
     capped = model.compute_block(block(upslope=[500.0], **b), AREA)["ls_factor"][0, 0]
     same = model.compute_block(block(upslope=[122 / 30], **b), AREA)["ls_factor"][0, 0]
     assert capped == pytest.approx(same, rel=1e-6)

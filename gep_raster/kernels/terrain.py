@@ -35,7 +35,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["slope_kernel", "aspect_factor_kernel", "slope_aspect_kernel", "EDGE_MODES"]
+__all__ = ["slope_kernel", "aspect_factor_kernel", "slope_aspect_kernel", "slope_percent_invest_kernel", "EDGE_MODES"]
 
 #: Accepted values of the ``edges`` argument, mapped to the integer flag used by the kernels.
 EDGE_MODES = {"extrapolate": 0, "centre": 1}
@@ -202,6 +202,87 @@ def _slope_aspect_nb(dem, cellsize_x, cellsize_y, mode, trim):
             norm = np.sqrt(p * p + q * q)
             out[0, ro, co] = np.float32(norm)
             out[1, ro, co] = np.float32(1.0) if norm == 0.0 else np.float32((abs(p) + abs(q)) / norm)
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _pair(u, u_ok, v, v_ok, mid, mid_ok, e, sqrt2):
+    # one outer row/column pair of pygeoprocessing.calculate_slope: (difference, denominator weight)
+    if u_ok and v_ok:
+        return u - v, 2
+    if u_ok and mid_ok:
+        return u - mid, 1
+    if mid_ok and v_ok:
+        return mid - v, 1
+    if u_ok:
+        return (u - e) * sqrt2, 1
+    if v_ok:
+        return (e - v) * sqrt2, 1
+    return 0.0, 0
+
+
+@numba.njit(nogil=True, cache=True)
+def _slope_invest_nb(dem, cellsize_x, cellsize_y, trim):
+    h, w = dem.shape
+    out = np.empty((h - 2 * trim, w - 2 * trim), dtype=np.float32)
+    sqrt2 = 2.0 ** 0.5
+    win = np.empty(9)
+    ok = np.empty(9, np.bool_)
+    for r in range(trim, h - trim):
+        for c in range(trim, w - trim):
+            e = np.float64(dem[r, c])
+            if np.isnan(e):
+                out[r - trim, c - trim] = np.float32(np.nan)
+                continue
+            for i in range(3):
+                for j in range(3):
+                    rr = r + i - 1
+                    cc = c + j - 1
+                    if rr < 0 or rr >= h or cc < 0 or cc >= w or np.isnan(dem[rr, cc]):
+                        ok[3 * i + j] = False
+                        win[3 * i + j] = 0.0
+                    else:
+                        ok[3 * i + j] = True
+                        win[3 * i + j] = np.float64(dem[rr, cc])
+            a, b, cv, d, f, g, hh, iv = win[0], win[1], win[2], win[3], win[5], win[6], win[7], win[8]
+            ao, bo, co, do, fo, go, ho, io = ok[0], ok[1], ok[2], ok[3], ok[5], ok[6], ok[7], ok[8]
+            dzdx = 0.0
+            xd = 0
+            t, n = _pair(a, ao, cv, co, b, bo, e, sqrt2)  # a - c
+            dzdx += t
+            xd += n
+            if do and fo:  # d - f
+                dzdx += 2.0 * (d - f)
+                xd += 4
+            elif do:
+                dzdx += 2.0 * (d - e)
+                xd += 2
+            elif fo:
+                dzdx += 2.0 * (e - f)
+                xd += 2
+            t, n = _pair(g, go, iv, io, hh, ho, e, sqrt2)  # g - i
+            dzdx += t
+            xd += n
+            dzdy = 0.0
+            yd = 0
+            t, n = _pair(a, ao, g, go, d, do, e, sqrt2)  # a - g
+            dzdy += t
+            yd += n
+            if bo and ho:  # b - h
+                dzdy += 2.0 * (b - hh)
+                yd += 4
+            elif bo:
+                dzdy += 2.0 * (b - e)
+                yd += 2
+            elif ho:
+                dzdy += 2.0 * (e - hh)
+                yd += 2
+            t, n = _pair(cv, co, iv, io, f, fo, e, sqrt2)  # c - i
+            dzdy += t
+            yd += n
+            gx = dzdx / (xd * cellsize_x) if xd != 0 else 0.0
+            gy = dzdy / (yd * cellsize_y) if yd != 0 else 0.0
+            out[r - trim, c - trim] = np.float32(100.0 * np.sqrt(gx * gx + gy * gy))
     return out
 
 
@@ -384,3 +465,53 @@ def slope_aspect_kernel(dem, cellsize_x, cellsize_y, *, edges: str = "extrapolat
     if trim < 0 or 2 * trim >= min(arr.shape):
         raise ValueError(f"trim must be >= 0 and leave cells of the {arr.shape} dem, got {trim}")
     return _slope_aspect_nb(arr, csx, csy, mode, trim)
+
+
+def slope_percent_invest_kernel(dem, cellsize_x, cellsize_y, *, trim: int = 0) -> np.ndarray:
+    """Percent slope with the finite differences and nodata rule of pygeoprocessing ``calculate_slope``.
+
+    This is the slope of InVEST SDR (computed there on the pit-filled DEM). In the window
+    ``a b c / d e f / g h i``::
+
+        dz/dx = [(a − c) + 2(d − f) + (g − i)] / (8·cellsize_x)
+        dz/dy = [(a − g) + 2(b − h) + (c − i)] / (8·cellsize_y)
+        slope = 100 · sqrt((dz/dx)² + (dz/dy)²)          (percent)
+
+    A missing neighbour (NaN or outside the grid) changes each term as pygeoprocessing does: an outer pair
+    (a, c) uses the middle cell (a − b or b − c, weight 1 instead of 2), else the centre times √2
+    ((a − e)·√2, weight 1); a middle pair uses the centre (2(d − e), weight 2 instead of 4); the sum is
+    divided by the sum of the weights present (0 weights give a zero component).
+
+    Parameters
+    ----------
+    dem : numpy.ndarray, shape (h, w), float32
+        Elevation in metres, NaN = nodata.
+    cellsize_x, cellsize_y : float
+        Cell width and height in metres (> 0).
+    trim : int, keyword-only
+        Halo rows/columns read but not returned (``map_overlap(depth=1, boundary=np.nan)`` gives the whole-
+        raster result for any chunking, since outside the grid counts as nodata, as in pygeoprocessing).
+
+    Returns
+    -------
+    numpy.ndarray, shape (h − 2·trim, w − 2·trim), float32
+        Slope in percent; NaN where ``dem`` is NaN. float64 arithmetic, rounded to float32 as InVEST's
+        ``slope.tif``.
+
+    Raises
+    ------
+    ValueError
+        ``dem`` not 2-D or not floating-point, a cell size not finite and positive, a bad ``trim``.
+
+    References
+    ----------
+    natcap/pygeoprocessing 2.4.11 ``geoprocessing_core.calculate_slope`` (Zevenbergen & Thorne 1987 with the
+    diagonal cells, i.e. Horn 1981 weights); natcap/invest 3.20.2 ``sdr.py`` (slope of ``pit_filled_dem``).
+    """
+    arr = _check_dem(dem)
+    csx = _check_cellsize(cellsize_x, "cellsize_x")
+    csy = _check_cellsize(cellsize_y, "cellsize_y")
+    trim = int(trim)
+    if trim < 0 or 2 * trim >= min(arr.shape):
+        raise ValueError(f"trim must be >= 0 and leave cells of the {arr.shape} dem, got {trim}")
+    return _slope_invest_nb(arr, csx, csy, trim)

@@ -18,6 +18,12 @@ from .base import BuildContext, InputRequest, OutputSpec, ServiceBase
 from .registry import REGISTRY
 
 
+#: input keys computed by the pipeline from the DEM (or the routing's pit-filled DEM), not read from a file
+TERRAIN_KEYS = ("slope", "aspect_x", "slope_pct_filled", "dem")
+#: input keys read from the routing raster (band order of gep_raster.hydro_units.route_to_raster)
+ROUTING_PRODUCTS = ("upslope", "filled_dem", "flow_aspect", "stream")
+
+
 @dataclass
 class ServiceModel:
     """The enabled services of a run (registry order), their outputs and the legend-defined mask.
@@ -82,15 +88,23 @@ class ServiceModel:
         return req
 
     def needs_terrain(self) -> bool:
-        return bool({"slope", "aspect_x", "upslope", "upslope_mfd", "dem"} & set(self.input_keys()))
+        return bool(set(TERRAIN_KEYS) & set(self.input_keys()))
 
-    def routing_requests(self) -> dict[str, tuple[str, dict]]:
-        """Global flow-routing products the services need: input key -> (method, options)."""
-        return {s.routing_key: (s.routing, dict(getattr(s, "routing_options", {}) or {}))
+    def routing_request(self) -> tuple[str, dict] | None:
+        """The flow routing the services need, ``(method, options)`` of :func:`gep_raster.routing.route`, or None.
+
+        Raises ValueError when two services ask for different routings (one routing per run)."""
+        reqs = {(s.routing, tuple(sorted((getattr(s, "routing_options", {}) or {}).items())))
                 for s in self.services if getattr(s, "routing", None)}
+        if not reqs:
+            return None
+        if len(reqs) > 1:
+            raise ValueError(f"services ask for different flow routings {sorted(reqs)}; one routing per run")
+        method, opts = next(iter(reqs))
+        return method, dict(opts)
 
     def needs_routing(self) -> bool:
-        return bool(self.routing_requests())
+        return self.routing_request() is not None
 
     @property
     def assumptions(self) -> list[str]:
@@ -128,23 +142,40 @@ class ServiceModel:
         return {k: shared[k] for k in self.output_keys}
 
     # ---------------------------------------------------------------------------------
-    def terrain_numpy(self, dem: np.ndarray, res: tuple[float, float]) -> dict[str, np.ndarray]:
-        from ..kernels.terrain import slope_aspect_kernel
+    def terrain_numpy(self, dem: np.ndarray, res: tuple[float, float], filled_dem: np.ndarray | None = None
+                      ) -> dict[str, np.ndarray]:
+        """Whole-array terrain terms the services need (keys of :data:`TERRAIN_KEYS` in :meth:`input_keys`)."""
+        from ..kernels.terrain import slope_aspect_kernel, slope_percent_invest_kernel
 
-        t = slope_aspect_kernel(dem, res[0], res[1])
-        return {"slope": t[0], "aspect_x": t[1]}
+        keys = set(self.input_keys())
+        out = {}
+        if {"slope", "aspect_x"} & keys:
+            t = slope_aspect_kernel(dem, res[0], res[1])
+            out.update(slope=t[0], aspect_x=t[1])
+        if "slope_pct_filled" in keys:
+            out["slope_pct_filled"] = slope_percent_invest_kernel(filled_dem, res[0], res[1])
+        return out
 
-    def terrain_dask(self, dem, res: tuple[float, float]) -> dict:
-        """Slope and aspect term from one ``map_overlap`` (depth 1 = the 3×3 Horn window; the kernel drops
-        the halo itself) and one Horn pass per block."""
+    def terrain_dask(self, dem, res: tuple[float, float], filled_dem=None) -> dict:
+        """Terrain terms as dask arrays, each from one ``map_overlap`` (depth 1 = the 3×3 window; the kernels drop
+        the halo themselves): slope and aspect term of the DEM (one Horn pass), and the percent slope of the
+        pit-filled DEM of the routing (``filled_dem``, pygeoprocessing's rule) when a routed LS method needs it."""
         from functools import partial
 
-        from ..kernels.terrain import slope_aspect_kernel
+        from ..kernels.terrain import slope_aspect_kernel, slope_percent_invest_kernel
 
-        t = dem.map_overlap(partial(slope_aspect_kernel, cellsize_x=res[0], cellsize_y=res[1], trim=1), depth=1,
-                            boundary=np.nan, trim=False, new_axis=0, chunks=((2,),) + dem.chunks, dtype=np.float32,
-                            meta=np.empty((0, 0, 0), np.float32))
-        return {"slope": t[0], "aspect_x": t[1]}
+        keys = set(self.input_keys())
+        out = {}
+        if {"slope", "aspect_x"} & keys:
+            t = dem.map_overlap(partial(slope_aspect_kernel, cellsize_x=res[0], cellsize_y=res[1], trim=1),
+                                depth=1, boundary=np.nan, trim=False, new_axis=0, chunks=((2,),) + dem.chunks,
+                                dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+            out.update(slope=t[0], aspect_x=t[1])
+        if "slope_pct_filled" in keys:
+            out["slope_pct_filled"] = filled_dem.map_overlap(
+                partial(slope_percent_invest_kernel, cellsize_x=res[0], cellsize_y=res[1], trim=1), depth=1,
+                boundary=np.nan, trim=False, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+        return out
 
     def compute_numpy(self, arrays: dict[str, np.ndarray], row_area_m2: np.ndarray) -> dict[str, np.ndarray]:
         """Whole-array path: ``arrays`` holds every key of :meth:`input_keys` as full numpy arrays."""
