@@ -394,6 +394,15 @@ def _format_validation_error(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _merge_overrides(raw: dict, overrides: dict) -> dict:
+    """``raw`` with ``overrides`` merged in, mappings key by key at every depth (a value that is not a
+    mapping replaces the one in ``raw``)."""
+    out = dict(raw)
+    for k, v in overrides.items():
+        out[k] = _merge_overrides(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
     """Read and validate a run configuration YAML.
 
@@ -420,11 +429,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (name, inputs, legend, ...)")
     if overrides:
-        for k, v in overrides.items():
-            if isinstance(v, dict) and isinstance(raw.get(k), dict):
-                raw[k] = {**raw[k], **v}
-            else:
-                raw[k] = v
+        raw = _merge_overrides(raw, overrides)
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:

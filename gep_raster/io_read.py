@@ -400,6 +400,40 @@ class SumSource:
     read_all = GridSource.read_all
 
 
+class StackSource:
+    """A continuous layer computed from a stack of sources: ``reduce`` gets the block of every source as one
+    float32 array of shape (n_sources, h, w) and returns the (h, w) result (e.g. the R factor of 12 monthly
+    precipitation rasters, :func:`gep_raster.kernels.rusle_factors.r_factor_monthly_wischmeier`).
+
+    ``reduce`` must be a module-level function or a :func:`functools.partial` of one (the source is pickled
+    to distributed workers); ``label`` names it in :meth:`describe`. A ``ValueError`` of ``reduce`` (bad
+    values in a block) is raised as :class:`~gep_raster.errors.InputError` naming the source."""
+
+    def __init__(self, name: str, sources: list, reduce, label: str):
+        self.name, self.sources, self.reduce, self.label = name, sources, reduce, label
+        self.grid = sources[0].grid
+        self.kind = "continuous"
+        self.dtype = np.dtype(np.float32)
+
+    def read(self, r0, r1, c0, c1):
+        from .errors import InputError
+
+        stack = np.empty((len(self.sources), r1 - r0, c1 - c0), dtype=np.float32)
+        for i, s in enumerate(self.sources):
+            stack[i] = s.read(r0, r1, c0, c1)
+        try:
+            return np.asarray(self.reduce(stack), dtype=np.float32)
+        except ValueError as e:
+            raise InputError(f"{self.name}: {self.label} of rows {r0}-{r1}, cols {c0}-{c1}: {e}") from None
+
+    def describe(self):
+        return {"name": self.name, "kind": "continuous", "computed": self.label,
+                "from": [s.describe() for s in self.sources]}
+
+    to_dask = GridSource.to_dask
+    read_all = GridSource.read_all
+
+
 _SHARED_LOCALS: OrderedDict = OrderedDict()
 _SHARED_LOCALS_LOCK = threading.Lock()
 _SHARED_LOCALS_MAX = 64  # sources (a run has a few dozen) whose handles an unpickling process keeps open

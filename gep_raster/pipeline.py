@@ -44,10 +44,11 @@ from .config import RunConfig
 from .economic import EconomicAccounts
 from .errors import ConfigError, GepError, GridMismatchError, InputError, TableError
 from .grid import RefGrid
-from .io_read import GridSource, SumSource, grid_from_files
+from .io_read import GridSource, StackSource, SumSource, grid_from_files
 from .kernels.reduce import nan_totals
 from .progress import BlockProgress
 from .services import OutputSpec, ServiceModel
+from .services.model import ROUTING_PRODUCTS, TERRAIN_KEYS
 from .tables import PriceBook, load_legend, required_legend_columns
 
 log = logging.getLogger("gep_raster")
@@ -94,6 +95,20 @@ def _climate_source(cfg, key, spec, grid, name: str | None = None):
     return SumSource(name, subs)
 
 
+#: manifest description of each routing method (gep_raster.routing.route)
+ROUTING_DESCRIPTION = {
+    "d8": "pit filling + D8 steepest descent with pygeoprocessing's plateau rules (InVEST SDR 3.20 D8), cell counts",
+    "mfd": "pit filling + pygeoprocessing MFD (4-bit proportional weights; InVEST SDR 3.20 default), cell counts",
+    "d8_flood": "priority-flood fill (Wang & Liu 2006; pyflwdir's algorithm, identical D8) + the flood's D8 "
+                "(each cell to the cell that flooded it; not steepest descent), cell counts",
+}
+
+
+def model_needs_dem(model_keys) -> bool:
+    """True when an input key of the services is computed from the DEM (terrain terms or flow routing)."""
+    return bool((set(TERRAIN_KEYS) | set(ROUTING_PRODUCTS)) & set(model_keys))
+
+
 def open_inputs(cfg: RunConfig, grid: RefGrid, model_keys: list[str], requests: dict | None = None) -> dict:
     """Open every input the run needs as a lazy source on ``grid``.
 
@@ -106,7 +121,7 @@ def open_inputs(cfg: RunConfig, grid: RefGrid, model_keys: list[str], requests: 
         src["precip"] = _climate_source(cfg, "precipitation", i.precipitation, grid)
     if "et" in model_keys:
         src["et"] = _climate_source(cfg, "et" if i.et is not None else "et0", i.et or i.et0, grid)
-    if {"slope", "aspect_x", "upslope", "upslope_mfd", "dem"} & set(model_keys):
+    if model_needs_dem(model_keys):
         src["dem"] = _raster_source(cfg, "dem", i.dem, grid, "continuous")
     for key, name in (("r", "r_factor"), ("k", "k_factor"), ("c", "c_factor"), ("p", "p_factor")):
         if key in model_keys:
@@ -121,7 +136,13 @@ def open_inputs(cfg: RunConfig, grid: RefGrid, model_keys: list[str], requests: 
     for key, req in (requests or {}).items():
         if key in src:
             continue
-        if hasattr(req.spec, "monthly"):  # ClimateInput: annual or 12 monthly rasters
+        if req.stack is not None:  # a layer computed from a stack of rasters (e.g. R from monthly rainfall)
+            sp = req.spec
+            subs = [GridSource(f"{req.config_key}[{n}]", [f], grid, "continuous", band=b, nodata=sp.nodata,
+                               scale=sp.scale, resampling=sp.resampling)
+                    for n, (f, b) in enumerate(req.stack, start=1)]
+            src[key] = StackSource(req.config_key, subs, req.reduce, req.label)
+        elif hasattr(req.spec, "monthly"):  # ClimateInput: annual or 12 monthly rasters
             src[key] = _climate_source(cfg, key, req.spec, grid, name=req.config_key)
         else:
             src[key] = GridSource(req.config_key, cfg.resolve_many(req.spec.path, f"{req.config_key}.path"), grid,
@@ -583,7 +604,7 @@ def _input_files(cfg: RunConfig, sources: dict, layers: dict[str, Layer], legend
     files: list[Path] = [Path(f) for s in model.services for f in s.files]
 
     def add(s):
-        if isinstance(s, SumSource):
+        if isinstance(s, (SumSource, StackSource)):
             for sub in s.sources:
                 add(sub)
         else:
@@ -851,33 +872,29 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                     units = load_units(units_path, grid, cfg.inputs.hydro_units.id_field)
                     units_sha = checksums.get(str(units_path), {}).get("sha256")
                 dem_sums = {k: v for k, v in checksums.items() if k in {str(f) for f in sources["dem"].paths}}
-                upslope_info = []
-                for key, (method, opts) in model.routing_requests().items():
-                    rkey = routing_key(dem_sums, method, opts, units_sha, grid)
-                    rpath = state_dir / "routing" / f"{key}-{rkey}.tif"
-                    info_path = rpath.with_suffix(".json")
-                    if not force and rpath.exists() and info_path.exists():  # cached by content hash (resumed run)
-                        info = json.loads(info_path.read_text())
-                        info["reused"] = True
-                    else:
-                        for old in rpath.parent.glob(f"{key}-*"):  # another DEM, units or method
-                            if old.name.startswith(f"{key}-{rkey}."):
-                                continue  # this routing's own units folder: resumed by route_to_raster
-                            if old.is_dir():
-                                shutil.rmtree(old, ignore_errors=True)
-                            else:
-                                old.unlink(missing_ok=True)
-                        if force:  # recompute: no unit of an interrupted routing is reused either
-                            shutil.rmtree(rpath.with_suffix(".units"), ignore_errors=True)
-                        info = route_to_raster(sources["dem"], grid, method, opts, rpath,
-                                               budget_mb=budget_mb, units=units, workers=nthreads)
-                        info.update(input=key, options=opts, description=(
-                            "priority-flood fill (Wang & Liu 2006; pyflwdir's algorithm, identical D8) + D8, "
-                            "cell counts" if method == "d8"
-                            else "multiple flow directions (Freeman 1991 / Quinn 1991), cell counts"))
-                        atomic_write_json(info_path, info)
-                    routed[key] = rpath
-                    upslope_info.append(info)
+                method, opts = model.routing_request()
+                rkey = routing_key(dem_sums, method, opts, units_sha, grid)
+                rpath = state_dir / "routing" / f"routing-{rkey}.tif"
+                info_path = rpath.with_suffix(".json")
+                if not force and rpath.exists() and info_path.exists():  # cached by content hash (resumed run)
+                    info = json.loads(info_path.read_text())
+                    info["reused"] = True
+                else:
+                    for old in rpath.parent.glob("routing-*"):  # another DEM, units or method
+                        if old.name.startswith(f"routing-{rkey}."):
+                            continue  # this routing's own units folder: resumed by route_to_raster
+                        if old.is_dir():
+                            shutil.rmtree(old, ignore_errors=True)
+                        else:
+                            old.unlink(missing_ok=True)
+                    if force:  # recompute: no unit of an interrupted routing is reused either
+                        shutil.rmtree(rpath.with_suffix(".units"), ignore_errors=True)
+                    info = route_to_raster(sources["dem"], grid, method, opts, rpath,
+                                           budget_mb=budget_mb, units=units, workers=nthreads)
+                    info.update(options=opts, description=ROUTING_DESCRIPTION[method])
+                    atomic_write_json(info_path, info)
+                routed = {name: (rpath, b) for b, name in enumerate(info["bands"], start=1)}
+                upslope_info = [info]
 
         with timer.stage("compute_write"):
             import dask.array as da
@@ -885,16 +902,17 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
             chunks = da.core.normalize_chunks((chunk, chunk), shape=grid.shape)
             arrays = {}
             for k in keys:
-                if k in ("slope", "aspect_x") or k in routed:
+                if k in TERRAIN_KEYS or k in routed:
                     continue
                 arrays[k] = sources[k].to_dask(chunks)
+            routed_arrays = {key: GridSource(f"routing.{key}", [rpath], grid, "continuous", band=b).to_dask(chunks)
+                             for key, (rpath, b) in routed.items()}  # routing products: read per block
             if model.needs_terrain():
                 dem = sources["dem"].to_dask(chunks)
-                arrays.update(model.terrain_dask(dem, grid.res))
+                arrays.update(model.terrain_dask(dem, grid.res, filled_dem=routed_arrays.get("filled_dem")))
                 if "dem" in keys:
                     arrays["dem"] = dem
-            for key, rpath in routed.items():  # routed upslope counts: read per block like an input
-                arrays[key] = GridSource(f"routing.{key}", [rpath], grid, "continuous").to_dask(chunks)
+            arrays.update({k: v for k, v in routed_arrays.items() if k in keys})
             stacked = model.compute_dask(arrays, grid.row_pixel_area_m2)
             if econ is not None:  # EPV, ECV, GEP appended to the stack (reads as in the pre-pass)
                 econ_lc, econ_w = econ.dask_inputs(sources["lc"], sources, chunks)

@@ -92,6 +92,9 @@ def tiny(tmp_path):
           et: {{path: et.tif}}
           carbon: {{method: rates}}
         legend: {{path: legend.csv}}
+        # annual precipitation only: R by the US annual regression (the default monthly formula needs 12 rasters)
+        services:
+          soil_retention: {{r_method: renard_freimund_1994}}
         layers:
           county: {{path: county.gpkg, id_field: county_code, name_field: county_name}}
           township: {{path: towns.gpkg, id_field: town_code, name_field: town_name, nests_in: county}}

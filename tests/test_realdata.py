@@ -128,6 +128,18 @@ def test_gura_precipitation_resampling_by_hand(gura, shared):
     assert checked >= 15
 
 
+def _bilinear(arr, t, gt, r, c):
+    """Bilinear value of the source raster ``arr`` (transform ``t``) at the centre of reference pixel (r, c)."""
+    x = gt[2] + (c + 0.5) * gt[0]
+    y = gt[5] + (r + 0.5) * gt[4]
+    fx = (x - t.c) / t.a - 0.5
+    fy = (y - t.f) / t.e - 0.5
+    i, j = int(math.floor(fy)), int(math.floor(fx))
+    wy, wx = fy - i, fx - j
+    return ((1 - wy) * (1 - wx) * arr[i, j] + (1 - wy) * wx * arr[i, j + 1]
+            + wy * (1 - wx) * arr[i + 1, j] + wy * wx * arr[i + 1, j + 1])
+
+
 def test_gura_pixel_by_hand_for_every_service(gura, shared):
     m = gura.manifest
     legend = {row["code"]: row for row in m["legend"]["table"]}
@@ -153,23 +165,33 @@ def test_gura_pixel_by_hand_for_every_service(gura, shared):
     # water: Q = (P - alpha P - ET) * A / 1000 ; ET = Kc * ET0 (checked against the monthly ET0 separately)
     q_w = max(P[r, c] - row["runoff_coef"] * P[r, c] - ET[r, c], 0.0) * A / 1000
     assert out["physical/water_conservation_m3"][r, c] == pytest.approx(q_w, rel=1e-5)
-    # soil: R from annual P (Renard & Freimund 1994), K constant, C and P of class 8 from the InVEST table
-    p = P[r, c]
-    R = 0.0483 * p ** 1.61 if p <= 850 else 587.8 - 1.219 * p + 0.004105 * p ** 2
+    # soil: R by the monthly formula (Wischmeier & Smith 1978, SI factor 17.02) from the 12 CHELSA months
+    # interpolated bilinearly at the pixel centre, K constant, C and P of class 8 from the InVEST table
+    gt = m["grid"]["transform"]
+    months = []
+    for mo in range(1, 13):
+        with rasterio.open(shared / f"invest_gura_kenya/Precipitation_monthly/precip_gura_{mo}.tif") as ds:
+            months.append(_bilinear(ds.read(1).astype(np.float64), ds.transform, gt, r, c))
+    assert sum(months) == pytest.approx(P[r, c], rel=1e-4)
+    R = 17.02 * sum(1.735 * 10 ** (1.5 * math.log10(pm * pm / sum(months)) - 0.8188) for pm in months)
+    assert _read(gura, "rasters/intermediate/r_factor.tif")[r, c] == pytest.approx(R, rel=1e-4)
     K = par["soil_retention.k_constant"]
     q_s = R * K * LS[r, c] * (1 - row["usle_c"] * row["usle_p"]) * A / 1e4
-    assert out["physical/soil_retention_t"][r, c] == pytest.approx(q_s, rel=1e-5)
-    # LS of the pixel: Horn slope and aspect term from the DEM 3x3 window by hand, D8 upslope cells from pyflwdir
-    from gep_raster.routing import upslope_area
+    assert out["physical/soil_retention_t"][r, c] == pytest.approx(q_s, rel=1e-4)
+    # LS of the pixel (InVEST SDR 3.9-3.13 form): percent slope of the pit-filled DEM by hand from its 3x3
+    # window; upslope cells and the flow-weighted aspect term of the D8 steepest-descent routing (equal to
+    # pygeoprocessing's, bench/crosscheck_invest.py)
+    from gep_raster.routing import route
 
-    z = dem[r - 1:r + 2, c - 1:c + 2]
+    demf = dem.astype(np.float32)
+    demf[dem == 65535] = np.nan
+    routed = route(demf, rasterio.open(shared / "invest_gura_kenya/DEM_gura.tif").transform, method="d8")
+    z = routed["filled_dem"][r - 1:r + 2, c - 1:c + 2].astype(np.float64)
     dzdx = ((z[0, 2] + 2 * z[1, 2] + z[2, 2]) - (z[0, 0] + 2 * z[1, 0] + z[2, 0])) / (8 * 15.0)
     dzdy = ((z[2, 0] + 2 * z[2, 1] + z[2, 2]) - (z[0, 0] + 2 * z[0, 1] + z[0, 2])) / (8 * 15.0)
     s = math.hypot(dzdx, dzdy)
-    x = (abs(dzdx) + abs(dzdy)) / s
-    demf = dem.astype(np.float32)
-    demf[dem == 65535] = np.nan
-    cells = float(upslope_area(demf, rasterio.open(shared / "invest_gura_kenya/DEM_gura.tif").transform)[r, c])
+    x = float(routed["flow_aspect"][r, c])
+    cells = float(routed["upslope"][r, c])
     sin = s / math.sqrt(1 + s * s)
     S = 10.8 * sin + 0.03 if s < 0.09 else 16.8 * sin - 0.50
     pct = s * 100

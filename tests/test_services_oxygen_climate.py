@@ -61,7 +61,7 @@ def test_oxygen_is_32_44_of_carbon_on_the_same_pixel(tiny):
     #   O2 = 0.81 * 32 / 44 = 25.92 / 44 = 0.589090909 t O2/a ; value = 0.589090909 * 727 = 428.269091 yuan/a
     # paddy: 1.0 * 0.09 = 0.09 t CO2 -> O2 = 0.09 * 32/44 = 0.0654545 t ; value = 0.0654545 * 727 = 47.5854545
     # water: 0 t CO2 -> 0 t O2 ; nodata (-1) -> NaN
-    b = block(lc=[1, 2, 3, -1], precip=[1600.0] * 4, et=[850.0] * 4, slope=[0.05] * 4, aspect_x=[1.0] * 4,
+    b = block(lc=[1, 2, 3, -1], precip=[1600.0] * 4, et=[850.0] * 4, slope_pct_filled=[5.0] * 4, flow_aspect=[1.0] * 4,
               upslope=[1.0] * 4)
     out = model.compute_block(b, AREA)
     o2, val = out["oxygen_release_t"][0], out["oxygen_release_yuan"][0]
@@ -229,10 +229,9 @@ def test_pipeline_with_hot_days_raster_and_oxygen(tiny):
     hd[:, 25:] = 50.0
     hd[30, 45] = -9999.0  # nodata
     write_raster(tiny.parent / "hot_days.tif", hd, nodata=-9999.0)
-    p = variant(tiny, "output: {dir: out, chunk_size: 64}",
+    p = variant(tiny, "services:\n",
                 "services:\n  oxygen_release: {enabled: true}\n"
-                "  climate_regulation: {enabled: true, hot_days_raster: {path: hot_days.tif}}\n"
-                "output: {dir: out, chunk_size: 64}", "climate.yaml")
+                "  climate_regulation: {enabled: true, hot_days_raster: {path: hot_days.tif}}\n", "climate.yaml")
     res = run(load_config(p), progress=False, workers=1)
     with rasterio.open(res.output_dir / "rasters/physical/climate_regulation_kwh.tif") as ds:
         kwh = ds.read(1)

@@ -25,8 +25,10 @@ CORE_INPUTS = {
     "dem": "elevation, float32 m (inputs.dem)",
     "slope": "tan(slope) from the DEM, Horn 3x3 (map_overlap depth 1)",
     "aspect_x": "|sin a| + |cos a| from the DEM (Desmet & Govers x term)",
-    "upslope": "D8 upslope cells including the cell (pyflwdir), float32",
-    "upslope_mfd": "MFD upslope cells including the cell (routing.upslope_area_mfd), float32",
+    "slope_pct_filled": "percent slope of the routing's pit-filled DEM (pygeoprocessing calculate_slope rule), float32",
+    "upslope": "upslope cells including the cell, by the routing of the service (routing.route), float32",
+    "flow_aspect": "flow-weighted aspect term x of the routing (InVEST SDR 3.9-3.13), float32",
+    "stream": "stream cells of the routing (1 stream, 0 not), float32",
     "r": "RUSLE R raster (inputs.r_factor)",
     "k": "RUSLE K raster (inputs.k_factor)",
     "c": "RUSLE C raster (inputs.c_factor)",
@@ -61,6 +63,12 @@ class InputRequest:
     config_key: str  # e.g. "services.climate_regulation.hot_days_raster" (for messages)
     spec: Any
     kind: str = "continuous"  # or "categorical"
+    #: a layer computed from several rasters: ``stack`` lists (file, band) pairs read with the options of
+    #: ``spec`` (nodata, scale, resampling) and ``reduce`` turns their (n, h, w) float32 block into the
+    #: (h, w) layer (module-level function or functools.partial; see io_read.StackSource); ``label`` names it
+    stack: list | None = None
+    reduce: Any = None
+    label: str = ""
 
 
 @dataclass

@@ -22,25 +22,91 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from ..config_base import ECOSYSTEMS, ServiceConfigBase
-from ..errors import CRSError
-from .base import BuildContext, OutputSpec, ServiceBase
+from ..config_base import ECOSYSTEMS, RasterInput, ServiceConfigBase, _Model
+from ..errors import ConfigError, CRSError, InputError
+from .base import BuildContext, InputRequest, OutputSpec, ServiceBase
 
 
-#: ls_method -> (routing method of gep_raster.routing.upslope_cells, input key of the upslope cell counts)
-ROUTING = {"desmet_govers_d8": ("d8", "upslope"), "desmet_govers_mfd": ("mfd", "upslope_mfd"),
-           "slope_based": (None, None)}
+#: ls_method values of earlier versions and what replaces them
+_RENAMED = {
+    "desmet_govers_d8": "ls_method: invest_3_13 with routing: d8_flood (the same L formula and D8; the slope and the "
+                        "aspect term now come from the pit-filled DEM as in InVEST)",
+    "desmet_govers_mfd": "ls_method: invest_3_13 with routing: mfd (MFD is now pygeoprocessing's, as InVEST routes)",
+}
+#: LS methods that need flow routing
+ROUTED = ("invest_3_13", "invest_3_20")
+
+
+class SoilTextureConfig(_Model):
+    """``services.soil_retention.soil_texture``: the rasters of the EPIC K factor (``k_method: epic``).
+
+    Sand, silt and clay in ``texture_unit`` (``percent``, or ``g/kg`` as SoilGrids 2.0), organic carbon in
+    ``oc_unit`` (``percent``, ``g/kg``, ``dg/kg`` as SoilGrids 2.0 ``soc``, ``fraction``); ``china_correction``
+    the Zhang Keli et al. (2007) regression applied to K_EPIC in US units (``us_units``) or SI units
+    (``si_units``), or none (plain EPIC, Williams 1995)."""
+
+    sand: RasterInput
+    silt: RasterInput
+    clay: RasterInput
+    organic_carbon: RasterInput
+    texture_unit: Literal["percent", "g/kg"] = "percent"
+    oc_unit: Literal["percent", "g/kg", "dg/kg", "fraction"] = "percent"
+    china_correction: Literal["us_units", "si_units"] | None = None
+
+
+class DailyPrecipitationConfig(_Model):
+    """``services.soil_retention.daily_precipitation`` (``r_method: zhang_2002_daily``): one multi-band raster
+    per calendar year, one band per day (365, or 366 in a leap year), daily rainfall in mm/d. ``years``: the
+    calendar year of each file in the sorted file order; None reads a 4-digit year (1900-2099) from each name."""
+
+    path: str | list[str]
+    years: list[int] | None = None
+    nodata: float | None = None
+    scale: float = 1.0
+    resampling: Literal["nearest", "bilinear", "cubic", "average"] | None = None
+
+
+class VegetationCoverConfig(_Model):
+    """``services.soil_retention.vegetation_cover`` (``c_method: cai_2000``): an NDVI raster and the NDVI of bare
+    soil and of full cover of the dimidiate pixel model (often the 5 % and 95 % NDVI of the study area)."""
+
+    ndvi: RasterInput
+    ndvi_soil: float = Field(ge=-1, le=1)
+    ndvi_veg: float = Field(ge=-1, le=1)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.ndvi_veg <= self.ndvi_soil:
+            raise ValueError(f"ndvi_veg ({self.ndvi_veg}) must be greater than ndvi_soil ({self.ndvi_soil})")
+        return self
+
+
+#: R methods (used when no inputs.r_factor raster is given)
+R_METHODS = ("wischmeier_monthly", "zhang_2002_daily", "renard_freimund_1994")
 
 
 class Config(ServiceConfigBase):
-    ls_method: Literal["desmet_govers_d8", "desmet_govers_mfd", "slope_based"] = "desmet_govers_d8"
+    ls_method: Literal["invest_3_13", "invest_3_20", "slope_based"] = "invest_3_13"
+    routing: Literal["d8", "mfd", "d8_flood"] = "d8"  # flow routing of the routed LS methods
+    threshold_flow_accumulation: float | None = Field(None, gt=0)  # stream cells (InVEST SDR); None: no streams
     slope_length_m: float | None = Field(None, gt=0)  # slope_based only; None: the cell size
-    mfd_quantize: bool = True  # desmet_govers_mfd: 4-bit flow shares as pygeoprocessing/InVEST (False: exact)
     l_max: float = Field(122.0, gt=0)  # cap on the L factor (InVEST SDR semantics)
     max_slope_length_m: float | None = Field(None, gt=0)  # None: parameter soil_retention.max_slope_length_m
-    slope_length_cap: bool = True  # False: no slope-length cap (InVEST-compatible LS)
-    r_method: Literal["renard_freimund_1994"] = "renard_freimund_1994"
+    slope_length_cap: bool = True  # False: no slope-length cap (InVEST's LS)
+    r_method: Literal["wischmeier_monthly", "zhang_2002_daily", "renard_freimund_1994"] = "wischmeier_monthly"
+    daily_precipitation: DailyPrecipitationConfig | None = None  # r_method zhang_2002_daily
+    k_method: Literal["auto", "raster", "epic", "constant"] = "auto"
+    soil_texture: SoilTextureConfig | None = None  # k_method epic
+    c_method: Literal["auto", "legend", "raster", "cai_2000"] = "auto"
+    vegetation_cover: VegetationCoverConfig | None = None  # c_method cai_2000
     exclude_ecosystems: list[str] = ["water", "urban"]
+
+    @field_validator("ls_method", mode="before")
+    @classmethod
+    def _renamed(cls, v):
+        if v in _RENAMED:
+            raise ValueError(f"ls_method '{v}' was renamed: use {_RENAMED[v]}")
+        return v
 
     @field_validator("exclude_ecosystems")
     @classmethod
@@ -55,7 +121,74 @@ class Config(ServiceConfigBase):
         if self.slope_length_m is not None and self.ls_method != "slope_based":
             raise ValueError("slope_length_m is only used by ls_method 'slope_based' "
                              f"(ls_method is '{self.ls_method}')")
+        for key, method_key, method in (("daily_precipitation", "r_method", "zhang_2002_daily"),
+                                        ("soil_texture", "k_method", "epic"),
+                                        ("vegetation_cover", "c_method", "cai_2000")):
+            given, chosen = getattr(self, key) is not None, getattr(self, method_key) == method
+            if chosen and not given:
+                raise ValueError(f"{method_key} '{method}' needs services.soil_retention.{key}")
+            if given and not chosen and not (method_key != "r_method" and getattr(self, method_key) == "auto"):
+                raise ValueError(f"services.soil_retention.{key} is only read by {method_key} '{method}' "
+                                 f"({method_key} is '{getattr(self, method_key)}')")
+        if self.threshold_flow_accumulation is not None and self.ls_method not in ROUTED:
+            raise ValueError("threshold_flow_accumulation needs a routed ls_method (invest_3_13 or invest_3_20), "
+                             f"not '{self.ls_method}'")
         return self
+
+
+def r_method_of(cfg) -> str:
+    """The R method a run uses: ``raster`` (inputs.r_factor given) or ``services.soil_retention.r_method``."""
+    return "raster" if cfg.inputs.r_factor is not None else cfg.services.soil_retention.r_method
+
+
+def k_method_of(cfg) -> str:
+    """The K method a run uses; ``auto``: ``raster`` with inputs.k_factor, ``epic`` with soil_texture, else
+    ``constant`` (parameter soil_retention.k_constant, an ASSUMPTION)."""
+    s = cfg.services.soil_retention
+    if s.k_method != "auto":
+        return s.k_method
+    if cfg.inputs.k_factor is not None:
+        return "raster"
+    return "epic" if s.soil_texture is not None else "constant"
+
+
+def c_method_of(cfg) -> str:
+    """The C method a run uses; ``auto``: ``raster`` with inputs.c_factor, ``cai_2000`` with vegetation_cover,
+    else ``legend`` (column usle_c)."""
+    s = cfg.services.soil_retention
+    if s.c_method != "auto":
+        return s.c_method
+    if cfg.inputs.c_factor is not None:
+        return "raster"
+    return "cai_2000" if s.vegetation_cover is not None else "legend"
+
+
+R_LABEL = {
+    "wischmeier_monthly": "R = 17.02 x sum_i 1.735*10^(1.5*lg(Pi^2/P) - 0.8188) from 12 monthly precipitation rasters "
+                          "(Wischmeier & Smith 1978 monthly form as used in Chinese accounts; SI factor Foster et al. "
+                          "1981)",
+    "zhang_2002_daily": "R from daily rainfall >= 12 mm, half-month model of Zhang Wenbo, Xie Yun & Liu Baoyuan 2002",
+    "renard_freimund_1994": "R from annual precipitation by the US regression of Renard & Freimund 1994",
+    "raster": "R raster (inputs.r_factor)",
+}
+#: parameter rows read by each computed R, K and C method (key in gep_raster/data/parameters.csv)
+METHOD_PARAMETERS = {
+    "wischmeier_monthly": ("r_monthly_a", "r_monthly_b", "r_monthly_c", "r_us_to_si"),
+    "zhang_2002_daily": ("r_zhang_threshold_mm", "r_zhang_beta0", "r_zhang_beta_pd", "r_zhang_beta_py",
+                         "r_zhang_alpha_a", "r_zhang_alpha_b"),
+    "epic": ("k_us_to_si", "k_zhang_intercept", "k_zhang_slope"),
+    "cai_2000": ("c_cai_a", "c_cai_b", "c_cai_fvc_max"),
+}
+_YEAR_IN_NAME = r"(?<!\d)(19\d{2}|20\d{2})(?!\d)"
+#: own input keys of the computed factors
+SOIL_TEXTURE_KEYS = {"sand": "soil_sand", "silt": "soil_silt", "clay": "soil_clay", "organic_carbon": "soil_oc"}
+
+
+LS_LABEL = {"invest_3_20": "InVEST SDR 3.14-3.20 form", "invest_3_13": "Desmet & Govers 1996, InVEST 3.9-3.13 form",
+            "slope_based": "L = (lambda/22.13)^m, fixed slope length"}
+ROUTING_LABEL = {"d8": "D8 steepest descent (pygeoprocessing flow_dir_d8, as InVEST SDR D8)",
+                 "mfd": "MFD (pygeoprocessing flow_dir_mfd, InVEST SDR's default)",
+                 "d8_flood": "D8 of the priority flood (pyflwdir; not steepest descent)"}
 
 
 class Service(ServiceBase):
@@ -70,16 +203,39 @@ class Service(ServiceBase):
     @staticmethod
     def check_config(cfg) -> list[str]:
         out = []
-        if cfg.inputs.dem is None:
+        s, i = cfg.services.soil_retention, cfg.inputs
+        if i.dem is None:
             out.append("services.soil_retention is enabled but inputs.dem is missing (needed for LS)")
-        if cfg.inputs.r_factor is None and cfg.inputs.precipitation is None:
-            out.append("services.soil_retention needs inputs.r_factor or inputs.precipitation (R from rainfall)")
+        r = r_method_of(cfg)
+        if r in ("wischmeier_monthly", "renard_freimund_1994") and i.precipitation is None:
+            out.append(f"services.soil_retention.r_method '{r}' needs inputs.precipitation; give it, an R raster "
+                       "(inputs.r_factor) or daily rainfall (r_method: zhang_2002_daily)")
+        elif r == "wischmeier_monthly" and i.precipitation.monthly is None:
+            out.append("services.soil_retention.r_method 'wischmeier_monthly' (the default) needs 12 monthly "
+                       "precipitation rasters (inputs.precipitation.monthly), but inputs.precipitation gives one "
+                       "annual raster: give the monthly rasters, an R raster (inputs.r_factor), or set "
+                       "r_method: renard_freimund_1994 (the US annual-precipitation regression, an ASSUMPTION "
+                       "outside the US)")
+        if s.k_method == "raster" and i.k_factor is None:
+            out.append("services.soil_retention.k_method 'raster' needs inputs.k_factor")
+        if s.k_method in ("epic", "constant") and i.k_factor is not None:
+            out.append(f"services.soil_retention.k_method '{s.k_method}' but inputs.k_factor is given: remove one")
+        if s.c_method == "raster" and i.c_factor is None:
+            out.append("services.soil_retention.c_method 'raster' needs inputs.c_factor")
+        if s.c_method in ("legend", "cai_2000") and i.c_factor is not None:
+            out.append(f"services.soil_retention.c_method '{s.c_method}' but inputs.c_factor is given: remove one")
+        if s.k_method == "auto" and i.k_factor is not None and s.soil_texture is not None:
+            out.append("services.soil_retention: both inputs.k_factor and soil_texture are given; set k_method "
+                       "(raster or epic)")
+        if s.c_method == "auto" and i.c_factor is not None and s.vegetation_cover is not None:
+            out.append("services.soil_retention: both inputs.c_factor and vegetation_cover are given; set c_method "
+                       "(raster or cai_2000)")
         return out
 
     @staticmethod
     def legend_columns(cfg) -> dict[str, tuple]:
         cols = {}
-        if cfg.inputs.c_factor is None:
+        if c_method_of(cfg) == "legend":
             cols["usle_c"] = (0.0, 1.0, "-", "RUSLE cover-management factor C")
         if cfg.inputs.p_factor is None:
             cols["usle_p"] = (0.0, 1.0, "-", "RUSLE support-practice factor P")
@@ -92,26 +248,46 @@ class Service(ServiceBase):
                            "reference grid is geographic (degrees). Reproject the land cover and DEM to a projected "
                            "CRS (e.g. the local UTM zone) or disable services.soil_retention")
         self.cell_size = float(ctx.cell_size)
-        if i.c_factor is None:
+        problems = self.check_config(ctx.cfg)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        self.flags["r_method"], self.flags["k_method"] = r_method_of(ctx.cfg), k_method_of(ctx.cfg)
+        self.flags["c_method"] = c_method_of(ctx.cfg)
+        if self.flags["c_method"] == "legend":
             self.luts["usle_c"] = ctx.legend.lut("usle_c")
         if i.p_factor is None:
             self.luts["usle_p"] = ctx.legend.lut("usle_p")
         self.luts["erodible"] = (1 - ctx.legend.ecosystem_lut(s.exclude_ecosystems)).astype(np.float32)
-        self.flags["r_from_precip"] = i.r_factor is None
-        self.flags["k_constant"] = i.k_factor is None
-        if i.k_factor is None:
+        self.assumptions: list[str] = []
+        self._requests: dict[str, InputRequest] = {}
+        for method in (self.flags["r_method"], self.flags["k_method"], self.flags["c_method"]):
+            for key in METHOD_PARAMETERS.get(method, ()):
+                self.scalars[key] = book.param(f"soil_retention.{key}")
+        self._configure_r(ctx)
+        if self.flags["k_method"] == "constant":
             self.scalars["k_constant"] = book.param("soil_retention.k_constant")
+            self.assumptions.append(
+                f"soil retention: K = {self.scalars['k_constant']:g} t*ha*h/(ha*MJ*mm) everywhere (parameter "
+                "soil_retention.k_constant, an ASSUMPTION: no K raster and no soil texture rasters); soil retention "
+                "is proportional to K")
+        elif self.flags["k_method"] == "epic":
+            t = s.soil_texture
+            for part, key in SOIL_TEXTURE_KEYS.items():
+                self._requests[key] = InputRequest(f"services.soil_retention.soil_texture.{part}", getattr(t, part))
+        if self.flags["c_method"] == "cai_2000":
+            self._requests["soil_ndvi"] = InputRequest("services.soil_retention.vegetation_cover.ndvi",
+                                                       s.vegetation_cover.ndvi)
+        self.flags["soil_texture"], self.flags["vegetation_cover"] = s.soil_texture, s.vegetation_cover
         self.scalars["l_max"] = s.l_max
         self.flags["ls_method"] = s.ls_method
-        self.assumptions: list[str] = []
-        #: flow routing the LS factor needs: "d8", "mfd" or None; the pipeline computes the upslope cell counts
-        #: of the whole DEM with gep_raster.routing.upslope_cells(dem, transform, method=self.routing,
-        #: **self.routing_options) and passes them as the input block self.routing_key
-        self.routing, self.routing_key = ROUTING[s.ls_method]
+        #: flow routing the LS factor needs ("d8", "mfd", "d8_flood" or None) and its options; the pipeline routes
+        #: the DEM with gep_raster.routing.route(dem, transform, method=self.routing, **self.routing_options)
+        #: and passes the products it names (upslope, filled_dem, flow_aspect, stream) as input blocks
+        self.routing = s.routing if s.ls_method in ROUTED else None
         self.routing_options: dict = {}
-        if self.routing == "mfd":
-            self.routing_options = {"exponent": book.param("soil_retention.mfd_exponent"),
-                                    "quantize": bool(s.mfd_quantize)}
+        self.flags["streams"] = s.threshold_flow_accumulation is not None
+        if self.flags["streams"]:
+            self.routing_options["threshold_flow_accumulation"] = float(s.threshold_flow_accumulation)
         lam_cap = None
         if s.slope_length_cap:
             lam_cap = s.max_slope_length_m or book.param("soil_retention.max_slope_length_m")
@@ -138,92 +314,246 @@ class Service(ServiceBase):
         pn = book.price("soil_retention.nitrogen_price")
         pp = book.price("soil_retention.phosphorus_price")
         self.scalars["unit_value"] = lam_ / rho * ps + cn * pn + cp * pp  # yuan per t of retained soil
-        ls_how = {
-            "desmet_govers_d8": "LS: Desmet & Govers (1996) with McCool (1987) S on pyflwdir D8 flow accumulation, "
-                                "as InVEST SDR 3.9-3.13; ",
-            "desmet_govers_mfd": "LS: Desmet & Govers (1996) with McCool (1987) S on multiple-flow-direction "
-                                 "accumulation (shares (drop/distance)^p, p = "
-                                 f"{self.routing_options.get('exponent', 0):g}"
-                                 + (", 4-bit shares as pygeoprocessing" if s.mfd_quantize else ", exact shares")
-                                 + "), as InVEST SDR 3.9-3.13 MFD; ",
-            "slope_based": "LS: grid-based USLE L = (lambda/22.13)^m (Wischmeier & Smith 1978) with lambda = "
-                           f"{self.scalars.get('slope_length_m', 0):g} m per cell"
-                           + (" (slope_length_m capped at max_slope_length_m)"
-                              if self.flags.get("slope_length_capped") else "")
-                           + " (no routing), McCool (1987) S; ",
-        }[s.ls_method]
-        if self.routing is not None:
-            cap = (f"contributing slope length capped at {self.scalars['max_slope_length_m']:g} m; "
-                   if "max_slope_length_m" in self.scalars else "no slope-length cap; ")
-        else:
-            cap = ""
-        self.note = (
-            "RUSLE Q = R*K*LS*(1 - C*P) (Garze GEP 2.4.2; Renard et al. 1997); " + ls_how + f"L capped at "
-            f"{self.scalars['l_max']:g}; " + cap
-            + ("R from annual precipitation (Renard & Freimund 1994); " if i.r_factor is None else "R raster; ")
-            + (f"K = constant {self.scalars.get('k_constant')} (ASSUMPTION, no K raster); " if i.k_factor is None
-               else "K raster; ")
-            + f"not computed for ecosystems {s.exclude_ecosystems}; value per t = "
-              f"lambda/rho*dredging + N*P_N + P*P_P = {self.scalars['unit_value']:.4f} yuan/t")
+        self.note = self._method_note(s, i)
         self.outputs = [
             OutputSpec("soil_retention_t", self.name, "physical", "t/a per pixel",
                        "Soil retention RKLS*(1-CP) (RUSLE potential minus actual erosion), t per pixel per year"),
             OutputSpec("soil_retention_yuan", self.name, "value", "yuan/a per pixel",
                        "Value of soil retention (less sedimentation + N and P retained), yuan per pixel per year"),
-            OutputSpec("ls_factor", self.name, "intermediate", "-",
-                       {"desmet_govers_d8": "RUSLE LS factor (Desmet & Govers 1996, D8 accumulation)",
-                        "desmet_govers_mfd": "RUSLE LS factor (Desmet & Govers 1996, MFD accumulation)",
-                        "slope_based": "RUSLE LS factor (L = (lambda/22.13)^m, fixed slope length)"}[s.ls_method]),
+            OutputSpec("ls_factor", self.name, "intermediate", "-", f"RUSLE LS factor ({LS_LABEL[s.ls_method]})"),
             OutputSpec("r_factor", self.name, "intermediate", "MJ*mm/(ha*h*a)", "RUSLE R factor"),
+            OutputSpec("potential_erosion", self.name, "intermediate", "t/(ha*a)",
+                       "Potential soil loss RKLS (no cover, no practice), t/ha/a; nodata on stream cells"),
+            OutputSpec("actual_erosion", self.name, "intermediate", "t/(ha*a)",
+                       "Actual soil loss RKLS*C*P (USLE), t/ha/a; nodata on stream cells"),
         ]
+        if self.flags["k_method"] == "epic":
+            self.outputs.append(OutputSpec("k_factor", self.name, "intermediate", "t*ha*h/(ha*MJ*mm)",
+                                           "RUSLE K factor by EPIC from the soil texture rasters"))
+        if self.flags["c_method"] == "cai_2000":
+            self.outputs.append(OutputSpec("c_factor", self.name, "intermediate", "-",
+                                           "RUSLE C factor from vegetation cover (Cai et al. 2000)"))
+
+    def _configure_r(self, ctx: BuildContext) -> None:
+        """The R factor's input: a stack of 12 monthly or of daily rainfall rasters, annual precipitation or an R
+        raster. Raises ConfigError naming the key (wrong number of monthly files, an unreadable daily file, a
+        year without all its days, no year in a file name)."""
+        from functools import partial
+
+        from ..kernels import rusle_factors as rf
+
+        cfg, s, sc = ctx.cfg, ctx.cfg.services.soil_retention, self.scalars
+        method = self.flags["r_method"]
+        if method == "wischmeier_monthly":
+            spec = cfg.inputs.precipitation
+            files = cfg.resolve_many(spec.monthly, "inputs.precipitation.monthly")
+            if len(files) != 12:
+                raise ConfigError(f"inputs.precipitation.monthly: r_method 'wischmeier_monthly' needs 12 monthly "
+                                  f"rasters, found {len(files)}: {[f.name for f in files]}")
+            fn = partial(rf.r_factor_monthly_wischmeier, a=sc["r_monthly_a"], b=sc["r_monthly_b"],
+                         c=sc["r_monthly_c"], us_to_si=sc["r_us_to_si"])
+            self._requests["soil_r"] = InputRequest("inputs.precipitation.monthly", spec,
+                                                    stack=[(f, spec.band) for f in files], reduce=fn,
+                                                    label="R by the monthly Wischmeier formula")
+        elif method == "zhang_2002_daily":
+            stack, years = self._daily_stack(cfg, s.daily_precipitation)
+            fn = partial(rf.r_factor_daily_zhang2002, years=np.asarray(years, np.int64),
+                         threshold_mm=sc["r_zhang_threshold_mm"], beta0=sc["r_zhang_beta0"],
+                         beta_pd=sc["r_zhang_beta_pd"], beta_py=sc["r_zhang_beta_py"],
+                         alpha_a=sc["r_zhang_alpha_a"], alpha_b=sc["r_zhang_alpha_b"])
+            self._requests["soil_r"] = InputRequest("services.soil_retention.daily_precipitation",
+                                                    s.daily_precipitation, stack=stack, reduce=fn,
+                                                    label="R by the daily model of Zhang et al. 2002")
+            self.flags["r_years"] = sorted(set(years))
+        elif method == "renard_freimund_1994":
+            self.assumptions.append(
+                "soil retention: R from annual precipitation by the US regression of Renard & Freimund (1994), "
+                "fitted on US stations (an ASSUMPTION outside the US; Chinese accounts use monthly or daily "
+                "rainfall: r_method wischmeier_monthly or zhang_2002_daily)")
+
+    @staticmethod
+    def _daily_stack(cfg, d) -> tuple[list, list[int]]:
+        import calendar
+        import re
+
+        import rasterio
+
+        key = "services.soil_retention.daily_precipitation"
+        files = cfg.resolve_many(d.path, f"{key}.path")
+        if d.years is not None and len(d.years) != len(files):
+            raise ConfigError(f"{key}.years lists {len(d.years)} years for {len(files)} files")
+        stack, years = [], []
+        for n, f in enumerate(files):
+            if d.years is not None:
+                year = int(d.years[n])
+            else:
+                hits = re.findall(_YEAR_IN_NAME, f.name)
+                if len(set(hits)) != 1:
+                    raise ConfigError(f"{key}: cannot read one calendar year from the file name {f.name}; give "
+                                      f"{key}.years (one year per file, in sorted file order)")
+                year = int(hits[0])
+            try:
+                with rasterio.open(f) as ds:
+                    count = ds.count
+            except rasterio.errors.RasterioIOError as e:
+                raise ConfigError(f"{key}: cannot open {f}: {e}") from None
+            want = 366 if calendar.isleap(year) else 365
+            if count != want:
+                raise ConfigError(f"{key}: {f.name} (year {year}) has {count} bands; expected one band per day "
+                                  f"({want})")
+            stack += [(f, b) for b in range(1, count + 1)]
+            years += [year] * count
+        if len(set(years)) != len(files):
+            raise ConfigError(f"{key}: two files have the same year {sorted(years)}")
+        return stack, years
+
+    def input_requests(self) -> dict[str, InputRequest]:
+        return dict(self._requests)
+
+    def _method_note(self, s, i) -> str:
+        ls_how = {
+            "invest_3_20": "LS: InVEST SDR 3.14-3.20 (A = sqrt((FA-1)*D^2), x = |sin t|+|cos t|)",
+            "invest_3_13": "LS: Desmet & Govers (1996) as InVEST SDR 3.9-3.13 (A = (FA-1)*D^2, x = flow-weighted "
+                           "aspect term)",
+            "slope_based": "LS: grid-based USLE L = (lambda/22.13)^m (Wischmeier & Smith 1978) with lambda = "
+                           f"{self.scalars.get('slope_length_m', 0):g} m per cell"
+                           + (" (slope_length_m capped at max_slope_length_m)"
+                              if self.flags.get("slope_length_capped") else "")
+                           + " (no routing), Horn slope of the DEM",
+        }[s.ls_method]
+        parts = ["RUSLE Q = R*K*LS*(1 - C*P) (Garze GEP 2.4.2; Renard et al. 1997)", ls_how]
+        if self.routing is not None:
+            parts.append(f"McCool (1987) S; slope (percent, pygeoprocessing rule) and routing on the pit-filled DEM; "
+                         f"routing {ROUTING_LABEL[self.routing]}")
+            parts.append(f"contributing slope length capped at {self.scalars['max_slope_length_m']:g} m"
+                         if "max_slope_length_m" in self.scalars else "no slope-length cap")
+            if self.flags["streams"]:
+                parts.append(f"stream cells (flow accumulation > {s.threshold_flow_accumulation:g} cells) excluded "
+                             "(RKLS nodata, retention 0), as InVEST SDR")
+        parts.append(f"L capped at {self.scalars['l_max']:g}")
+        parts.append(R_LABEL[self.flags["r_method"]]
+                     + (f" (years {self.flags['r_years']})" if "r_years" in self.flags else ""))
+        parts.append({"constant": f"K = constant {self.scalars.get('k_constant')} (ASSUMPTION, no K raster)",
+                      "raster": "K raster (inputs.k_factor)",
+                      "epic": "K by EPIC (Williams 1995) from sand, silt, clay and organic carbon rasters"
+                              + (f", Zhang Keli et al. 2007 correction ({s.soil_texture.china_correction})"
+                                 if s.soil_texture and s.soil_texture.china_correction else "")}[self.flags["k_method"]])
+        parts.append({"legend": "C from the legend (usle_c)", "raster": "C raster (inputs.c_factor)",
+                      "cai_2000": "C = 0.6508 - 0.3436 lg(FVC%) (Cai Chongfa et al. 2000), FVC from NDVI "
+                                  "(dimidiate pixel model)"}[self.flags["c_method"]])
+        parts.append(f"not computed for ecosystems {s.exclude_ecosystems}")
+        parts.append(f"value per t = lambda/rho*dredging + N*P_N + P*P_P = {self.scalars['unit_value']:.4f} yuan/t")
+        return "; ".join(parts)
 
     def needs_routing(self) -> bool:
-        """True when the LS factor needs flow accumulation (``self.routing`` "d8" or "mfd")."""
+        """True when the LS factor needs flow routing (``self.routing`` "d8", "mfd" or "d8_flood")."""
         return self.routing is not None
 
     def input_keys(self) -> list[str]:
-        keys = ["lc", "slope"]
-        if self.routing is not None:
-            keys += ["aspect_x", self.routing_key]
-        keys.append("precip" if self.flags["r_from_precip"] else "r")
-        if not self.flags["k_constant"]:
+        keys = ["lc"]
+        if self.routing is None:
+            keys.append("slope")
+        else:
+            keys += ["slope_pct_filled", "upslope"]
+            if self.flags["ls_method"] == "invest_3_13":
+                keys.append("flow_aspect")
+            if self.flags["streams"]:
+                keys.append("stream")
+        keys.append({"renard_freimund_1994": "precip", "raster": "r"}.get(self.flags["r_method"], "soil_r"))
+        if self.flags["k_method"] == "raster":
             keys.append("k")
-        if "usle_c" not in self.luts:
+        elif self.flags["k_method"] == "epic":
+            keys += list(SOIL_TEXTURE_KEYS.values())
+        if self.flags["c_method"] == "raster":
             keys.append("c")
+        elif self.flags["c_method"] == "cai_2000":
+            keys.append("soil_ndvi")
         if "usle_p" not in self.luts:
             keys.append("p")
         return keys
 
+    def _ls(self, blocks):
+        from ..kernels.soil import ls_factor_invest_3_20_kernel, ls_factor_kernel, ls_factor_slope_length_kernel
+
+        if self.routing is None:
+            return ls_factor_slope_length_kernel(blocks["slope"], self.scalars["slope_length_m"],
+                                                 l_max=self.scalars["l_max"])
+        ups = blocks["upslope"]
+        if "max_upslope_cells" in self.scalars:  # slope-length cap: hillslope length <= lambda_max
+            ups = np.minimum(ups, np.float32(self.scalars["max_upslope_cells"]))
+        pct = blocks["slope_pct_filled"]
+        if self.flags["ls_method"] == "invest_3_20":
+            return ls_factor_invest_3_20_kernel(pct, ups, self.cell_size, l_max=self.scalars["l_max"])
+        tan = (pct.astype(np.float64) / 100.0).astype(np.float32)
+        return ls_factor_kernel(tan, ups, blocks["flow_aspect"], self.cell_size, l_max=self.scalars["l_max"])
+
     def compute(self, blocks, row_area_m2, nodata, shared):
         from ..kernels.amount import rate_to_amount
         from ..kernels.lookup import apply_lut
-        from ..kernels.soil import (ls_factor_kernel, ls_factor_slope_length_kernel, r_factor_from_annual_precip_kernel,
-                                    rusle_kernel)
+        from ..kernels.soil import r_factor_from_annual_precip_kernel, rusle_kernel
         from ..kernels.valuation import linear_value
 
         lc = blocks["lc"]
-        if self.routing is None:
-            ls = ls_factor_slope_length_kernel(blocks["slope"], self.scalars["slope_length_m"],
-                                               l_max=self.scalars["l_max"])
-        else:
-            ups = blocks[self.routing_key]
-            if "max_upslope_cells" in self.scalars:  # slope-length cap: hillslope length <= lambda_max
-                ups = np.minimum(ups, np.float32(self.scalars["max_upslope_cells"]))
-            ls = ls_factor_kernel(blocks["slope"], ups, blocks["aspect_x"], self.cell_size,
-                                  l_max=self.scalars["l_max"])
-        r = r_factor_from_annual_precip_kernel(blocks["precip"]) if self.flags["r_from_precip"] else blocks["r"]
-        k = np.full(lc.shape, self.scalars["k_constant"], np.float32) if self.flags["k_constant"] else blocks["k"]
-        c = apply_lut(lc, self.luts["usle_c"]) if "usle_c" in self.luts else blocks["c"]
+        ls = self._ls(blocks)
+        r = {"renard_freimund_1994": lambda: r_factor_from_annual_precip_kernel(blocks["precip"]),
+             "raster": lambda: blocks["r"]}.get(self.flags["r_method"], lambda: blocks["soil_r"])()
+        k = self._k(blocks, lc.shape)
+        c = self._c(blocks, lc)
         p = apply_lut(lc, self.luts["usle_p"]) if "usle_p" in self.luts else blocks["p"]
         potential, actual = rusle_kernel(r, k, ls, c, p)
         rate = (potential - actual).astype(np.float32)  # t/ha/a
         rate[nodata] = np.nan
         erodible = apply_lut(lc, self.luts["erodible"])
         mask = np.where(np.isfinite(erodible), erodible, 0).astype(np.uint8)
+        if self.flags["streams"]:  # stream cells: no hillslope erosion (InVEST SDR: RKLS nodata there)
+            on_stream = blocks["stream"] == 1
+            mask[on_stream] = 0
+            potential[on_stream] = np.nan
+            actual[on_stream] = np.nan
+        potential[nodata] = np.nan
+        actual[nodata] = np.nan
         q, _ = rate_to_amount(rate, 1.0, row_area_m2, mask=mask, clip=False)
+        out_k = {"k_factor": np.where(nodata, np.nan, k).astype(np.float32)} if self.flags["k_method"] == "epic" else {}
+        if self.flags["c_method"] == "cai_2000":
+            out_k["c_factor"] = np.where(nodata, np.nan, c).astype(np.float32)
         return {
+            **out_k,
             "soil_retention_t": q,
             "soil_retention_yuan": linear_value(q, [self.scalars["unit_value"]]),
             "ls_factor": np.where(nodata, np.nan, ls).astype(np.float32),
             "r_factor": np.where(nodata, np.nan, r).astype(np.float32),
+            "potential_erosion": potential,
+            "actual_erosion": actual,
         }
+
+    def _k(self, blocks, shape):
+        from ..kernels.rusle_factors import k_factor_epic
+
+        m, sc = self.flags["k_method"], self.scalars
+        if m == "constant":
+            return np.full(shape, sc["k_constant"], np.float32)
+        if m == "raster":
+            return blocks["k"]
+        t = self.flags["soil_texture"]
+        try:
+            return k_factor_epic(*(blocks[k] for k in SOIL_TEXTURE_KEYS.values()), texture_unit=t.texture_unit,
+                                 oc_unit=t.oc_unit, china_correction=t.china_correction, us_to_si=sc["k_us_to_si"],
+                                 zhang_intercept=sc["k_zhang_intercept"], zhang_slope=sc["k_zhang_slope"])
+        except ValueError as e:
+            raise InputError(f"services.soil_retention.soil_texture (sand, silt, clay, organic_carbon): {e}") from None
+
+    def _c(self, blocks, lc):
+        from ..kernels.lookup import apply_lut
+        from ..kernels.rusle_factors import c_factor_cai2000, fractional_vegetation_cover
+
+        m, sc = self.flags["c_method"], self.scalars
+        if m == "legend":
+            return apply_lut(lc, self.luts["usle_c"])
+        if m == "raster":
+            return blocks["c"]
+        v = self.flags["vegetation_cover"]
+        try:
+            fvc = fractional_vegetation_cover(blocks["soil_ndvi"], v.ndvi_soil, v.ndvi_veg)
+            return c_factor_cai2000(fvc, a=sc["c_cai_a"], b=sc["c_cai_b"], fvc_max=sc["c_cai_fvc_max"])
+        except ValueError as e:
+            raise InputError(f"services.soil_retention.vegetation_cover.ndvi: {e}") from None
