@@ -1146,27 +1146,9 @@ def _column_units(tab, outputs: list[OutputSpec]) -> dict:
 
 def _assumptions(cfg: RunConfig, legend, model: ServiceModel, book: PriceBook,
                  econ: EconomicAccounts | None = None) -> list[str]:
-    out = []
-    for rec in book.used_records()["prices"] + book.used_records()["parameters"]:
-        if rec["evidence"] in ("U", "V2"):
-            out.append(f"{rec['key']} = {rec['value']} {rec['unit']} is marked [{rec['evidence']}] "
-                       f"(not verified in a primary source): {rec['source']}")
-    if "notes" in legend.table.columns:
-        for code, row in legend.table.iterrows():
-            note = str(row.get("notes", ""))
-            if "[U]" in note or "ASSUMPTION" in note.upper():
-                out.append(f"legend class {code} ({row.get('name', '')}): {note}")
-    out.extend(model.assumptions)
-    if "carbon_sequestration" in model.names and model.service("carbon_sequestration").flags["method"] == "npp":
-        out.append("carbon from NPP counts gross plant uptake (heterotrophic respiration not subtracted)")
-    if econ is not None:
-        if econ.is_illustrative():
-            n = econ.illustrative_rows()
-            out.append(f"economic_accounts: {n} of {len(econ.rows)} statistics rows of {econ.table_path} are "
-                       "ILLUSTRATIVE [EX], not real statistics: EPV, ECV and GEP are illustrative")
-        out.append("economic_accounts: the spatial allocation of EPV/ECV (allocate_to, weight) is an engine design "
-                   "rule, not from a standard (methods note 3.1-3.2)")
-    return out
+    from .assumptions import run_assumptions
+
+    return run_assumptions(cfg, legend, model, book, econ)
 
 
 def _read_decimated(path: Path, max_side: int) -> np.ndarray:

@@ -240,10 +240,11 @@ def validate(cfg: RunConfig) -> ValidationReport:
             if not hist:
                 rep.problems.append("inputs.land_cover: no valid pixel (all nodata)")
             _check_memory(cfg, grid, model, len(sources) + 1, rep)
-            for rec in book.used_records()["prices"] + book.used_records()["parameters"]:
-                if rec["evidence"] in ("U", "V2"):
-                    rep.warnings.append(f"{rec['key']} = {rec['value']} {rec['unit']} is marked [{rec['evidence']}] "
-                                        "(not verified in a primary source)")
+            from .assumptions import run_assumptions
+
+            # the manifest's assumptions of this run (marked rows, stand-ins, left-out services, price years,
+            # regional transfers), each as a warning
+            rep.warnings.extend(f"assumption: {a}" for a in run_assumptions(cfg, legend, model, book))
         except GepError as exc:
             rep.problems.append(str(exc))
         finally:
