@@ -81,7 +81,7 @@ class BlockProgress:
         self._t_end: float | None = None
         self._stream = stream
         self._min_interval = min_interval
-        self._last_print = 0.0
+        self._last_print = float("-inf")  # the first block is always printed (perf_counter has an arbitrary origin)
         self._rich = None
         self._task = None
         self._plain = False

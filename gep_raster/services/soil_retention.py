@@ -513,7 +513,9 @@ class Service(ServiceBase):
         potential[nodata] = np.nan
         actual[nodata] = np.nan
         q, _ = rate_to_amount(rate, 1.0, row_area_m2, mask=mask, clip=False)
-        out_k = {"k_factor": np.where(nodata, np.nan, k).astype(np.float32)} if self.flags["k_method"] == "epic" else {}
+        out_k = {}
+        if self.flags["k_method"] == "epic":
+            out_k["k_factor"] = np.where(nodata, np.nan, k).astype(np.float32)
         if self.flags["c_method"] == "cai_2000":
             out_k["c_factor"] = np.where(nodata, np.nan, c).astype(np.float32)
         return {
