@@ -19,10 +19,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="gep_raster: GEP-R (regulating-service value) maps and accounts from rasters.")
 
 
+#: libraries whose log lines are not for the user: GDAL's errors reach us as exceptions, which gep_raster turns
+#: into messages naming the file, band and problem (rasterio logs each GDAL error at INFO before raising it)
+QUIET_LOGGERS = ("rasterio", "fiona", "pyogrio", "numba", "distributed", "urllib3", "matplotlib", "PIL")
+
+
 def _setup_logging(verbose: bool):
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("gep_raster").setLevel(logging.INFO)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _version(value: bool):
@@ -53,6 +59,10 @@ def run(config: Path = typer.Argument(..., help="Run configuration (YAML)."),
             help="Memory budget in MB (processing.memory_budget_mb; default 2048): sets the block size and "
                  "limits flow routing."),
         force: bool = typer.Option(False, "--force", help="Recompute even if an identical finished run exists."),
+        accept_warnings: bool = typer.Option(
+            False, "--accept-warnings",
+            help="Run although the checks of gep validate give warnings (recorded in the manifest); problems "
+                 "always stop the run."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
         debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
     """Compute the GEP-R rasters, account tables, figures and manifest of CONFIG.
@@ -72,7 +82,8 @@ def run(config: Path = typer.Argument(..., help="Run configuration (YAML)."),
         if memory_budget:
             overrides["processing"] = {"memory_budget_mb": memory_budget}
         cfg = load_config(config, overrides=overrides or None)
-        res = run_pipeline(cfg, workers=workers, progress=not quiet, force=force, scheduler=scheduler)
+        res = run_pipeline(cfg, workers=workers, progress=not quiet, force=force, scheduler=scheduler,
+                           accept_warnings=accept_warnings)
     except GepError as exc:
         if debug:
             raise
@@ -115,12 +126,16 @@ def validate(config: Path = typer.Argument(..., help="Run configuration (YAML)."
         typer.echo(f"info: {line}")
     for line in rep.warnings:
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW)
+    for line in rep.assumptions:
+        typer.secho(f"warning: assumption: {line}", fg=typer.colors.YELLOW)
     for line in rep.problems:
         typer.secho(f"problem: {line}", fg=typer.colors.RED, err=True)
     if rep.problems:
         typer.secho(f"{len(rep.problems)} problem(s) found in {config}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
-    typer.secho(f"{config}: OK ({len(rep.warnings)} warning(s))", fg=typer.colors.GREEN)
+    typer.secho(f"{config}: OK ({len(rep.warnings)} warning(s), {len(rep.assumptions)} assumption(s); gep run stops on "
+                "warnings unless --accept-warnings)" if rep.warnings else
+                f"{config}: OK ({len(rep.assumptions)} assumption(s))", fg=typer.colors.GREEN)
 
 
 def _register_commands():

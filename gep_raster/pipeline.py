@@ -628,7 +628,7 @@ def _input_files(cfg: RunConfig, sources: dict, layers: dict[str, Layer], legend
 
 
 def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
-        force: bool = False, scheduler=None) -> RunResult:
+        force: bool = False, scheduler=None, accept_warnings: bool = False) -> RunResult:
     """Run a GEP-R accounting job end to end.
 
     Parameters
@@ -649,6 +649,9 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         The workers need gep_raster installed and the input files at the same paths; the rasters,
         tables and manifest are written by this process (:func:`store_distributed`). Default: local
         threads. Rasters and tables are identical either way.
+    accept_warnings : bool
+        Run although the pre-flight checks (:func:`gep_raster.validate.validate`, the checks of ``gep validate``)
+        give warnings; they are recorded in ``manifest.validation``. Problems always stop the run.
 
     Returns
     -------
@@ -657,10 +660,14 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
 
     Raises
     ------
+    ValidationFailed
+        The checks of ``gep validate`` found problems (or warnings, without ``accept_warnings``): every one is
+        listed, nothing is computed or written.
     GepError (and subclasses)
         Any input, config, table or grid problem, with a message naming the file and field
         (ConfigError when the Dask scheduler cannot be reached).
     """
+    preflight = preflight_checks(cfg, accept_warnings=accept_warnings)
     # connect first: an unreachable cluster fails before the long preparation stages
     import rasterio
 
@@ -672,13 +679,46 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
     try:
         # GDAL's block cache (process-wide) is part of the memory budget; GDAL's default is 5 % of the RAM
         with rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(cfg.processing.memory_budget_mb)):
-            return _run(cfg, workers=workers, progress=progress, force=force, client=client)
+            return _run(cfg, workers=workers, progress=progress, force=force, client=client, preflight=preflight)
     finally:
         if owned:
             client.close()
 
 
-def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, client) -> RunResult:
+def preflight_checks(cfg: RunConfig, *, accept_warnings: bool = False) -> dict:
+    """The checks of ``gep validate`` before a run: raise on problems (and on warnings unless accepted).
+
+    Returns
+    -------
+    dict
+        ``manifest.validation``: ``warnings`` (list of str), ``accepted`` (bool), ``seconds`` (float, time of
+        the checks).
+
+    Raises
+    ------
+    ValidationFailed
+        Listing every problem, or every warning with how to accept them (``--accept-warnings``).
+    """
+    import time
+
+    from .errors import ValidationFailed
+    from .validate import validate
+
+    t0 = time.perf_counter()
+    rep = validate(cfg)
+    where = f"{cfg.source_path}: " if cfg.source_path else ""
+    if rep.problems:
+        raise ValidationFailed([f"{where}{p}" for p in rep.problems])
+    if rep.warnings and not accept_warnings:
+        raise ValidationFailed([f"{where}{w}" for w in rep.warnings]
+                               + [f"{len(rep.warnings)} warning(s) of gep validate: fix them, or pass --accept-warnings "
+                                  "(run(..., accept_warnings=True)) to run anyway; accepted warnings are recorded in "
+                                  "manifest.validation"])
+    return {"warnings": rep.warnings, "accepted": bool(rep.warnings), "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, client,
+         preflight: dict | None = None) -> RunResult:
     """:func:`run` (``client``: a connected distributed.Client, or None for local threads)."""
     from .allocator import tune_for_blocks
     from .block_store import TILES_SUFFIX, BlockStore, output_fingerprint
@@ -1064,6 +1104,16 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
         if "carbon_sequestration" in model.names:
             diag["carbon_sequestration"] = {"negative_rule": cfg.services.carbon_sequestration.negative_values,
                                             "negative_amount_tco2": totals.get("carbon_negative_tco2")}
+        # plausibility: whole-run magnitudes against documented bounds (gep_raster.plausibility, docs/plausibility.md)
+        from .plausibility import check_run, manifest_record, stats_from_totals
+
+        pstats = stats_from_totals(totals, valid_pixels, float(np.mean(grid.row_pixel_area_m2)),
+                                   {s.name: s.value_key for s in model.services},
+                                   water_negative_rule=diag.get("water_conservation", {}).get("negative_balance_rule"))
+        pdiags = check_run(pstats)
+        for d in pdiags:
+            log.warning("plausibility: %s", d.message)
+        diag["plausibility"] = manifest_record(pstats, pdiags)
         assumptions = _assumptions(cfg, legend, model, book, econ)
         manifest = {
             "gep_raster_version": __version__,
@@ -1091,6 +1141,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
             "routing": upslope_info,
             "execution": execution,
             "assumptions": assumptions,
+            "validation": preflight,
             "outputs": manifest_outputs,
             "totals": {k: {"sum": totals[k], "unit": o.unit.replace(" per pixel", ""), "valid_pixels": valid_pixels[k]}
                        for o in outputs for k in [o.key]

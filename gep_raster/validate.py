@@ -4,7 +4,9 @@ Checks (InVEST-style ``validate``): every input exists and opens, has a CRS and 
 for; every raster overlaps the reference grid; the reference grid is usable for the enabled
 services; the legend loads, has the columns the services need and covers every class present
 in the land cover; polygon layers open, carry their id and name fields and overlap the rasters;
-prices and parameters load; values of continuous inputs lie in plausible ranges for their units.
+prices and parameters load; values of continuous inputs lie in plausible ranges for their units;
+configured constants (K, storm precipitation, hot-season ET) against the pre-run plausibility bounds, and
+the list of plausibility checks that follow the run (:mod:`gep_raster.plausibility`).
 """
 from __future__ import annotations
 
@@ -47,6 +49,9 @@ class ValidationReport:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     info: list[str] = field(default_factory=list)
+    #: the run's assumptions (:func:`gep_raster.assumptions.run_assumptions`): shown as warnings by ``gep validate``
+    #: and written to the manifest; they describe the configured methods and do not stop ``gep run``
+    assumptions: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -107,6 +112,29 @@ def _check_memory(cfg: RunConfig, grid, model, n_inputs: int, rep: ValidationRep
                         f"{r1 - r0} x {c1 - c0} px")
 
 
+def _check_plausibility(model, sampled_max: dict, rep: ValidationReport) -> None:
+    """Configured constants against the pre-run bounds (:func:`gep_raster.plausibility.pre_run_checks`: warnings on
+    mass-balance or definitional bounds, info on [U] flags), and the run checks that will follow the computation."""
+    from .plausibility import pre_run_checks, run_checks_for
+
+    def scalar(service, key, flag=None):
+        if service not in model.names:
+            return None
+        s = model.service(service)
+        return None if flag and s.flags.get(flag[0]) != flag[1] else s.scalars.get(key)
+
+    for d in pre_run_checks(k_constant=scalar("soil_retention", "k_constant", ("k_method", "constant")),
+                            storm_precip_mm=scalar("flood_regulation", "storm_p"),
+                            annual_precip_max_mm=sampled_max.get("precipitation"),
+                            hot_days=scalar("climate_regulation", "hot_days"),
+                            hot_season_et_factor=scalar("climate_regulation", "et_factor")):
+        (rep.warnings if d.level == "warning" else rep.info).append(f"plausibility: {d.message}")
+    rows = run_checks_for(model.names)
+    rep.info.append(f"plausibility: after the run, {len(rows)} checks compare the results with documented bounds "
+                    f"({', '.join(b.key for b in rows)}); results outside go to the log and "
+                    "manifest.diagnostics.plausibility (bounds and sources: docs/plausibility.md)")
+
+
 def validate(cfg: RunConfig) -> ValidationReport:
     """Check a configuration without computing anything heavy.
 
@@ -151,6 +179,7 @@ def validate(cfg: RunConfig) -> ValidationReport:
         raster_specs.append(("carbon", i.carbon, f"carbon.{i.carbon.unit}"))
     if i.carbon.method == "stock_change" and i.carbon.alternate_land_cover:
         raster_specs.append(("carbon.alternate_land_cover", i.carbon.alternate_land_cover, None))
+    sampled_max: dict[str, float] = {}  # largest sampled value per PLAUSIBLE key (pre-run plausibility checks)
     for key, spec, prange in raster_specs:
         monthly = getattr(spec, "monthly", None)
         pattern = monthly if monthly is not None else spec.path
@@ -198,6 +227,7 @@ def validate(cfg: RunConfig) -> ValidationReport:
                         a = np.ma.masked_equal(a, nd * scale)
                     if a.count():
                         mn, mx = float(a.min()), float(a.max())
+                        sampled_max[rkey] = max(mx, sampled_max.get(rkey, mx))
                         if mn < lo or mx > hi:
                             rep.problems.append(
                                 f"{sub}: {f} band {band} has values {mn:g}..{mx:g}, outside the plausible range "
@@ -240,11 +270,12 @@ def validate(cfg: RunConfig) -> ValidationReport:
             if not hist:
                 rep.problems.append("inputs.land_cover: no valid pixel (all nodata)")
             _check_memory(cfg, grid, model, len(sources) + 1, rep)
+            _check_plausibility(model, sampled_max, rep)
             from .assumptions import run_assumptions
 
             # the manifest's assumptions of this run (marked rows, stand-ins, left-out services, price years,
             # regional transfers), each as a warning
-            rep.warnings.extend(f"assumption: {a}" for a in run_assumptions(cfg, legend, model, book))
+            rep.assumptions.extend(run_assumptions(cfg, legend, model, book))
         except GepError as exc:
             rep.problems.append(str(exc))
         finally:

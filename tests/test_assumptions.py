@@ -65,8 +65,19 @@ def test_legend_rows_marked_v2_are_listed(tiny):
 
 def test_validate_warns_with_every_assumption(tiny):
     rep = validate(load_config(tiny))
-    warned = [w for w in rep.warnings if w.startswith("assumption: ")]
-    assert any("Renard & Freimund (1994)" in w for w in warned)
-    assert any("K = 0.03" in w for w in warned)
-    assert any("GEP-R leaves out" in w for w in warned)
-    assert len(warned) == len(assumptions_of(tiny))
+    assert rep.assumptions == assumptions_of(tiny)
+    assert any("Renard & Freimund (1994)" in w for w in rep.assumptions)
+    assert any("K = 0.03" in w for w in rep.assumptions)
+    assert any("GEP-R leaves out" in w for w in rep.assumptions)
+
+
+def test_gep_validate_prints_assumptions_as_warnings(tiny):
+    from typer.testing import CliRunner
+
+    from gep_raster.cli import app
+
+    res = CliRunner().invoke(app, ["validate", str(tiny)])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("warning: assumption: ")]
+    assert len(lines) == len(assumptions_of(tiny))
+    assert any("Renard & Freimund (1994)" in ln for ln in lines)

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from gep_raster.cli import app
 from gep_raster.config import load_config
-from gep_raster.errors import ConfigError, TableError, VectorError
+from gep_raster.errors import ConfigError, ValidationFailed
 from gep_raster.pipeline import run
 from gep_raster.validate import validate
 
@@ -79,28 +79,28 @@ def test_monthly_needs_twelve_files(tiny):
 def test_legend_missing_column_names_file_and_column(tiny):
     leg = tiny.parent / "legend.csv"
     leg.write_text(leg.read_text().replace("runoff_coef", "runof_coef"))
-    with pytest.raises(TableError, match=r"legend .*legend.csv: column 'runoff_coef' is missing"):
+    with pytest.raises(ValidationFailed, match=r"legend .*legend.csv: column 'runoff_coef' is missing"):
         run(load_config(tiny), progress=False)
 
 
 def test_legend_value_out_of_range(tiny):
     leg = tiny.parent / "legend.csv"
     leg.write_text(leg.read_text().replace("1,broadleaf forest,forest,0.0267,0.006", "1,broadleaf forest,forest,2.67,0.006"))
-    with pytest.raises(TableError, match=r"column 'runoff_coef' \(fraction\) must lie in \[0.0, 1.0\]; class code\(s\) \[1\]"):
+    with pytest.raises(ValidationFailed, match=r"column 'runoff_coef' \(fraction\) must lie in \[0.0, 1.0\]; class code\(s\) \[1\]"):
         run(load_config(tiny), progress=False)
 
 
 def test_legend_unknown_ecosystem(tiny):
     leg = tiny.parent / "legend.csv"
     leg.write_text(leg.read_text().replace(",paddy,cropland,", ",paddy,ricefield,"))
-    with pytest.raises(TableError, match="unknown type.*ricefield"):
+    with pytest.raises(ValidationFailed, match="unknown type.*ricefield"):
         run(load_config(tiny), progress=False)
 
 
 def test_class_present_but_not_in_legend(tiny):
     leg = tiny.parent / "legend.csv"
     leg.write_text("\n".join(l for l in leg.read_text().splitlines() if not l.startswith("4,")) + "\n")
-    with pytest.raises(TableError, match=r"class code\(s\) \[4\] occur in inputs.land_cover \(4: \d+ px\) but have no legend row"):
+    with pytest.raises(ValidationFailed, match=r"class code\(s\) \[4\] occur in inputs.land_cover \(4: \d+ px\) but have no legend row"):
         run(load_config(tiny), progress=False)
     rep = validate(load_config(tiny))
     assert any("class code(s) [4]" in m for m in rep.problems)
@@ -108,7 +108,7 @@ def test_class_present_but_not_in_legend(tiny):
 
 def test_layer_missing_id_field(tiny):
     p = edit(tiny, "id_field: town_code", "id_field: town_id")
-    with pytest.raises(VectorError, match=r"layers.township.id_field: field 'town_id' not found in .*towns.gpkg"):
+    with pytest.raises(ValidationFailed, match=r"layers.township.id_field: field 'town_id' not found in .*towns.gpkg"):
         run(load_config(p), progress=False)
 
 
@@ -161,7 +161,7 @@ def test_validate_reports_all_problems_at_once(tiny):
 def test_price_override_unit_mismatch(tiny):
     p = edit(tiny, "name: tiny", "name: tiny\nprices:\n  overrides:\n    water_conservation.reservoir_cost:\n"
                                  "      {value: 6.11, unit: yuan/t, price_year: 2020, source: test}")
-    with pytest.raises(TableError, match="prices.overrides.water_conservation.reservoir_cost: unit 'yuan/t' differs"):
+    with pytest.raises(ValidationFailed, match="prices.overrides.water_conservation.reservoir_cost: unit 'yuan/t' differs"):
         run(load_config(p), progress=False)
 
 
@@ -207,7 +207,7 @@ def test_memory_budget_too_small_for_blocks_and_routing(tiny):
     assert "processing.memory_budget_mb = 512 MB cannot hold" in text
     assert "flow routing (d8) of the whole DEM needs about 40 B/px x 2,000 px = 0.00 GiB" in text
     assert "inputs.hydro_units" in text
-    with pytest.raises(ConfigError, match="memory_budget_mb = 512 MB cannot hold 4 blocks|cannot hold"):
+    with pytest.raises(ValidationFailed, match="memory_budget_mb = 512 MB cannot hold 4 blocks|cannot hold"):
         run(cfg, progress=False, workers=2)
 
 

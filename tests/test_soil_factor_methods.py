@@ -13,7 +13,7 @@ import pytest
 import rasterio
 
 from gep_raster.config import load_config
-from gep_raster.errors import ConfigError, InputError
+from gep_raster.errors import ConfigError, InputError, ValidationFailed
 from gep_raster.pipeline import run
 from gep_raster.services import ServiceModel
 from gep_raster.tables import PriceBook, load_legend, required_legend_columns
@@ -200,7 +200,7 @@ def test_r_zhang_2002_from_daily_rainfall(tiny):
     assert r[10, 10] == pytest.approx(r_year, rel=1e-5)
     # a file whose band count is not the days of its year is refused with its name
     _daily(tiny, 2020, 365, lambda d: 1.0)
-    with pytest.raises(ConfigError, match=r"daily_precipitation: rain_2020.tif \(year 2020\) has 365 bands"):
+    with pytest.raises(ValidationFailed, match=r"daily_precipitation: rain_2020.tif \(year 2020\) has 365 bands"):
         run(load_config(tiny, overrides={**over, "output": {"dir": "out_z2"}}), progress=False)
 
 
