@@ -40,8 +40,9 @@ def _read(res, rel):
 def test_gura_outputs_and_nesting(gura):
     m = gura.manifest
     assert m["grid"]["width"] == 1939 and m["grid"]["height"] == 603
+    # flood regulation is off in pipelines/gura.yaml (water bodies only by default; no water-body layer)
     assert set(m["methods"]) == {"water_conservation", "soil_retention", "carbon_sequestration", "oxygen_release",
-                                 "air_purification", "water_purification", "flood_regulation"}
+                                 "air_purification", "water_purification"}
     (chk,) = m["hierarchy_checks"]
     assert chk["ok"] and chk["n_children"] == 5
     g = chk["columns"]["gep_r_yuan"]
@@ -86,7 +87,7 @@ def test_gura_physical_plausibility(gura):
     assert 0 < t["carbon_sequestration_tco2"] / ha < 10
     assert 0 < t["air_purification_dust_t"] / ha < 40
     services = ["water_conservation", "soil_retention", "carbon_sequestration", "oxygen_release", "air_purification",
-                "water_purification", "flood_regulation"]
+                "water_purification"]
     assert t["gep_r_yuan"] == pytest.approx(t[[f"{s}_yuan" for s in services]].sum(), rel=1e-7)
     # GEP = EPV + GEP-R + ECV (statistics of pipelines/tables/gura_statistics.csv, ILLUSTRATIVE)
     assert t["gep_yuan"] == pytest.approx(t["gep_r_yuan"] + t["provisioning_yuan"] + t["cultural_yuan"], rel=1e-9)
@@ -227,13 +228,11 @@ def test_gura_pixel_by_hand_for_every_service(gura, shared):
                  * price["soil_retention.phosphorus_price"])
     co2 = row["carbon_tco2_ha"] * A / 1e4
     o2 = co2 * par["oxygen_release.o2_per_co2"]
-    # flood regulation (vegetation storm retention): 560 mm x (1 - storm runoff coefficient) x A / 1000 m3
-    q_f = 560 * (1 - row["storm_runoff_coef"]) * A / 1000
-    flood = _read(gura, "rasters/physical/flood_regulation_m3.tif")[r, c]
-    assert flood == pytest.approx(q_f, rel=1e-6)
+    # flood regulation is disabled in pipelines/gura.yaml (no water-body layer; the vegetation storm term is opt-in)
+    assert not (gura.output_dir / "rasters/physical/flood_regulation_m3.tif").exists()
     gep = (q_w * price["water_conservation.reservoir_cost"] + q_s * unit_soil
-           + co2 * price["carbon_sequestration.co2_price"] + o2 * price["oxygen_release.o2_price"] + v_air
-           + q_f * price["flood_regulation.reservoir_cost"])  # water purification: 0 on forest
+           + co2 * price["carbon_sequestration.co2_price"] + o2 * price["oxygen_release.o2_price"] + v_air)
+    # water purification: 0 on forest
     assert out["gep_r_yuan"][r, c] == pytest.approx(gep, rel=1e-4)
 
 

@@ -1,5 +1,9 @@
 """Flood regulation and water purification: pixels and regional identities computed by hand.
 
+Flood regulation counts water bodies by default; the vegetation storm term [U] is opt-in
+(``vegetation_storm: true``) and bounded per pixel by the water balance:
+C_v' = min(C_v, max((P - ET) * A / 1000 - Q_wc, 0)) (m3), Q_wc = water conservation of the pixel (0 when disabled).
+
 Pixel: 30 m x 30 m = 900 m2 = 0.09 ha. Shipped defaults used (gep_raster/data/prices.csv,
 parameters.csv): reservoir cost 7.06 yuan/m3; reservoir flood share 0.35; marsh detention depth 0.3 m;
 lake regression a = e^6.636 = 762.0407, b = 0.678, T = 1; COD 700, NH3-N 875, TP 2800 yuan/t.
@@ -28,12 +32,13 @@ AREA = np.array([900.0])  # one row of 30 m pixels
 OFF = {"water_conservation": {"enabled": False}, "soil_retention": {"enabled": False},
        "carbon_sequestration": {"enabled": False}, "air_purification": {"enabled": False}}
 
-LEGEND = """code,name,ecosystem,storm_runoff_coef,cod_kg_ha,nh3n_kg_ha,tp_kg_ha,notes
-1,broadleaf forest,forest,0.10,100,10,1,test [U]
-2,paddy,cropland,0.30,50,5,0.5,test [U]
-3,water,water,0.0,500,50,5,test [U]
-4,town,urban,0.80,0,0,0,test [U]
+LEGEND = """code,name,ecosystem,storm_runoff_coef,runoff_coef,kc,cod_kg_ha,nh3n_kg_ha,tp_kg_ha,notes
+1,broadleaf forest,forest,0.10,0.05,0.8,100,10,1,test [U]
+2,paddy,cropland,0.30,0.10,1.1,50,5,0.5,test [U]
+3,water,water,0.0,0.0,1.05,500,50,5,test [U]
+4,town,urban,0.80,0.60,0.2,0,0,0,test [U]
 """
+VEG = {"enabled": True, "vegetation_storm": True}  # opt in to the vegetation storm term
 
 
 @pytest.fixture
@@ -54,16 +59,22 @@ def model_for(cfg_path, services, class_area_m2=None):
                                     class_area_m2=class_area_m2), cfg
 
 
-def lc_block(codes):
-    return {"lc": np.array([codes], np.int32)}
+def lc_block(codes, precip=None, et=None):
+    b = {"lc": np.array([codes], np.int32)}
+    if precip is not None:
+        b["precip"] = np.array([precip], np.float32)
+        b["et"] = np.array([et], np.float32)
+    return b
 
 
 # ----------------------------------------------------------------------------------- flood, vegetation
 def test_flood_vegetation_constant_storm_precip(legend_cfg):
-    model, _ = model_for(legend_cfg, {"flood_regulation": {"enabled": True, "storm_precip_mm": 200}})
-    out = model.compute_block(lc_block([1, 2, 3, 4, -1]), AREA)
+    model, _ = model_for(legend_cfg, {"flood_regulation": {**VEG, "storm_precip_mm": 200}})
+    assert {"precip", "et"} <= set(model.input_keys())  # the water-balance bound reads P and ET
+    # P = 1600, ET = 850 mm everywhere; water conservation disabled -> room = (1600 - 850) * 900 / 1000 = 675 m3
+    out = model.compute_block(lc_block([1, 2, 3, 4, -1], [1600.0] * 5, [850.0] * 5), AREA)
     q = out["flood_regulation_m3"][0]
-    # forest: c_s = 0.10 -> R = 0.10 * 200 = 20 mm; retained 200 - 20 = 180 mm * 900 m2 / 1000 = 162 m3
+    # forest: c_s = 0.10 -> R = 0.10 * 200 = 20 mm; retained 200 - 20 = 180 mm * 900 m2 / 1000 = 162 m3 (< 675: kept)
     assert q[0] == pytest.approx(162.0, rel=1e-6)
     # value: 162 * 7.06 = 1143.72 yuan
     assert out["flood_regulation_yuan"][0, 0] == pytest.approx(1143.72, rel=1e-6)
@@ -72,6 +83,13 @@ def test_flood_vegetation_constant_storm_precip(legend_cfg):
     assert np.isnan(q[4])
     assert out["gep_r_yuan"][0, 0] == pytest.approx(1143.72, rel=1e-6)
     assert out["flood_regulation_water_bodies_m3"][0, :4].tolist() == [0.0] * 4
+    # the bound did not bind anywhere
+    assert out["flood_regulation_capped_m3"][0, :4].tolist() == [0.0] * 4
+    assert out["flood_regulation_capped_px"][0, :4].tolist() == [0.0] * 4
+    assert np.isnan(out["flood_regulation_capped_m3"][0, 4])
+    a = model.assumptions
+    assert any("[U]" in x and "vegetation_storm" in x and "P - ET" in x for x in a)
+    assert "bounded by the water balance" in model.notes["flood_regulation"]
 
 
 def test_flood_vegetation_raster_and_ecosystem_list(legend_cfg, tmp_path):
@@ -79,13 +97,13 @@ def test_flood_vegetation_raster_and_ecosystem_list(legend_cfg, tmp_path):
 
     write_raster(legend_cfg.parent / "storm.tif", np.full((40, 50), 150, np.float32), nodata=-9999.0)
     model, _ = model_for(legend_cfg, {"flood_regulation": {
-        "enabled": True, "storm_precip_raster": {"path": "storm.tif"}, "vegetation_ecosystems": ["forest", "cropland"]}})
+        **VEG, "storm_precip_raster": {"path": "storm.tif"}, "vegetation_ecosystems": ["forest", "cropland"]}})
     assert "flood_storm_precip" in model.input_keys()
-    b = lc_block([1, 2, 1, 2, 3])
+    b = lc_block([1, 2, 1, 2, 3], [1600.0] * 5, [850.0] * 5)
     b["flood_storm_precip"] = np.array([[150.0, 150.0, np.nan, np.nan, 150.0]], np.float32)
     q = model.compute_block(b, AREA)["flood_regulation_m3"][0]
     # forest: 150 * (1 - 0.10) = 135 mm * 900 / 1000 = 121.5 m3
-    # paddy now counted (cropland listed): 150 * (1 - 0.30) = 105 mm -> 94.5 m3
+    # paddy now counted (cropland listed): 150 * (1 - 0.30) = 105 mm -> 94.5 m3 (both < room 675 m3)
     assert q[0] == pytest.approx(121.5, rel=1e-6)
     assert q[1] == pytest.approx(94.5, rel=1e-6)
     # no storm precipitation on vegetation pixels -> NaN; water (not vegetation) -> 0
@@ -93,15 +111,177 @@ def test_flood_vegetation_raster_and_ecosystem_list(legend_cfg, tmp_path):
     assert q[4] == 0.0
 
 
+def test_flood_default_counts_water_bodies_only(legend_cfg):
+    """Default: no vegetation term. Water bodies only: a forest pixel outside them is 0; the block does not
+    read P, ET or a storm depth; no capped diagnostics."""
+    write_water_bodies(legend_cfg.parent)
+    model, _ = model_for(legend_cfg, {"flood_regulation": {"enabled": True, "water_bodies": WATER}})
+    assert model.input_keys() == ["lc", "flood_water_bodies_m3"]
+    assert "flood_regulation_capped_m3" not in model.output_keys
+    assert not any("vegetation storm" in x for x in model.assumptions)
+    b = lc_block([1, 1, 2, -1])
+    b["flood_water_bodies_m3"] = np.array([[0.0, 4375.0, 0.0, 0.0]], np.float32)
+    out = model.compute_block(b, AREA)
+    q = out["flood_regulation_m3"][0]
+    # forest outside any water body: 0 (no vegetation term); inside the reservoir: its share 4,375 m3
+    assert q[0] == 0.0 and q[1] == pytest.approx(4375.0) and q[2] == 0.0 and np.isnan(q[3])
+    assert out["flood_regulation_vegetation_m3"][0, :3].tolist() == [0.0] * 3
+    # 4375 * 7.06 = 30,887.5 yuan
+    assert out["flood_regulation_yuan"][0, 1] == pytest.approx(30887.5, rel=1e-6)
+    assert "vegetation storm retention" not in model.notes["flood_regulation"]
+
+
+def test_flood_bound_without_water_conservation(legend_cfg):
+    """Water conservation disabled: C_v' = min(C_v, max((P - ET) * A / 1000, 0))."""
+    model, _ = model_for(legend_cfg, {"flood_regulation": {**VEG, "storm_precip_mm": 200}})
+    # forest C_v = 162 m3 on every pixel (test above)
+    # px0: P 1000, ET 900 -> room 100 mm * 0.9 = 90 m3 < 162 -> 90 m3, cut 72 m3
+    # px1: P 800, ET 900 -> P - ET < 0 -> room 0 -> 0 m3, cut 162
+    # px2: P 1100, ET 900 -> room 180 m3 >= 162 -> 162, cut 0
+    # px3: P NaN -> the bound cannot be evaluated -> NaN (not a silent 0)
+    # px4: paddy (no vegetation term) with P NaN -> 0: nothing to bound
+    b = lc_block([1, 1, 1, 1, 2], [1000.0, 800.0, 1100.0, np.nan, np.nan], [900.0] * 5)
+    out = model.compute_block(b, AREA)
+    q, cut = out["flood_regulation_m3"][0], out["flood_regulation_capped_m3"][0]
+    px = out["flood_regulation_capped_px"][0]
+    assert q[:3].tolist() == pytest.approx([90.0, 0.0, 162.0], rel=1e-6)
+    assert cut[:3].tolist() == pytest.approx([72.0, 162.0, 0.0], rel=1e-6)
+    assert px[:3].tolist() == [1.0, 1.0, 0.0]
+    assert np.isnan(q[3]) and np.isnan(cut[3])
+    assert q[4] == 0.0 and cut[4] == 0.0
+    # value of px0: 90 * 7.06 = 635.4 yuan
+    assert out["flood_regulation_yuan"][0, 0] == pytest.approx(635.4, rel=1e-6)
+    assert "water conservation is disabled: P - ET alone" in model.notes["flood_regulation"]
+
+
+def test_flood_bound_with_water_conservation(legend_cfg):
+    """Water conservation enabled (water balance, forest alpha = 0.05): the flood room is what water
+    conservation left of P - ET, so water conservation + flood = (P - ET) * A / 1000 where the bound binds."""
+    model, _ = model_for(legend_cfg, {"water_conservation": {"enabled": True},
+                                      "flood_regulation": {**VEG, "storm_precip_mm": 200}})
+    assert model.names == ["water_conservation", "flood_regulation"]  # registry order: WC first
+    # P 1600, ET 850: WC = (1600 - 0.05 * 1600 - 850) = 670 mm * 0.9 = 603 m3
+    #   room = (1600 - 850) * 0.9 - 603 = 675 - 603 = 72 m3 (= alpha * P * A = 80 mm * 0.9) < C_v 162 -> 72, cut 90
+    # P 2500, ET 850: WC = (2500 - 125 - 850) = 1525 mm -> 1372.5 m3; room = 1650 * 0.9 - 1372.5 = 112.5 m3 -> 112.5
+    # P 800, ET 850: WC clipped to 0; room = max(-50 * 0.9 - 0, 0) = 0 -> flood 0, cut 162
+    b = lc_block([1, 1, 1], [1600.0, 2500.0, 800.0], [850.0] * 3)
+    out = model.compute_block(b, AREA)
+    wc, q = out["water_conservation_m3"][0], out["flood_regulation_m3"][0]
+    assert wc.tolist() == pytest.approx([603.0, 1372.5, 0.0], rel=1e-6)
+    assert q.tolist() == pytest.approx([72.0, 112.5, 0.0], rel=1e-6)
+    assert out["flood_regulation_capped_m3"][0].tolist() == pytest.approx([90.0, 49.5, 162.0], rel=1e-6)
+    # WC + flood <= max(P - ET, 0) * A / 1000: 675 = 675, 1485 = 1485, 0 <= 0
+    assert (wc + q).tolist() == pytest.approx([675.0, 1485.0, 0.0], rel=1e-6)
+    # GEP-R px0: (603 + 72) * 7.06 = 4765.5 yuan
+    assert out["gep_r_yuan"][0, 0] == pytest.approx(4765.5, rel=1e-6)
+    assert "water_conservation_m3" in model.notes["flood_regulation"]
+
+
+def test_flood_bound_with_et0_and_kc(legend_cfg):
+    """inputs.et0 and water conservation disabled: ET = Kc * ET0 (forest Kc 0.8) in the bound."""
+    p = legend_cfg.parent / "fw_et0.yaml"
+    p.write_text(legend_cfg.read_text().replace("et: {path: et.tif}", "et0: {path: et.tif}"))
+    model, _ = model_for(p, {"flood_regulation": {**VEG, "storm_precip_mm": 200}})
+    # P 900, ET0 1000 -> ET = 800 mm; room = 100 mm * 0.9 = 90 m3 < 162 -> 90
+    out = model.compute_block(lc_block([1], [900.0], [1000.0]), AREA)
+    assert out["flood_regulation_m3"][0, 0] == pytest.approx(90.0, rel=1e-6)
+
+
 def test_flood_config_errors(legend_cfg, tiny):
-    with pytest.raises(ConfigError, match="neither part is configured"):
+    # enabled with nothing to count: refused (a service that silently gives 0 everywhere is not what a user wants)
+    with pytest.raises(ConfigError, match="nothing to count"):
         model_for(legend_cfg, {"flood_regulation": {"enabled": True}})
+    # a storm depth without the opt-in: refused, naming the key and how to opt in
+    with pytest.raises(ConfigError) as e:
+        model_for(legend_cfg, {"flood_regulation": {"enabled": True, "storm_precip_mm": 560}})
+    msg = str(e.value)
+    assert "services.flood_regulation.storm_precip_mm" in msg and "vegetation_storm: true" in msg
+    assert "water_bodies" in msg
+    with pytest.raises(ConfigError, match="services.flood_regulation.vegetation_ecosystems"):
+        model_for(legend_cfg, {"flood_regulation": {"enabled": True, "water_bodies": WATER,
+                                                    "vegetation_ecosystems": ["forest"]}})
+    # opted in without a storm depth
+    with pytest.raises(ConfigError, match="needs the storm rainfall depth"):
+        model_for(legend_cfg, {"flood_regulation": VEG})
     with pytest.raises(ConfigError, match="not both"):
-        model_for(legend_cfg, {"flood_regulation": {"enabled": True, "storm_precip_mm": 100,
+        model_for(legend_cfg, {"flood_regulation": {**VEG, "storm_precip_mm": 100,
                                                     "storm_precip_raster": {"path": "p.tif"}}})
+    # a disabled service with a stale storm key is accepted (nothing is computed)
+    model_for(legend_cfg, {"flood_regulation": {"enabled": False, "storm_precip_mm": 100},
+                           "water_purification": {"enabled": True}})
+    # the bound needs P and ET
+    p = legend_cfg.parent / "fw_noet.yaml"
+    p.write_text(legend_cfg.read_text().replace("  et: {path: et.tif}\n", ""))
+    with pytest.raises(ConfigError, match="vegetation_storm: true needs inputs.et"):
+        model_for(p, {"flood_regulation": {**VEG, "storm_precip_mm": 100}})
     # the shipped tiny legend has no storm_runoff_coef column
     with pytest.raises(TableError, match="storm_runoff_coef"):
-        model_for(tiny, {"flood_regulation": {"enabled": True, "storm_precip_mm": 100}})
+        model_for(tiny, {"flood_regulation": {**VEG, "storm_precip_mm": 100}})
+
+
+def test_flood_bound_end_to_end_tiny(legend_cfg):
+    """A run with water conservation + opted-in flood: on every forest pixel WC + flood = (P - ET) * A / 1000
+    (the bound binds: alpha * P * A < C_v), checked against the input rasters read with rasterio."""
+    from gep_raster.pipeline import run
+
+    cfg = load_config(legend_cfg, overrides={"services": {
+        **OFF, "water_conservation": {"enabled": True}, "flood_regulation": {**VEG, "storm_precip_mm": 200}}})
+    res = run(cfg, progress=False)
+    with rasterio.open(legend_cfg.parent / "p.tif") as ds:
+        P = ds.read(1).astype(np.float64)
+    with rasterio.open(legend_cfg.parent / "et.tif") as ds:
+        ET = ds.read(1).astype(np.float64)
+    with rasterio.open(legend_cfg.parent / "lc.tif") as ds:
+        forest = ds.read(1) == 1
+    wc, q = read(res, "water_conservation_m3"), read(res, "flood_regulation_m3")
+    # tiny: P ~ 1500..1600 mm, ET 800..839 mm; forest alpha 0.05 -> WC = (0.95 P - ET) * 0.9 > 0, room = 0.05 P * 0.9
+    #   (~70 m3) < C_v = 162 m3 -> flood = 0.045 * P on every forest pixel; cut = 162 - 0.045 * P
+    np.testing.assert_allclose(q[forest], 0.05 * P[forest] * 0.9, rtol=1e-5)
+    np.testing.assert_allclose((wc + q)[forest], (P - ET)[forest] * 0.9, rtol=1e-5)
+    t = res.manifest["totals"]
+    assert t["flood_regulation_capped_px"]["sum"] == pytest.approx(1308)  # all forest pixels (module docstring)
+    assert t["flood_regulation_capped_m3"]["sum"] == pytest.approx((162.0 - 0.045 * P[forest]).sum(), rel=1e-5)
+    assert t["flood_regulation_m3"]["sum"] == pytest.approx(0.045 * P[forest].sum(), rel=1e-5)
+    assert any("vegetation storm retention" in a and "[U]" in a for a in res.manifest["assumptions"])
+
+
+@pytest.mark.realdata
+def test_flood_bound_on_a_real_gura_block(shared):
+    """Real Gura inputs (CHELSA P, Kc * ET0, InVEST legend), flood opted in with the 560 mm of the issue: on every
+    pixel of the grid (603 x 1939) water conservation + flood <= max(P - ET, 0) * A / 1000, and the bound binds on
+    every forest and grass pixel (without it, WC + flood exceeded the P - ET surplus there: the reported issue)."""
+    import pathlib
+
+    from gep_raster.pipeline import open_inputs, reference_grid
+
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    off = {k: {"enabled": False} for k in ("soil_retention", "carbon_sequestration", "oxygen_release",
+                                           "air_purification", "water_purification", "climate_regulation")}
+    cfg = load_config(repo / "pipelines/gura.yaml", overrides={"services": {
+        **off, "water_conservation": {"enabled": True},
+        "flood_regulation": {**VEG, "storm_precip_mm": 560}}})
+    grid = reference_grid(cfg)
+    legend = load_legend(cfg, required_legend_columns(cfg))
+    model = ServiceModel.from_config(cfg, legend, PriceBook.from_config(cfg), cell_size=15.0, geographic=False)
+    src = open_inputs(cfg, grid, model.input_keys(), model.input_requests())
+    blocks = {k: src[k].read_all() for k in model.input_keys()}
+    area = grid.row_pixel_area_m2
+    out = model.compute_block(blocks, area)
+    wc, q = out["water_conservation_m3"].astype(np.float64), out["flood_regulation_m3"].astype(np.float64)
+    surplus = (out["precipitation_mm"].astype(np.float64) - out["et_mm"]) * area[:, None] / 1000.0
+    ok = np.isfinite(wc) & np.isfinite(q)
+    assert ok.sum() > 400_000
+    assert np.all(wc[ok] + q[ok] <= np.maximum(surplus[ok], 0.0) * (1 + 1e-5) + 1e-3)
+    cut = out["flood_regulation_capped_m3"]
+    lc = blocks["lc"]
+    veg_px = ok & np.isin(lc, [3, 8, 11])  # grass, forest, forest plantation (gura_legend.csv ecosystems)
+    assert veg_px.sum() > 150_000
+    assert np.all(cut[veg_px] > 0)  # 560 mm x (1 - c_s) exceeds what water conservation leaves on every one
+    # there the flood is exactly the rest of the surplus: alpha * P * A / 1000 (WC = (P - alpha P - ET) A / 1000)
+    np.testing.assert_allclose((wc + q)[veg_px], surplus[veg_px], rtol=1e-4)
+    # unbounded: C_v = 560 * (1 - c_s) * A / 1000 -> WC + C_v above the surplus on the cut pixels
+    veg = out["flood_regulation_vegetation_m3"].astype(np.float64) + cut
+    assert np.all((wc + veg)[ok & (cut > 0)] > surplus[ok & (cut > 0)] - 1e-3)
 
 
 # ----------------------------------------------------------------------------------- water purification
@@ -314,7 +494,7 @@ def test_numpy_equals_dask_for_odd_chunkings(legend_cfg):
 
     write_water_bodies(legend_cfg.parent)
     cfg = load_config(legend_cfg, overrides={"services": {
-        **OFF, "flood_regulation": {"enabled": True, "storm_precip_mm": 200, "water_bodies": WATER},
+        **OFF, "flood_regulation": {**VEG, "storm_precip_mm": 200, "water_bodies": WATER},
         "water_purification": {"enabled": True, "emissions_cap": {"cod_t": 10.0}}}})
     grid = reference_grid(cfg)
     legend = load_legend(cfg, required_legend_columns(cfg))

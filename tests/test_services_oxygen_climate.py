@@ -119,6 +119,50 @@ def test_oxygen_records_its_price_and_parameter(tiny):
     assert any(r["key"] == "oxygen_release.o2_per_co2" for r in used["parameters"])
 
 
+def test_oxygen_garze_npp_pixel_by_hand(tiny):
+    """method garze_npp: Q_O2 = 1.19 t O2 per t NPP dry matter x area, NPP read from inputs.carbon (method npp)."""
+    p = variant(tiny, "carbon: {method: rates}", "carbon: {method: npp, path: p.tif, unit: g_c_per_m2}", "npp.yaml")
+    services = {**OFF, "carbon_sequestration": {"enabled": True},
+                "oxygen_release": {"enabled": True, "method": "garze_npp"}}
+    model, cfg = model_for(p, services=services)
+    assert "carbon_flux" in model.input_keys()
+    b = block(lc=[1, 3, -1], carbon_flux=[450.0, 0.0, 450.0])
+    out = model.compute_block(b, AREA)
+    # NPP 450 g C/m2/a = 4.5 t C/ha/a; dry matter = 4.5 / (72/162) = 4.5 * 2.25 = 10.125 t DM/ha/a
+    #   O2 = 1.19 * 10.125 = 12.04875 t O2/ha/a * 0.09 ha = 1.0843875 t O2/a ; value = 1.0843875 * 727 = 788.3497125
+    o2, val = out["oxygen_release_t"][0], out["oxygen_release_yuan"][0]
+    assert o2[0] == pytest.approx(1.0843875, rel=1e-6)
+    assert val[0] == pytest.approx(788.3497125, rel=1e-6)
+    assert o2[1] == 0.0 and np.isnan(o2[2])
+    # carbon on the same pixel: 10.125 * 1.63 * 0.09 = 1.4853375 t CO2 (32/44 of it would be 1.0802455 t O2)
+    assert out["carbon_sequestration_tco2"][0, 0] == pytest.approx(1.4853375, rel=1e-6)
+    assert "garze_npp" in model.notes["oxygen_release"]
+    assert any("garze_npp" in a and "[U]" in a for a in model.assumptions)
+    book = PriceBook.from_config(cfg)
+    ServiceModel.from_config(cfg, load_legend(cfg, required_legend_columns(cfg)), book, cell_size=30.0,
+                             geographic=False)
+    assert model.names == ["carbon_sequestration", "oxygen_release"]
+    rec = next(r for r in book.used_records()["parameters"] if r["key"] == "oxygen_release.o2_per_dry_matter")
+    assert rec["value"] == 1.19 and rec["evidence"] == "V"
+    # NPP already in t dry matter/ha/a, carbon sequestration disabled (oxygen reads inputs.carbon itself):
+    # 10 t DM/ha * 1.19 = 11.9 t O2/ha (methods note 2.4 example) * 0.09 ha = 1.071 t ; * 727 = 778.617 yuan
+    p2 = variant(tiny, "carbon: {method: rates}", "carbon: {method: npp, path: p.tif, unit: t_dm_per_ha}", "npp2.yaml")
+    m2, _ = model_for(p2, services={**OFF, "oxygen_release": {"enabled": True, "method": "garze_npp"}})
+    out2 = m2.compute_block(block(lc=[1], carbon_flux=[10.0]), AREA)
+    assert out2["oxygen_release_t"][0, 0] == pytest.approx(1.071, rel=1e-6)
+    assert out2["oxygen_release_yuan"][0, 0] == pytest.approx(778.617, rel=1e-6)
+
+
+def test_oxygen_garze_npp_needs_an_npp_input(tiny):
+    with pytest.raises(ConfigError) as e:
+        load_config(tiny, overrides={"services": {"oxygen_release": {"enabled": True, "method": "garze_npp"}}})
+    msg = str(e.value)
+    assert "services.oxygen_release.method 'garze_npp'" in msg and "inputs.carbon.method: npp" in msg
+    assert "'rates'" in msg
+    with pytest.raises(ConfigError, match="method"):
+        load_config(tiny, overrides={"services": {"oxygen_release": {"enabled": True, "method": "npp_gross"}}})
+
+
 # ------------------------------------------------------------------------------------- climate regulation
 def test_climate_vegetation_and_water_pixels(tiny):
     model, _ = climate_model(tiny, hot_days=40)
