@@ -59,6 +59,10 @@ def load_layer(cfg: RunConfig, name: str, grid: RefGrid) -> Layer:
     if gdf[lc.id_field].duplicated().any():
         dups = gdf.loc[gdf[lc.id_field].duplicated(), lc.id_field].tolist()
         raise VectorError(f"layers.{name}.id_field: duplicate ids {dups[:10]} in field '{lc.id_field}' of {path}")
+    empty = gdf.geometry.isna() | gdf.geometry.is_empty
+    if empty.any():
+        raise VectorError(f"layers.{name}: feature(s) {gdf.loc[empty, lc.id_field].tolist()[:10]} of {path} have an "
+                          "empty or null geometry; remove them or give them their polygon")
     types = set(gdf.geom_type.dropna())
     if not types <= {"Polygon", "MultiPolygon"}:
         raise VectorError(f"layers.{name}: {path} holds {sorted(types)} geometries; polygons are needed")
@@ -66,6 +70,7 @@ def load_layer(cfg: RunConfig, name: str, grid: RefGrid) -> Layer:
     if bad.any():
         gdf = gdf.copy()
         gdf.loc[bad, "geometry"] = gdf.geometry[bad].make_valid()
+        gdf.attrs["repaired_ids"] = gdf.loc[bad, lc.id_field].tolist()  # reported by gep validate
     from pyproj import CRS
 
     if CRS.from_user_input(gdf.crs) != CRS.from_user_input(grid.crs.to_wkt()):

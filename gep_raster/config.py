@@ -289,7 +289,7 @@ AUTO_COG_MAX_PIXELS = 50_000_000
 
 
 class ProcessingConfig(_Model):
-    workers: int | None = Field(None, ge=1)
+    workers: int | None = Field(None, ge=1, le=1024)
     memory_budget_mb: int = Field(2048, ge=256)  # gep_raster.budget: chunk size and flow-routing limit
     # folder of cached exact-coverage indexes (reused across runs, years and scenarios on the same grid);
     # None: <output.dir>/.gep_state/coverage

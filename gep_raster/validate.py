@@ -180,6 +180,7 @@ def validate(cfg: RunConfig) -> ValidationReport:
     if i.carbon.method == "stock_change" and i.carbon.alternate_land_cover:
         raster_specs.append(("carbon.alternate_land_cover", i.carbon.alternate_land_cover, None))
     sampled_max: dict[str, float] = {}  # largest sampled value per PLAUSIBLE key (pre-run plausibility checks)
+    sampled_mean: dict[str, list] = {}  # mean of the sample of each file, per input key, as mm/a for climate inputs
     for key, spec, prange in raster_specs:
         monthly = getattr(spec, "monthly", None)
         pattern = monthly if monthly is not None else spec.path
@@ -193,6 +194,8 @@ def validate(cfg: RunConfig) -> ValidationReport:
             rep.problems.append(f"{sub}: expected 12 monthly rasters, found {len(files)}")
         band = getattr(spec, "band", 1)
         scale = getattr(spec, "scale", 1.0)
+        if monthly is None and len(files) > 1:
+            _check_tiles(sub, files, band, rep)
         for f in files:
             try:
                 with rasterio.open(f) as ds:
@@ -228,6 +231,7 @@ def validate(cfg: RunConfig) -> ValidationReport:
                     if a.count():
                         mn, mx = float(a.min()), float(a.max())
                         sampled_max[rkey] = max(mx, sampled_max.get(rkey, mx))
+                        sampled_mean.setdefault(key, []).append(float(a.mean()) * (12 if monthly is not None else 1))
                         if mn < lo or mx > hi:
                             rep.problems.append(
                                 f"{sub}: {f} band {band} has values {mn:g}..{mx:g}, outside the plausible range "
@@ -236,6 +240,15 @@ def validate(cfg: RunConfig) -> ValidationReport:
                         rep.problems.append(f"{sub}: {f} band {band} holds only nodata")
                 except Exception as exc:
                     rep.problems.append(f"{sub}: cannot read values of {f}: {exc}")
+
+    if "et" in sampled_mean and "precipitation" in sampled_mean:
+        et_mean, p_mean = np.mean(sampled_mean["et"]), np.mean(sampled_mean["precipitation"])
+        if et_mean > p_mean:
+            rep.warnings.append(f"inputs.et: mean actual ET {et_mean:,.0f} mm/a exceeds inputs.precipitation mean "
+                                f"{p_mean:,.0f} mm/a (sampled): the water balance leaves no water anywhere; are the "
+                                "inputs swapped, or is ET0 given as actual ET (use inputs.et0)?")
+    _check_output_dir(cfg, [f for _, spec, _ in raster_specs for f in _spec_files(cfg, spec)], rep)
+    _check_processing(cfg, rep)
 
     # legend, prices, parameters
     legend = None
@@ -303,11 +316,14 @@ def validate(cfg: RunConfig) -> ValidationReport:
             elif outside:
                 rep.warnings.append(f"layers.{name}: polygon(s) {outside[:10]} of {layer.path} lie outside the rasters "
                                     "and will get zero values")
-            invalid = [layer.gdf[layer.config.id_field].iloc[k] for k, g in enumerate(layer.gdf.geometry)
-                       if g is not None and not g.is_valid]
+            invalid = list(layer.gdf.attrs.get("repaired_ids", [])) + [
+                layer.gdf[layer.config.id_field].iloc[k] for k, g in enumerate(layer.gdf.geometry)
+                if g is not None and not g.is_valid]
             if invalid:
                 rep.warnings.append(f"layers.{name}: polygon(s) {invalid[:10]} have invalid geometry "
                                     "(self-intersections); they are repaired with make_valid before coverage")
+        _check_nesting(cfg, grid, rep)
+
     # land-cover scenario: the edit polygons open and overlap the grid
     if cfg.scenario is not None and grid is not None:
         try:
@@ -344,3 +360,118 @@ def validate(cfg: RunConfig) -> ValidationReport:
             except GepError as exc:
                 rep.problems.append(str(exc))
     return rep
+
+
+def _spec_files(cfg, spec) -> list[Path]:
+    try:
+        pattern = getattr(spec, "monthly", None) or spec.path
+        return cfg.resolve_many(pattern, "inputs")
+    except GepError:
+        return []
+
+
+def _check_tiles(sub: str, files: list[Path], band: int, rep: ValidationReport) -> None:
+    """Tiles of one input that overlap and hold different values there: a warning (the mosaic takes one of them).
+
+    Tiles in other CRSs or resolutions are fine (each is warped onto the reference grid); only pairs in the same
+    CRS and resolution are compared, on their common window."""
+    from rasterio.windows import from_bounds
+
+    infos = []
+    for f in files:
+        try:
+            with rasterio.open(f) as ds:
+                infos.append((f, ds.crs, ds.res, ds.bounds))
+        except rasterio.errors.RasterioIOError:
+            continue  # reported by the per-file check
+    for k, (fa, ca, r, a) in enumerate(infos):
+        for fb, cb, rb, b in infos[k + 1:]:
+            if ca != cb or r != rb:
+                continue
+            w = min(a.right, b.right) - max(a.left, b.left)
+            h = min(a.top, b.top) - max(a.bottom, b.bottom)
+            if w < r[0] / 2 or h < r[1] / 2:
+                continue
+            box = (max(a.left, b.left), max(a.bottom, b.bottom), min(a.right, b.right), min(a.top, b.top))
+            try:
+                with rasterio.open(fa) as da, rasterio.open(fb) as db:
+                    va = da.read(band, window=from_bounds(*box, transform=da.transform), masked=True,
+                                 boundless=True).astype(np.float64)
+                    vb = db.read(band, window=from_bounds(*box, transform=db.transform), masked=True,
+                                 boundless=True).astype(np.float64)
+            except Exception:
+                continue
+            if va.shape != vb.shape:
+                continue
+            both = ~np.ma.getmaskarray(va) & ~np.ma.getmaskarray(vb)
+            diff = both & ~np.isclose(va.filled(0), vb.filled(0), rtol=1e-6, atol=1e-9)
+            if both.any() and diff.sum() > 0.01 * both.sum():
+                rep.warnings.append(f"{sub}: tiles {fa.name} and {fb.name} overlap by about {w / r[0]:.0f} x "
+                                    f"{h / r[1]:.0f} px and hold different values on {diff.sum() / both.sum():.0%} "
+                                    "of it; only one of them gives the values there (clip the tiles or fix the "
+                                    "one that is wrong)")
+
+
+def _check_output_dir(cfg, input_files: list[Path], rep: ValidationReport) -> None:
+    """output.dir: a folder (or creatable), writable, and neither equal to nor containing an input file."""
+    import os
+
+    out = cfg.output_dir.resolve()
+    for anc in [out, *out.parents]:
+        if anc.exists():
+            if not anc.is_dir():
+                rep.problems.append(f"output.dir: {out} is not a folder ({anc} is a file); choose a folder path")
+                return
+            if not os.access(anc, os.W_OK | os.X_OK):
+                rep.problems.append(f"output.dir: {anc} is not writable; choose a folder you can write to")
+                return
+            break
+    files = list(input_files)
+    files += [cfg.resolve(cfg.legend.path)] + [cfg.resolve(layer.path) for layer in cfg.layers.values()]
+    if cfg.source_path is not None:
+        files.append(cfg.source_path)
+    inside = sorted({str(f) for f in files if out == Path(f).resolve().parent or out in Path(f).resolve().parents})
+    if inside:
+        rep.problems.append(f"output.dir: {out} contains input file(s) {inside[:3]}"
+                            + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
+                            + ": outputs would be written among the inputs; choose an empty folder of its own "
+                              "(e.g. output.dir: out)")
+
+
+def _check_processing(cfg, rep: ValidationReport) -> None:
+    import os
+
+    try:
+        ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (ValueError, OSError, AttributeError):
+        return
+    if cfg.processing.memory_budget_mb > ram_mb:
+        rep.warnings.append(f"processing.memory_budget_mb = {cfg.processing.memory_budget_mb:,} MB is more than the "
+                            f"memory of this machine ({ram_mb:,.0f} MB RAM): blocks sized for it would swap or be "
+                            "killed; give at most the RAM you can spare")
+
+
+def _check_nesting(cfg, grid, rep: ValidationReport) -> None:
+    """Children (``nests_in``) lying partly outside their parent layer: a warning naming them and the share."""
+    from .accounts import load_layer
+
+    for name, lc in cfg.layers.items():
+        parent = getattr(lc, "nests_in", None)
+        if not parent or parent not in cfg.layers:
+            continue
+        try:
+            child, par = load_layer(cfg, name, grid), load_layer(cfg, parent, grid)
+        except GepError:
+            continue  # reported above
+        union = par.gdf.geometry.union_all() if hasattr(par.gdf.geometry, "union_all") else par.gdf.unary_union
+        bad = []
+        for k, g in enumerate(child.gdf.geometry):
+            if g is None or g.is_empty or g.area <= 0:
+                continue
+            share = g.difference(union).area / g.area
+            if share > 0.01:
+                bad.append(f"{child.gdf[lc.id_field].iloc[k]} ({share:.0%})")
+        if bad:
+            rep.warnings.append(f"layers.{name}: polygon(s) {bad[:10]} lie partly outside layers.{parent} (share of "
+                                f"their area outside): the children do not nest in their parent "
+                                f"(nests_in: {parent}); fix the boundaries or remove nests_in")

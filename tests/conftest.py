@@ -53,6 +53,11 @@ def write_config(folder: Path, body: str, name: str = "run.yaml") -> Path:
 @pytest.fixture
 def tiny(tmp_path):
     """A 40 x 50 px, 30 m synthetic run folder (land cover, DEM, P, ET, polygons) and its config path."""
+    return make_tiny(tmp_path)
+
+
+def make_tiny(tmp_path: Path) -> Path:
+    """Write the files of the :func:`tiny` run into ``tmp_path``; returns the config path."""
     import geopandas as gpd
     import shapely
 
