@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import faults
 from .errors import GepError
 from .grid import RefGrid
 from .io_write import TEMP_TILE_CODEC, atomic_path, atomic_write_json, publish_cog, write_tile, write_vrt
@@ -241,6 +242,7 @@ class BlockStore:
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
+        faults.hit("block")
 
     # ------------------------------------------------------------------ resuming
     def finished(self) -> dict[int, tuple]:

@@ -75,6 +75,7 @@ def run(config: Path = typer.Argument(..., help="Run configuration (YAML)."),
 
     _setup_logging(not quiet)
     t0 = time.perf_counter()
+    cfg = None
     try:
         overrides = {}
         if output:
@@ -89,6 +90,13 @@ def run(config: Path = typer.Argument(..., help="Run configuration (YAML)."),
             raise
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        where = f" in {cfg.output_dir / '.gep_state'}" if cfg is not None else ""
+        typer.secho(f"interrupted: finished blocks are kept{where}; run the same command again to resume (no final "
+                    "file is left half-written)", fg=typer.colors.RED, err=True)
+        raise typer.Exit(130)
     m = res.manifest
     typer.echo(f"run '{cfg.name}' finished in {time.perf_counter() - t0:.1f} s -> {res.output_dir}")
     tot = m["totals"]

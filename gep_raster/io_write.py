@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import enum
+import errno
 import hashlib
 import json
 import math
@@ -36,6 +37,7 @@ from .errors import GepError
 from .grid import RefGrid
 
 __all__ = [
+    "write_failure",
     "OutputError",
     "BlockRasterWriter",
     "write_cog",
@@ -87,6 +89,48 @@ _SQLITE_SIDECARS = ("-journal", "-wal", "-shm")
 
 class OutputError(GepError):
     """An output file cannot be written (disk full, permission denied, bad state of a writer)."""
+
+
+#: errno values of a write that failed for want of space (disk full, quota, file size limit)
+_SPACE_ERRNOS = {getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, n)}
+
+
+def write_failure(exc: BaseException, out_dir: str | os.PathLike) -> OutputError | None:
+    """An :class:`OutputError` for a write of the run that failed, or None if ``exc`` is not one.
+
+    A write failure is an ``OSError`` whose errno is ENOSPC, EDQUOT or EFBIG, or a GDAL/rasterio error whose
+    message (anywhere in the ``__cause__``/``__context__`` chain) says the write failed or no space is left
+    (GDAL reports a full disk as "Write failed" / "Write error at scanline"). The message names the output
+    folder, the free space of its file system and what to do; the run's finished blocks are kept, so the same
+    command resumes once space is freed.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The exception a run stage raised.
+    out_dir : path-like
+        The run's output folder.
+    """
+    import shutil
+
+    chain, x = [], exc
+    while x is not None and len(chain) < 20:
+        chain.append(x)
+        x = x.__cause__ or x.__context__
+    space = any(isinstance(e, OSError) and e.errno in _SPACE_ERRNOS for e in chain)
+    text = " | ".join(str(e) for e in chain)
+    gdal_write = any(type(e).__module__.startswith("rasterio") for e in chain) and any(
+        k in text.lower() for k in ("write failed", "write error", "no space left", "free disk space"))
+    if not (space or gdal_write):
+        return None
+    try:
+        free = f"{shutil.disk_usage(out_dir).free / 2**20:,.1f} MB free there now"
+    except OSError:
+        free = "free space unknown"
+    return OutputError(
+        f"{out_dir}: writing the run's outputs failed ({text}); {free}. Disk full or quota reached? Free space "
+        "(or choose another output.dir) and run the same command again: finished blocks are kept and resumed, "
+        "and no final file is left half-written")
 
 
 # ---------------------------------------------------------------------------------------
@@ -936,14 +980,42 @@ def atomic_to_gpkg(gdf, path: str | os.PathLike, layer: str) -> Path:
     ------
     OutputError
         If the file cannot be written; ``path`` is then untouched.
+
+    Notes
+    -----
+    With ``SOURCE_DATE_EPOCH`` set, ``gpkg_contents.last_change`` is that time, so a rerun writes the same bytes.
     """
     final = Path(path)
     with atomic_path(final, suffix=".gpkg", sidecars=_SQLITE_SIDECARS) as tmp:
         try:
-            gdf.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
+            with _gpkg_date():
+                gdf.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
         except Exception as exc:
             raise OutputError(f"{final}: cannot write GeoPackage layer {layer!r} ({exc})") from None
     return final
+
+
+_GPKG_DATE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _gpkg_date():
+    """GeoPackage ``gpkg_contents.last_change`` from ``SOURCE_DATE_EPOCH`` when it is set (reproducible-builds.org
+    convention; GDAL's ``OGR_CURRENT_DATE``), so that the same run writes byte-identical GeoPackages; otherwise
+    GDAL writes the current time."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if not epoch or not epoch.strip().isdigit():
+        yield
+        return
+    from pyogrio import set_gdal_config_options
+
+    stamp = _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    with _GPKG_DATE_LOCK:  # a process-wide GDAL option
+        set_gdal_config_options({"OGR_CURRENT_DATE": stamp})
+        try:
+            yield
+        finally:
+            set_gdal_config_options({"OGR_CURRENT_DATE": None})
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, faults
 from .accounts import (Layer, add_gep_columns, assign_parents, build_table, load_layer, nesting_report,
                        polygon_area_km2, roll_up)
 from .config import RunConfig
@@ -663,6 +663,9 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
     ValidationFailed
         The checks of ``gep validate`` found problems (or warnings, without ``accept_warnings``): every one is
         listed, nothing is computed or written.
+    OutputError
+        Another run holds the output folder's lock (:mod:`gep_raster.run_lock`), or an output cannot be written
+        (disk full, permissions): the message names the file; finished blocks are kept and a rerun resumes.
     GepError (and subclasses)
         Any input, config, table or grid problem, with a message naming the file and field
         (ConfigError when the Dask scheduler cannot be reached).
@@ -674,12 +677,25 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
     from .allocator import tune_for_blocks
     from .budget import gdal_cache_bytes
 
+    from .run_lock import output_lock
+
     tune_for_blocks()  # block-sized temporaries stay in the heap (no page faults per block); once per process
     client, owned = _connect(scheduler) if scheduler is not None else (None, False)
     try:
-        # GDAL's block cache (process-wide) is part of the memory budget; GDAL's default is 5 % of the RAM
-        with rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(cfg.processing.memory_budget_mb)):
+        # one run per output folder; GDAL's block cache (process-wide) is part of the memory budget (GDAL's
+        # default is 5 % of the RAM)
+        with output_lock(cfg.output_dir), \
+                rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(cfg.processing.memory_budget_mb)):
             return _run(cfg, workers=workers, progress=progress, force=force, client=client, preflight=preflight)
+    except GepError:
+        raise
+    except Exception as exc:  # a full disk surfaces as OSError or a GDAL write error from deep inside a writer
+        from .io_write import write_failure
+
+        failure = write_failure(exc, cfg.output_dir)
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         if owned:
             client.close()
@@ -1009,6 +1025,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                                            **({"prices": prices_used} if o.kind in ("value", "gep_r", "gep")
                                               else {})},
                               description=o.description, units=o.unit)
+                faults.hit("raster")
                 if o.key == "gep_r_yuan":
                     fig_pool = ThreadPoolExecutor(1, thread_name_prefix="gep-figures")
                     fig_job = fig_pool.submit(draw)
@@ -1052,6 +1069,7 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
             csv_path.parent.mkdir(parents=True, exist_ok=True)
             atomic_to_csv(tab.drop(columns="geometry"), csv_path)
             atomic_to_gpkg(tab, gpkg_path, layer=name)
+            faults.hit("table")
             for p, fmt in ((csv_path, "csv"), (gpkg_path, "gpkg")):
                 manifest_outputs.append({"path": str(p.relative_to(out_dir)), "service": "all", "kind": "table",
                                          "unit": "see columns", "layer": name, "format": fmt,

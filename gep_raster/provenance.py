@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from . import faults
 from .errors import InputError
 from .io_write import sha256_file
 
@@ -173,7 +174,9 @@ class StageTimer:
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Context manager timing one stage ``name`` (seconds, ``time.perf_counter``)."""
+        """Context manager timing one stage ``name`` (seconds, ``time.perf_counter``); passes the fault point
+        ``stage.<name>`` (:mod:`gep_raster.faults`) on entry."""
+        faults.hit(f"stage.{name}")
         start = time.perf_counter()
         cpu0 = _cpu_seconds()
         try:

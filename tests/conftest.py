@@ -107,3 +107,30 @@ def make_tiny(tmp_path: Path) -> Path:
         output: {{dir: out, chunk_size: 64}}
         """)
     return cfg
+
+
+def sample_config(folder: Path, name: str, *, layout: str = "cog", chunk: int = 64, workers: int = 1,
+                  out_name: str | None = None) -> Path:
+    """pipelines/sample.yaml with paths made absolute, blocks of ``chunk`` px, ``processing.workers`` and the
+    output in ``folder / (out_name or name)``; written to ``folder / f"{name}.yaml"``."""
+    import yaml
+
+    sample = REPO / "pipelines" / "sample.yaml"
+    cfg = yaml.safe_load(sample.read_text(encoding="utf-8"))
+    base = sample.parent
+
+    def absolute(v):
+        if isinstance(v, str) and (v.startswith("../") or v.startswith("legends/") or v.startswith("tables/")):
+            return str((base / v).resolve()) + ("/" if v.endswith("/") else "")
+        if isinstance(v, dict):
+            return {k: absolute(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [absolute(x) for x in v]
+        return v
+
+    cfg = absolute(cfg)
+    cfg["output"] = {"dir": str(folder / (out_name or name)), "chunk_size": chunk, "layout": layout}
+    cfg["processing"] = {"workers": workers}
+    p = folder / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return p

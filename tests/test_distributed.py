@@ -6,6 +6,7 @@ on timeout). Runs through the cluster must give the very rasters and tables of t
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -35,11 +36,11 @@ START_TIMEOUT_S = 60
 # --------------------------------------------------------------------------------------
 # a local cluster of real processes
 # --------------------------------------------------------------------------------------
-def _start(args, log_path: Path, cwd: Path) -> subprocess.Popen:
+def _start(args, log_path: Path, cwd: Path, env: dict | None = None) -> subprocess.Popen:
     log = open(log_path, "wb")
     # own process group: the finalizer can stop the worker processes a nanny spawned
     return subprocess.Popen([str(DASK), *args], stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 
 def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
@@ -59,14 +60,12 @@ def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
         proc.wait(5)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """Address of a scheduler on 127.0.0.1 with 2 worker processes (1 thread each)."""
-    if not DASK.exists():
-        pytest.skip(f"no dask CLI next to {sys.executable}")
+@contextlib.contextmanager
+def _local_cluster(d: Path, env: dict | None = None):
+    """A scheduler on 127.0.0.1 and 2 worker processes (1 thread each, under a nanny) in folder ``d``; the
+    workers get ``env`` added to their environment."""
     from distributed import Client
 
-    d = tmp_path_factory.mktemp("cluster")
     sched_file = d / "sched.json"
     procs = []
     try:
@@ -82,7 +81,7 @@ def cluster(tmp_path_factory):
         assert address.startswith("tcp://127.0.0.1:"), address
         procs.append(_start(["worker", "--scheduler-file", str(sched_file), "--nworkers", "2", "--nthreads", "1",
                              "--no-dashboard", "--host", "127.0.0.1", "--local-directory", str(d / "work")],
-                            d / "workers.log", d))
+                            d / "workers.log", d, env))
         with Client(address, set_as_default=False, timeout="30s") as client:
             try:
                 client.wait_for_workers(2, timeout=START_TIMEOUT_S)
@@ -92,6 +91,15 @@ def cluster(tmp_path_factory):
     finally:
         for p in reversed(procs):
             _stop(p)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Address of a scheduler on 127.0.0.1 with 2 worker processes (1 thread each)."""
+    if not DASK.exists():
+        pytest.skip(f"no dask CLI next to {sys.executable}")
+    with _local_cluster(tmp_path_factory.mktemp("cluster")) as c:
+        yield c
 
 
 # --------------------------------------------------------------------------------------
@@ -138,6 +146,27 @@ def test_sample_run_on_cluster_equals_local_run(tmp_path, cluster):
     # scheduler file instead of the address; 6 blocks of 256 px through a window of 4 blocks
     dist = run(cfg("dist"), progress=False, scheduler=cluster["scheduler_file"])
     assert dist.manifest["execution"]["blocks"] == 6
+    _assert_same_run(local, dist)
+
+
+@pytest.mark.slow
+def test_run_completes_when_a_worker_process_is_killed(tmp_path):
+    """A worker process SIGKILLs itself before its 2nd block (gep_raster.faults, once in the whole cluster): the
+    nanny restarts it, the scheduler computes its blocks again elsewhere, and the run equals the local run."""
+    if not DASK.exists():
+        pytest.skip(f"no dask CLI next to {sys.executable}")
+    from conftest import sample_config
+
+    marker = tmp_path / "killed-once"
+    local = run(load_config(sample_config(tmp_path, "local", chunk=128, workers=2)), progress=False)
+    env = {"GEP_FAULT": "compute@2:KILL", "GEP_FAULT_ONCE": str(marker)}
+    (tmp_path / "cluster").mkdir()
+    with _local_cluster(tmp_path / "cluster", env) as c:
+        dist = run(load_config(sample_config(tmp_path, "dist", chunk=128)), progress=False, scheduler=c["address"])
+        log = (c["dir"] / "workers.log").read_text(errors="replace")
+    assert marker.exists(), "no worker was killed: the fault point was not reached"
+    assert "was killed by signal 9" in log, log[-3000:]  # the nanny saw its worker die (and restarted it)
+    assert dist.manifest["execution"]["blocks"] == 20
     _assert_same_run(local, dist)
 
 

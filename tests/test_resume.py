@@ -18,34 +18,16 @@ import rasterio
 from gep_raster.config import load_config
 from gep_raster.pipeline import run
 
+from conftest import sample_config
+
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "pipelines" / "sample.yaml"
 
 pytestmark = pytest.mark.slow
 
 
 def _config(tmp_path: Path, name: str, layout: str) -> Path:
     """pipelines/sample.yaml with small blocks (64 px: 80 blocks) and the output in tmp_path."""
-    import yaml
-
-    cfg = yaml.safe_load(SAMPLE.read_text(encoding="utf-8"))
-    base = SAMPLE.parent
-
-    def absolute(v):
-        if isinstance(v, str) and (v.startswith("../") or v.startswith("legends/") or v.startswith("tables/")):
-            return str((base / v).resolve()) + ("/" if v.endswith("/") else "")
-        if isinstance(v, dict):
-            return {k: absolute(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [absolute(x) for x in v]
-        return v
-
-    cfg = absolute(cfg)
-    cfg["output"] = {"dir": str(tmp_path / name), "chunk_size": 64, "layout": layout}
-    cfg["processing"] = {"workers": 1}
-    p = tmp_path / f"{name}.yaml"
-    p.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    return p
+    return sample_config(tmp_path, name, layout=layout, chunk=64)
 
 
 def _rasters(res) -> dict:

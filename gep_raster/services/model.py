@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import faults
 from ..errors import ConfigError
 from .base import BuildContext, InputRequest, OutputSpec, ServiceBase
 from .registry import REGISTRY
@@ -192,6 +193,7 @@ class ServiceModel:
 
         def _fn(*blocks, block_info=None):
             (r0, r1), _ = block_info[0]["array-location"]
+            faults.hit("compute")  # fault point of the kill tests (gep_raster.faults); a no-op in runs
             res = self.compute_block(dict(zip(keys, blocks)), row_area_m2[r0:r1])
             return np.stack([res[k] for k in okeys])
 
