@@ -142,7 +142,7 @@ def child_io(a: dict) -> dict:
     from gep_raster.config import load_config
     from gep_raster.io_read import GridSource
     from gep_raster.block_store import BlockStore
-    from gep_raster.pipeline import _raster_source, open_inputs, reference_grid
+    from gep_raster.run_inputs import open_inputs, raster_source, reference_grid
     from gep_raster.services import ServiceModel
     from gep_raster.tables import PriceBook, load_legend, required_legend_columns
 
@@ -156,7 +156,7 @@ def child_io(a: dict) -> dict:
     model = ServiceModel.from_config(cfg, legend, PriceBook.from_config(cfg), cell_size=grid.res[0],
                                      geographic=grid.is_geographic)
     src = open_inputs(cfg, grid, model.input_keys(), model.input_requests())
-    src["lc"] = _raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical")
+    src["lc"] = raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical")
     if cfg.economic_accounts is not None:
         for name, spec in cfg.economic_accounts.weight_rasters.items():
             key = f"economic_accounts.weight_rasters.{name}"

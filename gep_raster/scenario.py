@@ -566,7 +566,7 @@ def wrap_inputs(sources: dict, scenario_cfg, grid: RefGrid, cfg=None) -> dict:
     Parameters
     ----------
     sources : dict
-        The run's sources (:func:`gep_raster.pipeline.open_inputs`), keyed by model input key (``lc``
+        The run's sources (:func:`gep_raster.run_inputs.open_inputs`), keyed by model input key (``lc``
         = the land cover); each has a ``name`` such as ``inputs.carbon``.
     scenario_cfg : gep_raster.config.ScenarioConfig or None
         The scenario (None: ``sources`` returned unchanged).

@@ -144,7 +144,7 @@ def validate(cfg: RunConfig) -> ValidationReport:
         ``problems`` (the run would fail or give wrong numbers), ``warnings`` and ``info``.
         Never raises for a user mistake; every problem names the config key and the file.
     """
-    from .pipeline import SCAN_CHUNK, class_histogram, open_inputs, reference_grid
+    from .run_inputs import SCAN_CHUNK, class_histogram, open_inputs, reference_grid
     from .services import ServiceModel
     from .tables import PriceBook, load_legend, required_legend_columns
 
@@ -327,10 +327,10 @@ def validate(cfg: RunConfig) -> ValidationReport:
     # land-cover scenario: the edit polygons open and overlap the grid
     if cfg.scenario is not None and grid is not None:
         try:
-            from .pipeline import _raster_source
+            from .run_inputs import raster_source
             from .scenario import ScenarioSource
 
-            sc = ScenarioSource(_raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical"),
+            sc = ScenarioSource(raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical"),
                                 cfg.scenario, grid, cfg)
             summary = sc.transitions(cfg.output.chunk_size or SCAN_CHUNK)
             if summary["edited_pixels"] == 0:

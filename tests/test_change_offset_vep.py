@@ -241,12 +241,12 @@ def test_set_inputs_override_follows_the_assigned_pixels(tiny):
 
 def test_sample_development_parcel_converts_340_forest_pixels():
     """The sample development scenario (pipelines/sample_development.yaml) on the sample land cover."""
-    from gep_raster.pipeline import _raster_source, reference_grid
+    from gep_raster.run_inputs import raster_source, reference_grid
     from gep_raster.scenario import ScenarioSource
 
     cfg = load_config(REPO / "pipelines" / "sample_development.yaml")
     grid = reference_grid(cfg)
-    src = ScenarioSource(_raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical"),
+    src = ScenarioSource(raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical"),
                          cfg.scenario, grid, cfg)
     d = src.describe()["scenario"]
     # 510 m x 600 m on pixel edges = 17 x 20 = 340 pixels, all forest (classes 1-3) -> built-up (11)

@@ -395,7 +395,7 @@ def test_class_histogram_independent_of_threads_and_rejects_huge_codes(tmp_path)
 
     from gep_raster.errors import InputError
     from gep_raster.grid import RefGrid
-    from gep_raster.pipeline import class_histogram
+    from gep_raster.run_inputs import class_histogram
 
     class Src:
         name = "inputs.land_cover"

@@ -23,7 +23,8 @@ from gep_raster.accounts import load_layer
 from gep_raster.config import load_config
 from gep_raster.economic import EconomicAccounts, load_statistics
 from gep_raster.errors import ConfigError, TableError
-from gep_raster.pipeline import _raster_source, reference_grid, run
+from gep_raster.pipeline import run
+from gep_raster.run_inputs import raster_source, reference_grid
 from gep_raster.tables import load_legend
 from gep_raster.zonal import CoverageIndex
 
@@ -63,7 +64,7 @@ def _econ(cfg):
     grid = reference_grid(cfg)
     layers = {n: load_layer(cfg, n, grid) for n in cfg.layers}
     econ = EconomicAccounts.from_config(cfg, legend, layers)
-    lc = _raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical")
+    lc = raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical")
     idx = CoverageIndex.build(layers[econ.layer_name].gdf, grid, layer_name=econ.layer_name)
     sources = econ.open_weight_sources(cfg, grid)
     econ.compute_denominators(lc, sources, idx)

@@ -9,7 +9,8 @@ import pytest
 import rasterio
 
 from gep_raster.config import load_config
-from gep_raster.pipeline import open_inputs, reference_grid, run
+from gep_raster.pipeline import run
+from gep_raster.run_inputs import open_inputs, reference_grid
 from gep_raster.services import ServiceModel
 from gep_raster.tables import PriceBook, load_legend, required_legend_columns
 
@@ -28,7 +29,7 @@ def numpy_vs_dask(cfg, chunkings):
     import dask.array as da
 
     from gep_raster.routing import route
-    from gep_raster.services.model import ROUTING_PRODUCTS, TERRAIN_KEYS
+    from gep_raster.services.base import ROUTING_PRODUCTS, TERRAIN_KEYS
 
     grid, model, src = _model_inputs(cfg)
     dem = src["dem"].read_all()

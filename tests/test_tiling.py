@@ -149,7 +149,8 @@ def split_runs(tmp_path_factory):
     if not _sample_present():
         pytest.skip("the embedded sample (pipelines/sample.yaml, sample_tiles/data) is missing")
     from gep_raster.config import load_config
-    from gep_raster.pipeline import reference_grid, run
+    from gep_raster.pipeline import run
+    from gep_raster.run_inputs import reference_grid
 
     tmp = tmp_path_factory.mktemp("tiling")
     lc, lc_t, lc_prof = _assemble(SAMPLE_DATA / "land_cover")

@@ -252,7 +252,7 @@ class Service(ServiceBase):
 
         from ..accounts import polygon_area_km2
         from ..io_write import atomic_path, atomic_to_csv
-        from ..pipeline import _raster_source, reference_grid
+        from ..run_inputs import raster_source, reference_grid
         from ..zonal import CoverageIndex
 
         cfg, book = ctx.cfg, ctx.book
@@ -366,7 +366,7 @@ class Service(ServiceBase):
             notes.append(f"marshes C_m = {depth:g} m * area (Garze GEP 2010 [V], unit read as m3)")
         # -- exact coverage, restricted to pixels with a valid land cover
         idx = CoverageIndex.build(gdf.geometry, grid, layer_name=key)
-        lc_src = _raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical")
+        lc_src = raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical")
         defined = np.zeros(65537, bool)
         defined[ctx.legend.codes] = True
         row_area = grid.row_pixel_area_m2

@@ -15,14 +15,10 @@ import numpy as np
 
 from .. import faults
 from ..errors import ConfigError
-from .base import BuildContext, InputRequest, OutputSpec, ServiceBase
+from .base import TERRAIN_KEYS, BuildContext, InputRequest, OutputSpec, ServiceBase
 from .registry import REGISTRY
 
 
-#: input keys computed by the pipeline from the DEM (or the routing's pit-filled DEM), not read from a file
-TERRAIN_KEYS = ("slope", "aspect_x", "slope_pct_filled", "dem")
-#: input keys read from the routing raster (band order of gep_raster.hydro_units.route_to_raster)
-ROUTING_PRODUCTS = ("upslope", "filled_dem", "flow_aspect", "stream")
 
 
 @dataclass
