@@ -144,7 +144,8 @@ def child_io(a: dict) -> dict:
     from gep_raster.block_store import BlockStore
     from gep_raster.run_inputs import open_inputs, raster_source, reference_grid
     from gep_raster.services import ServiceModel
-    from gep_raster.tables import PriceBook, load_legend, required_legend_columns
+    from gep_raster.tables import PriceBook, load_legend
+    from gep_raster.services.registry import required_legend_columns
 
     cfg = load_config(a["config"], overrides={"output": {"dir": a["out"]}})
     chunk, layout, n_out, threads = int(a["chunk"]), a["layout"], int(a["n_outputs"]), int(a["threads"])

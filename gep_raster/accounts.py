@@ -7,15 +7,19 @@ its own coverage index.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from .config import LayerConfig, RunConfig
 from .errors import VectorError
 from .grid import RefGrid
+
+if TYPE_CHECKING:
+    from .config import LayerConfig, RunConfig
 
 #: relative tolerance of the nesting identity (children sum = parent ∩ union(children))
 NESTING_RTOL = 1e-6

@@ -13,7 +13,7 @@ a tile write) and started again finds the entries of the blocks that were finish
 tiles are there with the recorded sizes, and computes only the other blocks; the per-polygon sums
 are then added in block order from the entries, so the tables are bit-identical to an uninterrupted
 run. Entries belong to one *run key* (the content hashes of config and inputs, see
-``pipeline._run_hash``, plus the block grid and the layout): a store made for another key is
+``gep_raster.pipeline.prepare.run_hash``, plus the block grid and the layout): a store made for another key is
 discarded, never reused. Timestamps are never used.
 
 At the end, :meth:`BlockStore.publish` turns each output's tiles into its final file:

@@ -5,15 +5,19 @@ Used by the pipeline, by ``gep validate`` and by services that read an input of 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .config import RunConfig
 from .errors import ConfigError, InputError
 from .grid import RefGrid
 from .io_read import GridSource, StackSource, SumSource, grid_from_files
 from .services.base import ROUTING_PRODUCTS, TERRAIN_KEYS
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 #: Window (pixels) of the land-cover histogram scans when output.chunk_size is not set.
 SCAN_CHUNK = 1024

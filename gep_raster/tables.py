@@ -17,20 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import ECOSYSTEMS, RunConfig
+from typing import TYPE_CHECKING
+
+from .config_base import ECOSYSTEMS
 from .errors import ConfigError, TableError
 
-def required_legend_columns(cfg: RunConfig) -> dict[str, tuple]:
-    """Legend columns the enabled services need: column -> (valid min, valid max, unit, meaning).
-
-    Each service declares its own columns (``Service.legend_columns(cfg)``)."""
-    from .services.registry import REGISTRY
-
-    need: dict[str, tuple] = {}
-    for name in cfg.services.enabled():
-        need.update(REGISTRY[name].Service.legend_columns(cfg))
-    return need
-
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 def _read_csv(path: Path, what: str) -> pd.DataFrame:
     if not path.is_file():

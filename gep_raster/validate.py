@@ -146,7 +146,8 @@ def validate(cfg: RunConfig) -> ValidationReport:
     """
     from .run_inputs import SCAN_CHUNK, class_histogram, open_inputs, reference_grid
     from .services import ServiceModel
-    from .tables import PriceBook, load_legend, required_legend_columns
+    from .services.registry import required_legend_columns
+    from .tables import PriceBook, load_legend
 
     rep = ValidationReport()
     grid = None

@@ -4,8 +4,11 @@ level or inside functions; imports under ``if TYPE_CHECKING:`` are not made at r
 * kernels (``gep_raster.kernels``) are pure numpy/numba functions: they import nothing of the package;
 * services and the checks of ``gep validate`` do not import the pipeline; the input opening
   (``gep_raster.run_inputs``) neither;
-* the import cycles of the package only shrink: every strongly connected component of the import graph lies
-  within ``KNOWN_CYCLE`` (config <-> service registry; the rest of the architecture issue removes it).
+* outputs (writers, block store, figures, provenance, progress) import no service;
+* the stages of the pipeline (``gep_raster.pipeline.*``) do not import :mod:`gep_raster.pipeline` itself;
+* the package has no import cycle. The configuration builds its ``services:`` schema from the service registry
+  (config -> services.registry -> each service); services, the tables, the accounts and the input opening import
+  the run configuration for type hints only (``if TYPE_CHECKING:``).
 """
 from __future__ import annotations
 
@@ -14,19 +17,15 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "gep_raster"
 
-#: the one cycle left: config builds the ``services:`` schema from the service registry, services read the
-#: config and legend/price tables. It may only shrink.
-KNOWN_CYCLE = {
-    "gep_raster.accounts", "gep_raster.config", "gep_raster.run_inputs", "gep_raster.tables", "gep_raster.services",
-    "gep_raster.services.model", "gep_raster.services.registry", "gep_raster.services.carbon_sequestration",
-    "gep_raster.services.flood_regulation",
-}
+#: modules that write or describe outputs: they must not import a service
+OUTPUT_MODULES = ("gep_raster.io_write", "gep_raster.block_store", "gep_raster.report", "gep_raster.provenance",
+                  "gep_raster.progress")
 
 
-def _modules() -> dict[str, Path]:
+def _modules(pkg: Path = PKG) -> dict[str, Path]:
     out = {}
-    for p in PKG.rglob("*.py"):
-        parts = list(p.relative_to(PKG.parent).with_suffix("").parts)
+    for p in pkg.rglob("*.py"):
+        parts = list(p.relative_to(pkg.parent).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
         out[".".join(parts)] = p
@@ -45,9 +44,9 @@ def _runtime_nodes(tree: ast.AST):
         stack.extend(ast.iter_child_nodes(node))
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(pkg: Path = PKG) -> dict[str, set[str]]:
     """module -> package modules it imports (a ``from pkg import name`` of a submodule counts the submodule)."""
-    mods = _modules()
+    mods = _modules(pkg)
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for m, p in mods.items():
         package = m if p.name == "__init__.py" else m.rsplit(".", 1)[0]
@@ -58,7 +57,9 @@ def import_graph() -> dict[str, set[str]]:
                     target = ".".join(base + ([node.module] if node.module else []))
                 else:
                     target = node.module or ""
-                names = [target] + [f"{target}.{a.name}" for a in node.names]
+                # ``from pkg import submodule`` depends on the submodule (as ``import pkg.submodule`` does: the
+                # package's __init__ runs for either); ``from pkg import name`` on the package
+                names = [f"{target}.{a.name}" if f"{target}.{a.name}" in mods else target for a in node.names]
             elif isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             else:
@@ -124,11 +125,42 @@ def test_services_validate_and_inputs_do_not_import_the_pipeline():
     users = [m for m in graph if m.startswith("gep_raster.services") or m in ("gep_raster.validate",
                                                                                "gep_raster.run_inputs")]
     assert len(users) > 10
-    assert {m: "gep_raster.pipeline" for m in users if "gep_raster.pipeline" in graph[m]} == {}
+    bad = {m: sorted(t for t in graph[m] if t == "gep_raster.pipeline" or t.startswith("gep_raster.pipeline."))
+           for m in users}
+    assert {m: t for m, t in bad.items() if t} == {}
 
 
-def test_import_cycles_only_shrink():
+def test_graph_sees_function_level_imports_and_skips_type_checking(tmp_path):
+    pkg = tmp_path / "pk"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import X\n"
+                              "def f():\n    from .sub import c\n")
+    (pkg / "b.py").write_text("from . import a\nX = 1\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "c.py").write_text("from ..b import X\nfrom .. import a as _a\n")
+    g = import_graph(pkg)
+    assert g["pk.a"] == {"pk.sub.c"} and g["pk.b"] == {"pk.a"} and g["pk.sub.c"] == {"pk.b", "pk.a"}
+    assert strongly_connected(g) == [{"pk.a", "pk.b", "pk.sub.c"}]
+    (pkg / "b.py").write_text("X = 1\n")
+    (pkg / "sub" / "c.py").write_text("from ..b import X\n")
+    assert strongly_connected(import_graph(pkg)) == []
+
+
+def test_no_import_cycle():
     comps = strongly_connected(import_graph())
-    outside = [sorted(c - KNOWN_CYCLE) for c in comps if not c <= KNOWN_CYCLE]
-    assert outside == [], f"modules joined an import cycle: {outside}"
-    assert all("gep_raster.pipeline" not in c and "gep_raster.validate" not in c for c in comps)
+    assert comps == [], f"import cycles: {[sorted(c) for c in comps]}"
+
+
+def test_outputs_import_no_service():
+    graph = import_graph()
+    assert all(m in graph for m in OUTPUT_MODULES)
+    bad = {m: sorted(t for t in graph[m] if t.startswith("gep_raster.services")) for m in OUTPUT_MODULES}
+    assert {m: t for m, t in bad.items() if t} == {}
+
+
+def test_pipeline_stages_do_not_import_the_pipeline_package():
+    graph = import_graph()
+    stages = [m for m in graph if m.startswith("gep_raster.pipeline.")]
+    assert len(stages) >= 10
+    assert {m: "gep_raster.pipeline" for m in stages if "gep_raster.pipeline" in graph[m]} == {}

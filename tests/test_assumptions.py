@@ -6,7 +6,8 @@ import pandas as pd
 from gep_raster.assumptions import run_assumptions
 from gep_raster.config import load_config
 from gep_raster.services import ServiceModel
-from gep_raster.tables import PriceBook, load_legend, required_legend_columns
+from gep_raster.tables import PriceBook, load_legend
+from gep_raster.services.registry import required_legend_columns
 from gep_raster.validate import validate
 
 

@@ -21,7 +21,8 @@ from gep_raster.routing import route
 from gep_raster.services import ServiceModel
 from gep_raster.services.soil_retention import Config as SoilConfig
 from gep_raster.services.water_conservation import Config as WaterConfig
-from gep_raster.tables import PriceBook, load_legend, required_legend_columns
+from gep_raster.tables import PriceBook, load_legend
+from gep_raster.services.registry import required_legend_columns
 
 from conftest import write_raster
 

@@ -14,7 +14,8 @@ import pytest
 
 from gep_raster.config import load_config
 from gep_raster.services import ServiceModel
-from gep_raster.tables import PriceBook, load_legend, required_legend_columns
+from gep_raster.tables import PriceBook, load_legend
+from gep_raster.services.registry import required_legend_columns
 
 AREA = np.array([900.0])  # one row of 30 m pixels
 

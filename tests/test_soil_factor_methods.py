@@ -16,7 +16,8 @@ from gep_raster.config import load_config
 from gep_raster.errors import ConfigError, InputError, ValidationFailed
 from gep_raster.pipeline import run
 from gep_raster.services import ServiceModel
-from gep_raster.tables import PriceBook, load_legend, required_legend_columns
+from gep_raster.tables import PriceBook, load_legend
+from gep_raster.services.registry import required_legend_columns
 
 from conftest import write_raster
 

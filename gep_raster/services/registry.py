@@ -4,8 +4,13 @@ A service may read, from ``shared``, the outputs of services listed before it (o
 uses the carbon flux of carbon sequestration)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import (air_purification, carbon_sequestration, climate_regulation, flood_regulation, oxygen_release,
                soil_retention, water_conservation, water_purification)
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 #: service name -> module (each with ``Config`` and ``Service``)
 REGISTRY = {
@@ -21,3 +26,13 @@ REGISTRY = {
 
 #: services enabled unless the config says ``enabled: false``; the others must be enabled explicitly
 DEFAULT_ON = ("water_conservation", "soil_retention", "carbon_sequestration", "air_purification")
+
+
+def required_legend_columns(cfg: RunConfig) -> dict[str, tuple]:
+    """Legend columns the enabled services need: column -> (valid min, valid max, unit, meaning).
+
+    Each service declares its own columns (``Service.legend_columns(cfg)``)."""
+    need: dict[str, tuple] = {}
+    for name in cfg.services.enabled():
+        need.update(REGISTRY[name].Service.legend_columns(cfg))
+    return need
