@@ -164,3 +164,14 @@ def test_pipeline_stages_do_not_import_the_pipeline_package():
     stages = [m for m in graph if m.startswith("gep_raster.pipeline.")]
     assert len(stages) >= 10
     assert {m: "gep_raster.pipeline" for m in stages if "gep_raster.pipeline" in graph[m]} == {}
+
+
+def test_zonal_imports_only_grid_and_errors():
+    """The coverage index (``gep_raster.zonal``) is the accounts' geometry engine: it needs the reference grid and
+    the error types, nothing of the services, the configuration or the pipeline."""
+    graph = import_graph()
+    zonal = [m for m in graph if m == "gep_raster.zonal" or m.startswith("gep_raster.zonal.")]
+    assert len(zonal) >= 8
+    bad = {m: sorted(t for t in graph[m] if not t.startswith("gep_raster.zonal")
+                     and t not in ("gep_raster.grid", "gep_raster.errors")) for m in zonal}
+    assert {m: t for m, t in bad.items() if t} == {}

@@ -345,7 +345,7 @@ def test_invalid_and_non_polygon_geometries_rejected():
 # ---------------------------------------------------------------------------------------
 def exactextract_cells(geoms, grid):
     """{(polygon, row, col): fraction} from exactextract on the whole polygons."""
-    from gep_raster.zonal import _exactextract_coverage
+    from gep_raster.zonal.exactextract_engine import _exactextract_coverage
 
     res = _exactextract_coverage(list(shapely.to_wkb(np.asarray(geoms, dtype=object))), grid)
     out = {}

@@ -14,7 +14,7 @@ def _nan_totals(block, totals, valid):
         for i in range(h):
             r = block[b, i]
             row = 0.0  # row partial sums keep the float64 rounding error of long blocks small
-            for j in range(w):  # reassociated so that it vectorises (as zonal._accumulate); NaN skipped, inf kept
+            for j in range(w):  # reassociated so that it vectorises (as zonal.accumulate._accumulate); NaN skipped, inf kept
                 x = np.float64(r[j])
                 row += x if x == x else 0.0
             n = 0
