@@ -138,35 +138,84 @@ def _check_plausibility(model, sampled_max: dict, rep: ValidationReport) -> None
 def validate(cfg: RunConfig) -> ValidationReport:
     """Check a configuration without computing anything heavy.
 
+    The checks run in this order, each adding to one report: reference grid, every raster input (opens, CRS,
+    band, nodata, overlap, plausible values), water balance of the sampled climate inputs, output folder,
+    processing options, legend and prices, the service model on the land cover (legend covers every class,
+    memory budget, plausibility of constants, assumptions), polygon layers and their nesting, land-cover
+    scenario, statistics table of the economic accounts.
+
     Returns
     -------
     ValidationReport
         ``problems`` (the run would fail or give wrong numbers), ``warnings`` and ``info``.
         Never raises for a user mistake; every problem names the config key and the file.
     """
-    from .run_inputs import SCAN_CHUNK, class_histogram, open_inputs, reference_grid
-    from .services import ServiceModel
     from .services.registry import required_legend_columns
     from .tables import PriceBook, load_legend
 
     rep = ValidationReport()
-    grid = None
+    grid = _check_grid(cfg, rep)
+    raster_specs = _raster_specs(cfg.inputs)
+    sampled = _Sampled()
+    for key, spec, prange in raster_specs:
+        _check_raster_input(cfg, key, spec, prange, grid, sampled, rep)
+    _check_water_balance(sampled.mean, rep)
+    _check_output_dir(cfg, [f for _, spec, _ in raster_specs for f in _spec_files(cfg, spec)], rep)
+    _check_processing(cfg, rep)
+    legend = _attempt(rep, lambda: load_legend(cfg, required_legend_columns(cfg)))
+    book = _attempt(rep, lambda: PriceBook.from_config(cfg))
+    if grid is not None and legend is not None and book is not None:
+        _check_model(cfg, grid, legend, book, sampled.max, rep)
+    if grid is not None:
+        _check_layers(cfg, grid, rep)
+        _check_nesting(cfg, grid, rep)
+    if cfg.scenario is not None and grid is not None:
+        _check_scenario(cfg, grid, rep)
+    if cfg.economic_accounts is not None and grid is not None and legend is not None:
+        _check_economic_table(cfg, grid, legend, rep)
+    return rep
+
+
+def _attempt(rep: ValidationReport, load):
+    """``load()``, or None with its :class:`GepError` as a problem."""
     try:
-        grid = reference_grid(cfg)
-        rep.info.append(f"reference grid from inputs.{cfg.reference}: {grid.width} x {grid.height} px, "
-                        f"pixel {grid.res[0]:g} x {grid.res[1]:g}, CRS {grid.crs.to_string()}")
-        if grid.is_geographic:
-            msg = ("reference grid is geographic (degrees): pixel areas are computed on the ellipsoid per row")
-            if cfg.services.soil_retention.enabled:
-                rep.problems.append(f"inputs.{cfg.reference}: {msg}, but soil retention needs a projected grid in "
-                                    "metres for slope and LS; reproject to a projected CRS or disable soil retention")
-            else:
-                rep.info.append(msg)
+        return load()
     except GepError as exc:
         rep.problems.append(str(exc))
+        return None
 
-    # every raster input opens, has a CRS and overlaps the grid
-    i = cfg.inputs
+
+@dataclass
+class _Sampled:
+    """Values sampled from the raster inputs, for the checks that compare inputs with each other or with constants."""
+
+    #: largest sampled value per :data:`PLAUSIBLE` key (pre-run plausibility checks)
+    max: dict[str, float] = field(default_factory=dict)
+    #: mean of the sample of each file, per input key, as mm/a for climate inputs
+    mean: dict[str, list] = field(default_factory=dict)
+
+
+def _check_grid(cfg: RunConfig, rep: ValidationReport):
+    """The reference grid (None if it cannot be made), and whether the enabled services can use it."""
+    from .run_inputs import reference_grid
+
+    grid = _attempt(rep, lambda: reference_grid(cfg))
+    if grid is None:
+        return None
+    rep.info.append(f"reference grid from inputs.{cfg.reference}: {grid.width} x {grid.height} px, "
+                    f"pixel {grid.res[0]:g} x {grid.res[1]:g}, CRS {grid.crs.to_string()}")
+    if grid.is_geographic:
+        msg = ("reference grid is geographic (degrees): pixel areas are computed on the ellipsoid per row")
+        if cfg.services.soil_retention.enabled:
+            rep.problems.append(f"inputs.{cfg.reference}: {msg}, but soil retention needs a projected grid in "
+                                "metres for slope and LS; reproject to a projected CRS or disable soil retention")
+        else:
+            rep.info.append(msg)
+    return grid
+
+
+def _raster_specs(i) -> list[tuple]:
+    """(input key, its config, :data:`PLAUSIBLE` key or None) of every raster input of ``cfg.inputs``."""
     raster_specs = [("land_cover", i.land_cover, None)]
     for key in ("dem", "r_factor", "k_factor", "c_factor", "p_factor"):
         spec = getattr(i, key)
@@ -180,187 +229,198 @@ def validate(cfg: RunConfig) -> ValidationReport:
         raster_specs.append(("carbon", i.carbon, f"carbon.{i.carbon.unit}"))
     if i.carbon.method == "stock_change" and i.carbon.alternate_land_cover:
         raster_specs.append(("carbon.alternate_land_cover", i.carbon.alternate_land_cover, None))
-    sampled_max: dict[str, float] = {}  # largest sampled value per PLAUSIBLE key (pre-run plausibility checks)
-    sampled_mean: dict[str, list] = {}  # mean of the sample of each file, per input key, as mm/a for climate inputs
-    for key, spec, prange in raster_specs:
-        monthly = getattr(spec, "monthly", None)
-        pattern = monthly if monthly is not None else spec.path
-        sub = f"inputs.{key}.{'monthly' if monthly is not None else 'path'}"
-        try:
-            files = cfg.resolve_many(pattern, sub)
-        except GepError as exc:
-            rep.problems.append(str(exc))
-            continue
-        if monthly is not None and len(files) != 12:
-            rep.problems.append(f"{sub}: expected 12 monthly rasters, found {len(files)}")
-        band = getattr(spec, "band", 1)
-        scale = getattr(spec, "scale", 1.0)
-        if monthly is None and len(files) > 1:
-            _check_tiles(sub, files, band, rep)
-        for f in files:
-            try:
-                with rasterio.open(f) as ds:
-                    if ds.crs is None:
-                        rep.problems.append(f"{sub}: {f} has no CRS; assign one (gdal_edit.py -a_srs EPSG:XXXX)")
-                        continue
-                    if band > ds.count:
-                        rep.problems.append(f"{sub}: {f} has {ds.count} band(s), band {band} asked for")
-                        continue
-                    nd = spec.nodata if getattr(spec, "nodata", None) is not None else ds.nodatavals[band - 1]
-                    if nd is None:
-                        rep.warnings.append(f"{sub}: {f} band {band} has no nodata value; every pixel is taken as "
-                                            "valid (set 'nodata' in the config if some pixels are fill values)")
-            except rasterio.errors.RasterioIOError as exc:
-                rep.problems.append(f"{sub}: cannot open {f}: {exc}")
-                continue
-            if grid is not None:
-                try:
-                    if not _overlap(_bounds_on(f, grid.crs), grid.bounds):
-                        rep.problems.append(f"{sub}: {f} does not overlap the reference grid "
-                                            f"(grid bounds {tuple(round(b, 3) for b in grid.bounds)} in "
-                                            f"{grid.crs.to_string()})")
-                except Exception as exc:
-                    rep.problems.append(f"{sub}: {f}: cannot compare its extent with the grid ({exc})")
-            if prange is not None:
-                rkey = f"{prange}.monthly" if monthly is not None else prange
-                lo, hi, unit = PLAUSIBLE[rkey]
-                try:
-                    a, _ = _sample(f, band)
-                    a = a.astype(np.float64) * scale if a.count() else a
-                    if nd is not None and a.count():
-                        a = np.ma.masked_equal(a, nd * scale)
-                    if a.count():
-                        mn, mx = float(a.min()), float(a.max())
-                        sampled_max[rkey] = max(mx, sampled_max.get(rkey, mx))
-                        sampled_mean.setdefault(key, []).append(float(a.mean()) * (12 if monthly is not None else 1))
-                        if mn < lo or mx > hi:
-                            rep.problems.append(
-                                f"{sub}: {f} band {band} has values {mn:g}..{mx:g}, outside the plausible range "
-                                f"{lo:g}..{hi:g} {unit} for this input (wrong unit, scale factor or nodata?)")
-                    else:
-                        rep.problems.append(f"{sub}: {f} band {band} holds only nodata")
-                except Exception as exc:
-                    rep.problems.append(f"{sub}: cannot read values of {f}: {exc}")
+    return raster_specs
 
+
+def _check_raster_input(cfg: RunConfig, key: str, spec, prange, grid, sampled: _Sampled,
+                        rep: ValidationReport) -> None:
+    """One raster input: its files resolve (12 if monthly), tiles agree, and every file passes
+    :func:`_check_raster_file`."""
+    monthly = getattr(spec, "monthly", None)
+    pattern = monthly if monthly is not None else spec.path
+    sub = f"inputs.{key}.{'monthly' if monthly is not None else 'path'}"
+    files = _attempt(rep, lambda: cfg.resolve_many(pattern, sub))
+    if files is None:
+        return
+    if monthly is not None and len(files) != 12:
+        rep.problems.append(f"{sub}: expected 12 monthly rasters, found {len(files)}")
+    band = getattr(spec, "band", 1)
+    if monthly is None and len(files) > 1:
+        _check_tiles(sub, files, band, rep)
+    for f in files:
+        _check_raster_file(sub, f, key, spec, band, prange, grid, sampled, rep)
+
+
+def _check_raster_file(sub: str, f: Path, key: str, spec, band: int, prange, grid, sampled: _Sampled,
+                       rep: ValidationReport) -> None:
+    """One file of an input: opens, has a CRS and the band, declares nodata, overlaps the grid, and its sampled
+    values lie in the plausible range of ``prange`` (unit after ``scale``)."""
+    monthly = getattr(spec, "monthly", None)
+    try:
+        with rasterio.open(f) as ds:
+            if ds.crs is None:
+                rep.problems.append(f"{sub}: {f} has no CRS; assign one (gdal_edit.py -a_srs EPSG:XXXX)")
+                return
+            if band > ds.count:
+                rep.problems.append(f"{sub}: {f} has {ds.count} band(s), band {band} asked for")
+                return
+            nd = spec.nodata if getattr(spec, "nodata", None) is not None else ds.nodatavals[band - 1]
+            if nd is None:
+                rep.warnings.append(f"{sub}: {f} band {band} has no nodata value; every pixel is taken as "
+                                    "valid (set 'nodata' in the config if some pixels are fill values)")
+    except rasterio.errors.RasterioIOError as exc:
+        rep.problems.append(f"{sub}: cannot open {f}: {exc}")
+        return
+    if grid is not None:
+        try:
+            if not _overlap(_bounds_on(f, grid.crs), grid.bounds):
+                rep.problems.append(f"{sub}: {f} does not overlap the reference grid "
+                                    f"(grid bounds {tuple(round(b, 3) for b in grid.bounds)} in "
+                                    f"{grid.crs.to_string()})")
+        except Exception as exc:
+            rep.problems.append(f"{sub}: {f}: cannot compare its extent with the grid ({exc})")
+    if prange is not None:
+        rkey = f"{prange}.monthly" if monthly is not None else prange
+        try:
+            _check_value_range(sub, f, key, band, getattr(spec, "scale", 1.0), nd, rkey, monthly is not None,
+                               sampled, rep)
+        except Exception as exc:
+            rep.problems.append(f"{sub}: cannot read values of {f}: {exc}")
+
+
+def _check_value_range(sub: str, f: Path, key: str, band: int, scale: float, nd, rkey: str, monthly: bool,
+                       sampled: _Sampled, rep: ValidationReport) -> None:
+    """Sampled values of one file (nearest, at most 512 px a side) against ``PLAUSIBLE[rkey]``; records the
+    sample's maximum and mean (x 12 for monthly files) in ``sampled``."""
+    lo, hi, unit = PLAUSIBLE[rkey]
+    a, _ = _sample(f, band)
+    a = a.astype(np.float64) * scale if a.count() else a
+    if nd is not None and a.count():
+        a = np.ma.masked_equal(a, nd * scale)
+    if not a.count():
+        rep.problems.append(f"{sub}: {f} band {band} holds only nodata")
+        return
+    mn, mx = float(a.min()), float(a.max())
+    sampled.max[rkey] = max(mx, sampled.max.get(rkey, mx))
+    sampled.mean.setdefault(key, []).append(float(a.mean()) * (12 if monthly else 1))
+    if mn < lo or mx > hi:
+        rep.problems.append(
+            f"{sub}: {f} band {band} has values {mn:g}..{mx:g}, outside the plausible range "
+            f"{lo:g}..{hi:g} {unit} for this input (wrong unit, scale factor or nodata?)")
+
+
+def _check_water_balance(sampled_mean: dict, rep: ValidationReport) -> None:
+    """Mean sampled actual ET above mean sampled precipitation: a warning (swapped inputs, or ET0 given as ET)."""
     if "et" in sampled_mean and "precipitation" in sampled_mean:
         et_mean, p_mean = np.mean(sampled_mean["et"]), np.mean(sampled_mean["precipitation"])
         if et_mean > p_mean:
             rep.warnings.append(f"inputs.et: mean actual ET {et_mean:,.0f} mm/a exceeds inputs.precipitation mean "
                                 f"{p_mean:,.0f} mm/a (sampled): the water balance leaves no water anywhere; are the "
                                 "inputs swapped, or is ET0 given as actual ET (use inputs.et0)?")
-    _check_output_dir(cfg, [f for _, spec, _ in raster_specs for f in _spec_files(cfg, spec)], rep)
-    _check_processing(cfg, rep)
 
-    # legend, prices, parameters
-    legend = None
+
+def _check_model(cfg: RunConfig, grid, legend, book, sampled_max: dict, rep: ValidationReport) -> None:
+    """The service model configured on the grid: every land-cover class has a legend row, the memory budget,
+    the plausibility of configured constants, and the run's assumptions."""
+    import tempfile
+
+    from .assumptions import run_assumptions
+    from .run_inputs import SCAN_CHUNK, class_histogram, open_inputs
+    from .services import ServiceModel
+
+    # services that cache a derived raster while they configure (flood regulation's water bodies) write it
+    # under a scratch output folder: validation leaves output.dir as it is
+    scratch = tempfile.TemporaryDirectory(prefix="gep-validate-")
     try:
-        legend = load_legend(cfg, required_legend_columns(cfg))
+        mcfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": scratch.name})})
+        model = ServiceModel.from_config(mcfg, legend, book, cell_size=grid.res[0],
+                                         geographic=grid.is_geographic)
+        sources = open_inputs(mcfg, grid, model.input_keys(), model.input_requests())
+        hist = class_histogram(sources["lc"], cfg.output.chunk_size or SCAN_CHUNK)
+        missing = sorted(set(hist) - set(int(c) for c in legend.codes))
+        if missing:
+            rep.problems.append(f"legend {legend.path}: class code(s) {missing} occur in inputs.land_cover "
+                                f"({', '.join(f'{m}: {hist[m]} px' for m in missing[:10])}) but have no legend row")
+        unused = sorted(set(int(c) for c in legend.codes) - set(hist))
+        if unused:
+            rep.info.append(f"legend classes not present in the land cover: {unused}")
+        if not hist:
+            rep.problems.append("inputs.land_cover: no valid pixel (all nodata)")
+        _check_memory(cfg, grid, model, len(sources) + 1, rep)
+        _check_plausibility(model, sampled_max, rep)
+        # the manifest's assumptions of this run (marked rows, stand-ins, left-out services, price years,
+        # regional transfers), each as a warning
+        rep.assumptions.extend(run_assumptions(cfg, legend, model, book))
     except GepError as exc:
         rep.problems.append(str(exc))
-    book = None
+    finally:
+        scratch.cleanup()
+
+
+def _check_layers(cfg: RunConfig, grid, rep: ValidationReport) -> None:
+    """Every polygon layer opens, overlaps the rasters (polygons outside: a warning) and has valid geometry."""
+    import shapely
+
+    from .accounts import load_layer
+
+    box = shapely.box(*grid.bounds)
+    for name in cfg.layers:
+        layer = _attempt(rep, lambda: load_layer(cfg, name, grid))
+        if layer is None:
+            continue
+        ids = layer.gdf[layer.config.id_field]
+        outside = [ids.iloc[k] for k, g in enumerate(layer.gdf.geometry)
+                   if g is None or g.is_empty or not g.intersects(box)]
+        if len(outside) == len(layer.gdf):
+            rep.problems.append(f"layers.{name}: no polygon of {layer.path} overlaps the rasters "
+                                f"(grid bounds {tuple(round(b, 3) for b in grid.bounds)})")
+        elif outside:
+            rep.warnings.append(f"layers.{name}: polygon(s) {outside[:10]} of {layer.path} lie outside the rasters "
+                                "and will get zero values")
+        invalid = list(layer.gdf.attrs.get("repaired_ids", [])) + [
+            ids.iloc[k] for k, g in enumerate(layer.gdf.geometry) if g is not None and not g.is_valid]
+        if invalid:
+            rep.warnings.append(f"layers.{name}: polygon(s) {invalid[:10]} have invalid geometry "
+                                "(self-intersections); they are repaired with make_valid before coverage")
+
+
+def _check_scenario(cfg: RunConfig, grid, rep: ValidationReport) -> None:
+    """The land-cover scenario's edit polygons open and cover at least one pixel centre of the grid."""
+    from .run_inputs import SCAN_CHUNK, raster_source
+    from .scenario import ScenarioSource
+
     try:
-        book = PriceBook.from_config(cfg)
+        sc = ScenarioSource(raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical"),
+                            cfg.scenario, grid, cfg)
+        summary = sc.transitions(cfg.output.chunk_size or SCAN_CHUNK)
     except GepError as exc:
         rep.problems.append(str(exc))
-    if grid is not None and legend is not None and book is not None:
-        import tempfile
+        return
+    if summary["edited_pixels"] == 0:
+        rep.problems.append(f"scenario '{cfg.scenario.name}': no pixel centre of the reference grid lies in "
+                            "the edit polygons (wrong CRS, extent or from_classes?)")
+    else:
+        rep.info.append(f"scenario '{cfg.scenario.name}': {summary['edited_pixels']} pixels edited, "
+                        f"transitions {summary['transitions']}")
 
-        # services that cache a derived raster while they configure (flood regulation's water bodies) write it
-        # under a scratch output folder: validation leaves output.dir as it is
-        scratch = tempfile.TemporaryDirectory(prefix="gep-validate-")
-        try:
-            mcfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": scratch.name})})
-            model = ServiceModel.from_config(mcfg, legend, book, cell_size=grid.res[0],
-                                             geographic=grid.is_geographic)
-            sources = open_inputs(mcfg, grid, model.input_keys(), model.input_requests())
-            hist = class_histogram(sources["lc"], cfg.output.chunk_size or SCAN_CHUNK)
-            missing = sorted(set(hist) - set(int(c) for c in legend.codes))
-            if missing:
-                rep.problems.append(f"legend {legend.path}: class code(s) {missing} occur in inputs.land_cover "
-                                    f"({', '.join(f'{m}: {hist[m]} px' for m in missing[:10])}) but have no legend row")
-            unused = sorted(set(int(c) for c in legend.codes) - set(hist))
-            if unused:
-                rep.info.append(f"legend classes not present in the land cover: {unused}")
-            if not hist:
-                rep.problems.append("inputs.land_cover: no valid pixel (all nodata)")
-            _check_memory(cfg, grid, model, len(sources) + 1, rep)
-            _check_plausibility(model, sampled_max, rep)
-            from .assumptions import run_assumptions
 
-            # the manifest's assumptions of this run (marked rows, stand-ins, left-out services, price years,
-            # regional transfers), each as a warning
-            rep.assumptions.extend(run_assumptions(cfg, legend, model, book))
-        except GepError as exc:
-            rep.problems.append(str(exc))
-        finally:
-            scratch.cleanup()
+def _check_economic_table(cfg: RunConfig, grid, legend, rep: ValidationReport) -> None:
+    """The statistics table of the economic accounts (EPV, ECV) loads against its layer's unit ids."""
+    from .accounts import load_layer
+    from .economic import load_statistics
 
-    # polygon layers
-    if grid is not None:
-        from .accounts import load_layer
-
-        for name in cfg.layers:
-            try:
-                layer = load_layer(cfg, name, grid)
-            except GepError as exc:
-                rep.problems.append(str(exc))
-                continue
-            gb = grid.bounds
-            import shapely
-
-            box = shapely.box(*gb)
-            outside = [layer.gdf[layer.config.id_field].iloc[k] for k, g in enumerate(layer.gdf.geometry)
-                       if g is None or g.is_empty or not g.intersects(box)]
-            if len(outside) == len(layer.gdf):
-                rep.problems.append(f"layers.{name}: no polygon of {layer.path} overlaps the rasters "
-                                    f"(grid bounds {tuple(round(b, 3) for b in gb)})")
-            elif outside:
-                rep.warnings.append(f"layers.{name}: polygon(s) {outside[:10]} of {layer.path} lie outside the rasters "
-                                    "and will get zero values")
-            invalid = list(layer.gdf.attrs.get("repaired_ids", [])) + [
-                layer.gdf[layer.config.id_field].iloc[k] for k, g in enumerate(layer.gdf.geometry)
-                if g is not None and not g.is_valid]
-            if invalid:
-                rep.warnings.append(f"layers.{name}: polygon(s) {invalid[:10]} have invalid geometry "
-                                    "(self-intersections); they are repaired with make_valid before coverage")
-        _check_nesting(cfg, grid, rep)
-
-    # land-cover scenario: the edit polygons open and overlap the grid
-    if cfg.scenario is not None and grid is not None:
-        try:
-            from .run_inputs import raster_source
-            from .scenario import ScenarioSource
-
-            sc = ScenarioSource(raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical"),
-                                cfg.scenario, grid, cfg)
-            summary = sc.transitions(cfg.output.chunk_size or SCAN_CHUNK)
-            if summary["edited_pixels"] == 0:
-                rep.problems.append(f"scenario '{cfg.scenario.name}': no pixel centre of the reference grid lies in "
-                                    "the edit polygons (wrong CRS, extent or from_classes?)")
-            else:
-                rep.info.append(f"scenario '{cfg.scenario.name}': {summary['edited_pixels']} pixels edited, "
-                                f"transitions {summary['transitions']}")
-        except GepError as exc:
-            rep.problems.append(str(exc))
-
-    # statistics table of the economic accounts (EPV, ECV)
     ea = cfg.economic_accounts
-    if ea is not None and grid is not None and legend is not None:
-        from .accounts import load_layer
-        from .economic import load_statistics
-
-        if ea.layer not in cfg.layers:
-            rep.problems.append(f"economic_accounts.layer: no layer named '{ea.layer}' (layers: {list(cfg.layers)})")
-        else:
-            try:
-                layer = load_layer(cfg, ea.layer, grid)
-                load_statistics(cfg.resolve(ea.table), unit_ids=list(layer.gdf[layer.config.id_field]),
-                                layer_name=ea.layer, id_field=layer.config.id_field, legend=legend,
-                                weight_names=list((ea.weight_rasters or {}).keys()),
-                                accounting_year=cfg.accounting_year)
-            except GepError as exc:
-                rep.problems.append(str(exc))
-    return rep
+    if ea.layer not in cfg.layers:
+        rep.problems.append(f"economic_accounts.layer: no layer named '{ea.layer}' (layers: {list(cfg.layers)})")
+        return
+    try:
+        layer = load_layer(cfg, ea.layer, grid)
+        load_statistics(cfg.resolve(ea.table), unit_ids=list(layer.gdf[layer.config.id_field]),
+                        layer_name=ea.layer, id_field=layer.config.id_field, legend=legend,
+                        weight_names=list((ea.weight_rasters or {}).keys()),
+                        accounting_year=cfg.accounting_year)
+    except GepError as exc:
+        rep.problems.append(str(exc))
 
 
 def _spec_files(cfg, spec) -> list[Path]:
