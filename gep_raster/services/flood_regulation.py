@@ -47,10 +47,10 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ..config_base import ECOSYSTEMS, RasterInput, ServiceConfigBase, _Model
-from ..errors import ConfigError, VectorError
+from ..errors import ConfigError
 from .base import BuildContext, InputRequest, OutputSpec, ServiceBase
+from .water_bodies import WATER_TYPES
 
-WATER_TYPES = ("lake", "reservoir", "marsh")
 #: own input keys (blocks) of this service
 STORM_KEY = "flood_storm_precip"
 WATER_KEY = "flood_water_bodies_m3"
@@ -245,161 +245,32 @@ class Service(ServiceBase):
             ]
 
     def _configure_water_bodies(self, ctx: BuildContext) -> str:
-        """Per-body volumes, spread to the grid and written as the cache raster; returns the note part."""
-        import geopandas as gpd
+        """Per-body volumes (:mod:`.water_bodies`), spread to the grid and written as the cache raster, the
+        per-body table; returns the note part."""
         import pandas as pd
-        import rasterio
 
         from ..accounts import polygon_area_km2
-        from ..io_write import atomic_path, atomic_to_csv
-        from ..run_inputs import raster_source, reference_grid
-        from ..zonal import CoverageIndex
+        from ..io_write import atomic_to_csv
+        from ..run_inputs import reference_grid
+        from .water_bodies import body_volumes, placement_note, read_water_bodies, reservoir_capacity, spread_to_grid
 
         cfg, book = ctx.cfg, ctx.book
         wb = cfg.services.flood_regulation.water_bodies
         key = "services.flood_regulation.water_bodies"
         path = cfg.resolve(wb.path)
         self.files.append(path)
-        if not path.exists():
-            raise VectorError(f"{key}.path: file not found: {path}")
-        try:
-            gdf = gpd.read_file(path, layer=wb.layer) if wb.layer else gpd.read_file(path)
-        except Exception as exc:  # fiona/pyogrio raise many types
-            raise VectorError(f"{key}: cannot read {path}: {exc}") from None
-        fields = [c for c in gdf.columns if c != "geometry"]
-        for k in ("id_field", "type_field", "capacity_field"):
-            f = getattr(wb, k)
-            if f is not None and f not in gdf.columns:
-                raise VectorError(f"{key}.{k}: field '{f}' not found in {path} (fields: {fields})")
-        if len(gdf) == 0:
-            raise VectorError(f"{key}: {path} holds no features")
-        if gdf.crs is None:
-            raise VectorError(f"{key}: {path} has no CRS (.prj missing?); define it before running")
-        ids = gdf[wb.id_field].astype(str).to_numpy()
-        dup = pd.Series(ids).duplicated().to_numpy()
-        if dup.any():
-            raise VectorError(f"{key}.id_field: duplicate ids {ids[dup][:10].tolist()} in field '{wb.id_field}' "
-                              f"of {path}")
-        # -- types
-        raw = gdf[wb.type_field].astype(str).str.strip()
-        types = np.array([wb.type_map.get(v, v.lower()) for v in raw], dtype=object)
-        bad = ~np.isin(types, WATER_TYPES)
-        if bad.any():
-            pairs = [f"{i}: {v!r}" for i, v in zip(ids[bad][:10], raw[bad][:10])]
-            raise VectorError(f"{key}.type_field: field '{wb.type_field}' of {path} must hold lake, reservoir or "
-                              f"marsh (or values mapped by {key}.type_map); bad: {pairs}")
-        # -- geometries
-        geom = gdf.geometry
-        missing = geom.isna() | geom.is_empty
-        if missing.any():
-            raise VectorError(f"{key}: water bodies {ids[missing.to_numpy()][:10].tolist()} of {path} have an "
-                              "empty geometry; drop or fix them")
-        gtypes = set(geom.geom_type)
-        if not gtypes <= {"Polygon", "MultiPolygon"}:
-            raise VectorError(f"{key}: {path} holds {sorted(gtypes)} geometries; polygons are needed")
-        invalid = ~geom.is_valid
-        repaired = ids[invalid.to_numpy()].tolist()
-        if invalid.any():
-            import shapely
-
-            fixed = []
-            for g in geom[invalid]:
-                g = shapely.make_valid(g)
-                if g.geom_type == "GeometryCollection":
-                    g = shapely.union_all([p for p in g.geoms if p.geom_type in ("Polygon", "MultiPolygon")])
-                fixed.append(g)
-            gdf = gdf.copy()
-            gdf.loc[invalid, "geometry"] = fixed
         grid = reference_grid(cfg)
-        from pyproj import CRS
-
-        if CRS.from_user_input(gdf.crs) != CRS.from_user_input(grid.crs.to_wkt()):
-            gdf = gdf.to_crs(grid.crs.to_wkt())
-        # -- capacity
-        is_res = types == "reservoir"
-        capacity = np.full(len(gdf), np.nan)
-        if is_res.any():
-            if wb.capacity_field is None:
-                raise ConfigError(f"{key}.capacity_field: {path} holds {int(is_res.sum())} reservoir(s) "
-                                  f"({ids[is_res][:5].tolist()}); name the field with their total storage capacity")
-            cap = pd.to_numeric(gdf[wb.capacity_field], errors="coerce").to_numpy(dtype=float)
-            badcap = is_res & ~(np.isfinite(cap) & (cap >= 0))
-            if badcap.any():
-                raise VectorError(f"{key}.capacity_field: reservoir(s) {ids[badcap][:10].tolist()} of {path} have no "
-                                  f"valid total storage in field '{wb.capacity_field}' (need a number >= 0, "
-                                  f"{wb.capacity_unit})")
-            capacity[is_res] = cap[is_res] * (1e4 if wb.capacity_unit == "1e4_m3" else 1.0)
-        # -- per-body volumes (m3/a)
+        gdf, ids, types, repaired = read_water_bodies(wb, key, path, grid)
+        capacity = reservoir_capacity(gdf, wb, key, path, ids, types)
         area_km2 = polygon_area_km2(gdf, grid)
-        volume = np.zeros(len(gdf))
-        formula = np.empty(len(gdf), dtype=object)
-        notes = []
-        is_lake, is_marsh = types == "lake", types == "marsh"
-        if is_lake.any():
-            a, src_a = ((wb.lake_coef_a, "config") if wb.lake_coef_a is not None
-                        else (book.param("flood_regulation.lake_coef_a"), "parameter"))
-            b, src_b = ((wb.lake_exponent_b, "config") if wb.lake_exponent_b is not None
-                        else (book.param("flood_regulation.lake_exponent_b"), "parameter"))
-            t, src_t = ((wb.lake_renewals_T, "config") if wb.lake_renewals_T is not None
-                        else (book.param("flood_regulation.lake_renewals"), "parameter"))
-            volume[is_lake] = a * area_km2[is_lake] ** b * t * 1e4  # 10^4 m3/a -> m3/a
-            formula[is_lake] = f"lake: {a:.6g} * A_km2^{b:g} * {t:g} * 1e4 m3"
-            default = src_a == "parameter" and src_b == "parameter"
-            notes.append(f"lakes C_l = a*A_km2^b*T*1e4 m3/a with a = {a:.6g} ({src_a}), b = {b:g} ({src_b}), "
-                         f"T = {t:g} ({src_t})" + ("; WARNING: a, b are the Qinghai-Tibet plateau lake regression "
-                                                   "(Garze GEP 2010 [V] for that region only); other regions need "
-                                                   "their own coefficients (lake_coef_a, lake_exponent_b)"
-                                                   if default else ""))
-            if default:
-                self.flags["assumptions"].append(
-                    "flood regulation: lake volumes use the Qinghai-Tibet plateau regression C_l = e^6.636 A^0.678 T; "
-                    "outside that region it is an assumption")
-        if is_res.any():
-            share = book.param("flood_regulation.reservoir_flood_share")
-            volume[is_res] = share * capacity[is_res]
-            formula[is_res] = f"reservoir: {share:g} * capacity_m3"
-            notes.append(f"reservoirs C_r = {share:g} * total storage (Garze GEP 2010 [V])")
-        if is_marsh.any():
-            depth = book.param("flood_regulation.marsh_detention_depth")
-            volume[is_marsh] = depth * area_km2[is_marsh] * 1e6
-            formula[is_marsh] = f"marsh: {depth:g} m * A_m2"
-            notes.append(f"marshes C_m = {depth:g} m * area (Garze GEP 2010 [V], unit read as m3)")
-        # -- exact coverage, restricted to pixels with a valid land cover
-        idx = CoverageIndex.build(gdf.geometry, grid, layer_name=key)
-        lc_src = raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical")
-        defined = np.zeros(65537, bool)
-        defined[ctx.legend.codes] = True
-        row_area = grid.row_pixel_area_m2
-        n = len(gdf)
-        valid_area = np.zeros(n)
-        windows = []
-        tile = 512
-        for r0, r1, c0, c1 in grid.block_windows(tile):
-            poly, row, col, frac = idx.entries(r0, r1, c0, c1)
-            if poly.size == 0:
-                continue
-            lcv = lc_src.read(r0, r1, c0, c1)[row, col]
-            valid = ((lcv >= 0) & defined[np.clip(lcv, 0, 65536)]).astype(np.uint8)
-            valid_area += np.bincount(poly, weights=frac * row_area[r0 + row] * valid, minlength=n)
-            windows.append((r0, r1, c0, c1, poly, row, col, frac, valid))
-        covered = idx.covered_area_m2()
-        share_m2 = np.where(valid_area > 0, volume / np.where(valid_area > 0, valid_area, 1.0), 0.0)
-        placed = np.where(valid_area > 0, volume, 0.0)
-        # -- cache raster on the reference grid
-        from ..kernels.flood import spread_window
-
-        state = cfg.output_dir / ".gep_state" / "flood_regulation"
-        raster_path = state / "water_bodies_m3.tif"
-        profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="float32",
-                       crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=tile, blockysize=tile,
-                       compress="deflate", SPARSE_OK="TRUE")
-        with atomic_path(raster_path, suffix=".tif", sidecars=(".aux.xml",)) as tmp:
-            with rasterio.open(tmp, "w", **profile) as ds:
-                for r0, r1, c0, c1, poly, row, col, frac, valid in windows:
-                    arr = spread_window(poly, row, col, frac, valid, share_m2, row_area[r0:r1], (r1 - r0, c1 - c0))
-                    ds.write(arr.astype(np.float32), 1, window=rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0))
+        volume, formula, notes, plateau_default = body_volumes(wb, book, types, capacity, area_km2)
+        if plateau_default:
+            self.flags["assumptions"].append(
+                "flood regulation: lake volumes use the Qinghai-Tibet plateau regression C_l = e^6.636 A^0.678 T; "
+                "outside that region it is an assumption")
+        raster_path = cfg.output_dir / ".gep_state" / "flood_regulation" / "water_bodies_m3.tif"
+        valid_area, covered, placed = spread_to_grid(cfg, ctx.legend, gdf, grid, key, volume, raster_path)
         self.flags["water_raster"] = str(raster_path)
-        # -- per-body table
         table = pd.DataFrame({
             wb.id_field: gdf[wb.id_field].to_numpy(), "type": types, "formula": formula,
             "area_km2": area_km2, "grid_area_km2": covered / 1e6, "valid_area_km2": valid_area / 1e6,
@@ -408,7 +279,6 @@ class Service(ServiceBase):
         table_path = cfg.output_dir / "tables" / "flood_regulation_water_bodies.csv"
         atomic_to_csv(table, table_path)
         self.flags["water_table"] = str(table_path)
-        # -- note
         summary = ", ".join(f"{int((types == t).sum())} {t}(s) {volume[types == t].sum():.6g} m3"
                             for t in WATER_TYPES if (types == t).any())
         part = (f"water bodies from {path} (sha256 {_sha(path)[:16]}): " + "; ".join(notes)
@@ -416,17 +286,7 @@ class Service(ServiceBase):
                 "body's volume goes to the pixels it covers in proportion to exact covered area over pixels with "
                 "a valid land cover (pixel = C_body * frac * pixel_area / valid covered area), so a body's pixels "
                 f"add up to C_body; per-body table {table_path}; spread volumes cached in {raster_path}")
-        outside = np.flatnonzero(valid_area <= 0)
-        if outside.size:
-            part += (f"; NOT COUNTED (no valid land-cover pixel inside the grid): {ids[outside][:10].tolist()} "
-                     f"({volume[outside].sum():.6g} m3)")
-        partial = np.flatnonzero((valid_area > 0) & (valid_area < 0.999 * area_km2 * 1e6))
-        if partial.size:
-            part += ("; bodies only partly inside the grid / valid land cover, their whole volume placed on the "
-                     "part inside: " + ", ".join(f"{ids[i]} ({100 * valid_area[i] / (area_km2[i] * 1e6):.1f}%)"
-                                                for i in partial[:10]))
-        if repaired:
-            part += f"; invalid geometries repaired with make_valid: {repaired[:10]}"
+        part += placement_note(ids, volume, valid_area, area_km2, repaired)
         part += ("; NOTE: a pixel covered by a water body and by vegetation counts both parts (the water-balance "
                  "bound applies to the vegetation part only)") if self.flags["veg"] else ""
         self.flags["water_bodies_summary"] = {t: {"count": int((types == t).sum()),
