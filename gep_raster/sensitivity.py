@@ -414,7 +414,7 @@ def run_sensitivity(cfg: RunConfig, *, ranges: str | Path | None = None, central
     GepError
         Any error of the central run or of a rerun (with the pipeline's message).
     """
-    from .io_write import atomic_to_csv, atomic_write_json
+    from .io_write import atomic_write_json
     from .pipeline import run as run_pipeline
     from .tables import PriceBook
 
@@ -422,7 +422,47 @@ def run_sensitivity(cfg: RunConfig, *, ranges: str | Path | None = None, central
     timings: dict[str, float] = {}
     book = PriceBook.from_config(cfg)
     label, rsha, ranges_rows = load_ranges(ranges)
-    for r in ranges_rows.values():  # checked before any computation
+    _check_ranges(ranges_rows, book)  # before any computation
+    if central is None:
+        t0 = time.perf_counter()
+        central = run_pipeline(cfg, workers=workers, progress=progress, force=force)
+        timings["central_run"] = time.perf_counter() - t0
+    ev = _Evaluator.for_central(cfg, book, central, workers)
+    rows, skipped = _rows(ranges_rows, book, ev)
+    sens_dir = central.output_dir / "sensitivity"
+    sens_dir.mkdir(parents=True, exist_ok=True)
+    ev.work = Path(tempfile.mkdtemp(prefix=".work-", dir=sens_dir))
+    ev.rows = rows
+    try:
+        t0 = time.perf_counter()
+        for row in rows:
+            ev.one_at_a_time(row)
+        timings["one_at_a_time"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        combined, case_tables = ev.combined_cases(central)
+        timings["combined"] = time.perf_counter() - t0
+    finally:
+        if not keep_work:
+            shutil.rmtree(ev.work, ignore_errors=True)
+    table = _sensitivity_table(rows, ev.gep_c)
+    outputs = _write_outputs(cfg, table, case_tables, ev.gep_c, sens_dir)
+    manifest = _sensitivity_manifest(cfg, central, ev, rows, table, label, rsha, skipped, combined, outputs)
+    timings["total"] = time.perf_counter() - t_start
+    manifest["timings_s"] = timings
+    manifest_path = sens_dir / "manifest.json"
+    atomic_write_json(manifest_path, manifest)
+    return SensitivityResult(sens_dir, table, case_tables, manifest, manifest_path)
+
+
+def _check_ranges(ranges_rows: dict, book) -> None:
+    """Every range names a known price or parameter, in its unit; a price range does not go below 0.
+
+    Raises
+    ------
+    TableError
+        Naming the ranges file row (``origin``) and the column.
+    """
+    for r in ranges_rows.values():
         rec = book.prices.get(r.key) or book.params.get(r.key)
         if rec is None:
             raise TableError(f"ranges {r.origin}: unknown key '{r.key}' (not a price of gep_raster/data/prices.csv "
@@ -432,88 +472,93 @@ def run_sensitivity(cfg: RunConfig, *, ranges: str | Path | None = None, central
                              f"'{rec.unit}'; convert the range")
         if r.key in book.prices and r.low < 0:
             raise TableError(f"ranges {r.origin}, column 'low': a price cannot be negative, got {r.low}")
-    if central is None:
-        t0 = time.perf_counter()
-        central = run_pipeline(cfg, workers=workers, progress=progress, force=force)
-        timings["central_run"] = time.perf_counter() - t0
-    m = central.manifest
-    totals = {k: float(v["sum"]) for k, v in m["totals"].items()}
-    gep_c = totals["gep_r_yuan"]
-    used_prices = {p["key"] for p in m["prices"]}
-    used_params = {p["key"] for p in m["parameters"]}
-    enabled = list(cfg.services.enabled())
 
-    central_vals = {k: book.prices[k].value for k in used_prices if k in book.prices}
-    central_vals.update({k: book.params[k].value for k in used_params if k in book.params})
-    for rec in m["prices"] + m["parameters"]:  # the book must agree with the run it analyses
-        if rec["key"] in central_vals and not np.isclose(central_vals[rec["key"]], rec["value"], rtol=1e-12):
-            raise ConfigError(f"sensitivity: {rec['key']} is {central_vals[rec['key']]} in the configuration but "
-                              f"{rec['value']} in the central run's manifest {central.manifest_path}; rerun the "
-                              "central run (--force)")
-    price_service = {k: book.prices[k].service for k in used_prices if k in book.prices}
-    models = build_value_models(totals, central_vals, price_service, enabled)
 
-    rows: list[_Row] = []
-    skipped: list[dict] = []
-    for r in ranges_rows.values():
-        if r.key in book.prices:
-            kind, rec = "price", book.prices[r.key]
-            used = r.key in used_prices
-        else:
-            kind, rec = "parameter", book.params[r.key]
-            used = r.key in used_params
-        if rec.service not in enabled:
-            skipped.append({"key": r.key, "reason": f"service '{rec.service}' is disabled in this run"})
-            continue
-        if not used:
-            skipped.append({"key": r.key, "reason": "not used by this run (the enabled service does not read it with "
-                                                    "this configuration, e.g. a raster or a config key replaces it)"})
-            continue
-        factor = float(rec.index_factor) if kind == "price" and getattr(rec, "index_factor", None) else 1.0
-        rows.append(_Row(r.key, kind, rec.service, rec.unit, r.low, r.high, factor, r.low * factor,
-                         float(central_vals[r.key]), r.high * factor, r.evidence, r.source, r.origin))
+@dataclass
+class _Evaluator:
+    """GEP-R totals of the central run with some keys at other values: exactly from the central totals (value
+    functions, :func:`build_value_models`) or by a pipeline rerun in ``work``."""
 
-    sens_dir = central.output_dir / "sensitivity"
-    sens_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".work-", dir=sens_dir))
-    reruns: list[dict] = []
+    cfg: RunConfig
+    book: object
+    workers: Optional[int]
+    manifest: dict
+    totals: dict
+    gep_c: float
+    used_prices: set
+    used_params: set
+    enabled: list
+    central_vals: dict
+    models: dict
+    rows: list = field(default_factory=list)
+    work: Optional[Path] = None
+    reruns: list = field(default_factory=list)
 
-    def rerun(tag: str, ends: dict[str, str], keep_layers: bool):
-        pr, pa = _overrides(rows, ends, book)
-        vcfg = _variant_config(cfg, work / tag, prices=pr, params=pa, keep_layers=keep_layers)
+    @classmethod
+    def for_central(cls, cfg: RunConfig, book, central, workers) -> "_Evaluator":
+        """From the central run's manifest; the configuration's prices and parameters must equal the run's.
+
+        Raises
+        ------
+        ConfigError
+            A price or parameter of the book differs from the one recorded in the central run's manifest.
+        """
+        m = central.manifest
+        totals = {k: float(v["sum"]) for k, v in m["totals"].items()}
+        used_prices = {p["key"] for p in m["prices"]}
+        used_params = {p["key"] for p in m["parameters"]}
+        enabled = list(cfg.services.enabled())
+        central_vals = {k: book.prices[k].value for k in used_prices if k in book.prices}
+        central_vals.update({k: book.params[k].value for k in used_params if k in book.params})
+        for rec in m["prices"] + m["parameters"]:  # the book must agree with the run it analyses
+            if rec["key"] in central_vals and not np.isclose(central_vals[rec["key"]], rec["value"], rtol=1e-12):
+                raise ConfigError(f"sensitivity: {rec['key']} is {central_vals[rec['key']]} in the configuration but "
+                                  f"{rec['value']} in the central run's manifest {central.manifest_path}; rerun the "
+                                  "central run (--force)")
+        price_service = {k: book.prices[k].service for k in used_prices if k in book.prices}
+        models = build_value_models(totals, central_vals, price_service, enabled)
+        return cls(cfg, book, workers, m, totals, totals["gep_r_yuan"], used_prices, used_params, enabled,
+                   central_vals, models)
+
+    def rerun(self, tag: str, ends: dict[str, str], keep_layers: bool):
+        """The pipeline rerun with the keys of ``ends`` at their ``"low"``/``"high"`` end (force, no progress)."""
+        from .pipeline import run as run_pipeline
+
+        pr, pa = _overrides(self.rows, ends, self.book)
+        vcfg = _variant_config(self.cfg, self.work / tag, prices=pr, params=pa, keep_layers=keep_layers)
         t0 = time.perf_counter()
         log.info("sensitivity: rerun '%s' (%s)", tag, ", ".join(f"{k} {e}" for k, e in ends.items()))
-        res = run_pipeline(vcfg, workers=workers, progress=False, force=True)
-        reruns.append({"tag": tag, "ends": ends, "seconds": time.perf_counter() - t0,
-                       "gep_r_yuan": res.manifest["totals"]["gep_r_yuan"]["sum"]})
+        res = run_pipeline(vcfg, workers=self.workers, progress=False, force=True)
+        self.reruns.append({"tag": tag, "ends": ends, "seconds": time.perf_counter() - t0,
+                            "gep_r_yuan": res.manifest["totals"]["gep_r_yuan"]["sum"]})
         return res
 
-    def exact_gep(values: dict) -> float:
+    def exact_gep(self, values: dict) -> float:
         """GEP-R total with ``values`` (key -> used value) replacing the central ones (exact keys only)."""
-        v = {**central_vals, **values}
+        v = {**self.central_vals, **values}
         delta = 0.0
-        for s, mdl in models.items():
+        for s, mdl in self.models.items():
             if any(k in mdl.keys for k in values):
-                delta += float(mdl.fn(totals, v)) - float(mdl.fn(totals, central_vals))
-        return gep_c + delta
+                delta += float(mdl.fn(self.totals, v)) - float(mdl.fn(self.totals, self.central_vals))
+        return self.gep_c + delta
 
-    try:
-        t0 = time.perf_counter()
-        for row in rows:
-            mdl = models.get(row.service)
-            if mdl is not None and mdl.ok and row.key in mdl.keys:
-                row.method = "exact"
-                row.gep_low = exact_gep({row.key: row.low})
-                row.gep_high = exact_gep({row.key: row.high})
-            else:
-                row.method = "rerun"
-                for end in ("low", "high"):
-                    res = rerun(f"{row.key}-{end}", {row.key: end}, False)
-                    setattr(row, f"gep_{end}", res.manifest["totals"]["gep_r_yuan"]["sum"])
-        timings["one_at_a_time"] = time.perf_counter() - t0
+    def one_at_a_time(self, row: _Row) -> None:
+        """``row.gep_low``/``gep_high``: exact when the service's value function holds the key, else two reruns."""
+        mdl = self.models.get(row.service)
+        if mdl is not None and mdl.ok and row.key in mdl.keys:
+            row.method = "exact"
+            row.gep_low = self.exact_gep({row.key: row.low})
+            row.gep_high = self.exact_gep({row.key: row.high})
+        else:
+            row.method = "rerun"
+            for end in ("low", "high"):
+                res = self.rerun(f"{row.key}-{end}", {row.key: end}, False)
+                setattr(row, f"gep_{end}", res.manifest["totals"]["gep_r_yuan"]["sum"])
 
-        # ------------------------------------------------------------ combined cases
-        t0 = time.perf_counter()
+    def combined_cases(self, central) -> tuple[dict, dict]:
+        """Every key at the end giving the lower (``low``) / higher (``high``) GEP-R: totals and layer tables
+        (exact when every row is exact, else one rerun per case). Returns (combined, case_tables)."""
+        rows = self.rows
         ends_low = {r.key: ("low" if r.gep_low <= r.gep_high else "high") for r in rows}
         ends_high = {k: ("high" if e == "low" else "low") for k, e in ends_low.items()}
         all_exact = all(r.method == "exact" for r in rows)
@@ -524,12 +569,12 @@ def run_sensitivity(cfg: RunConfig, *, ranges: str | Path | None = None, central
         for case, ends in (("low", ends_low), ("high", ends_high)):
             used_vals = {r.key: (r.low if ends[r.key] == "low" else r.high) for r in rows}
             if all_exact:
-                total = exact_gep(used_vals)
+                total = self.exact_gep(used_vals)
                 for name, tab in central_tables.items():
-                    case_tables[name][case] = _exact_table(tab, models, central_vals, used_vals)
+                    case_tables[name][case] = _exact_table(tab, self.models, self.central_vals, used_vals)
                 method = "exact"
             else:
-                res = rerun(f"all-{case}", ends, True)
+                res = self.rerun(f"all-{case}", ends, True)
                 total = res.manifest["totals"]["gep_r_yuan"]["sum"]
                 for name in central_tables:
                     case_tables[name][case] = pd.DataFrame(res.tables[name].drop(columns="geometry", errors="ignore"))
@@ -539,12 +584,42 @@ def run_sensitivity(cfg: RunConfig, *, ranges: str | Path | None = None, central
                                + ("lower" if case == "low" else "higher") + " GEP-R (one-at-a-time result)"),
                 "method": method, "gep_r_yuan": total,
                 "values": {r.key: {"end": ends[r.key], "value": used_vals[r.key], "unit": r.unit} for r in rows}}
-        timings["combined"] = time.perf_counter() - t0
-    finally:
-        if not keep_work:
-            shutil.rmtree(work, ignore_errors=True)
+        return combined, case_tables
 
-    # ------------------------------------------------------------ table, files
+
+def _rows(ranges_rows: dict, book, ev: _Evaluator) -> tuple[list[_Row], list[dict]]:
+    """The ranges this run uses, as rows with their values in the run's units (prices moved to the accounting
+    year by the central price's index factor); the others as ``skipped`` (key, reason)."""
+    rows: list[_Row] = []
+    skipped: list[dict] = []
+    for r in ranges_rows.values():
+        if r.key in book.prices:
+            kind, rec = "price", book.prices[r.key]
+            used = r.key in ev.used_prices
+        else:
+            kind, rec = "parameter", book.params[r.key]
+            used = r.key in ev.used_params
+        if rec.service not in ev.enabled:
+            skipped.append({"key": r.key, "reason": f"service '{rec.service}' is disabled in this run"})
+            continue
+        if not used:
+            skipped.append({"key": r.key, "reason": "not used by this run (the enabled service does not read it with "
+                                                    "this configuration, e.g. a raster or a config key replaces it)"})
+            continue
+        factor = float(rec.index_factor) if kind == "price" and getattr(rec, "index_factor", None) else 1.0
+        rows.append(_Row(r.key, kind, rec.service, rec.unit, r.low, r.high, factor, r.low * factor,
+                         float(ev.central_vals[r.key]), r.high * factor, r.evidence, r.source, r.origin))
+    return rows, skipped
+
+
+#: columns of sensitivity.csv
+SENSITIVITY_COLUMNS = ["rank", "key", "kind", "service", "unit", "low", "central", "high", "gep_r_low_yuan",
+                       "gep_r_central_yuan", "gep_r_high_yuan", "swing_yuan", "swing_share_of_central", "method",
+                       "range_low", "range_high", "index_factor", "evidence", "source"]
+
+
+def _sensitivity_table(rows: list[_Row], gep_c: float) -> pd.DataFrame:
+    """sensitivity.csv: one row per key, ranked by swing = |GEP-R(high) - GEP-R(low)| (yuan/a), largest first."""
     recs = []
     for r in rows:
         swing = abs(r.gep_high - r.gep_low)
@@ -554,13 +629,16 @@ def run_sensitivity(cfg: RunConfig, *, ranges: str | Path | None = None, central
                      "swing_share_of_central": swing / abs(gep_c) if gep_c else float("nan"), "method": r.method,
                      "range_low": r.range_low, "range_high": r.range_high, "index_factor": r.factor,
                      "evidence": r.evidence, "source": r.source})
-    cols = ["rank", "key", "kind", "service", "unit", "low", "central", "high", "gep_r_low_yuan", "gep_r_central_yuan",
-            "gep_r_high_yuan", "swing_yuan", "swing_share_of_central", "method", "range_low", "range_high",
-            "index_factor", "evidence", "source"]
+    cols = SENSITIVITY_COLUMNS
     table = pd.DataFrame(recs, columns=[c for c in cols if c != "rank"])
     table = table.sort_values("swing_yuan", ascending=False, kind="stable").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    table = table[cols]
+    return table[cols]
+
+
+def _write_outputs(cfg: RunConfig, table: pd.DataFrame, case_tables: dict, gep_c: float, sens_dir: Path) -> list:
+    """sensitivity.csv, ``<layer>_{low,central,high}.csv`` and tornado.png (atomic); returns their manifest rows."""
+    from .io_write import atomic_to_csv
 
     outputs = []
     atomic_to_csv(table, sens_dir / "sensitivity.csv")
@@ -576,40 +654,41 @@ def run_sensitivity(cfg: RunConfig, *, ranges: str | Path | None = None, central
              f"GEP-R sensitivity, {cfg.name}" + (f" ({cfg.accounting_year})" if cfg.accounting_year else ""))
     outputs.append({"path": "tornado.png", "kind": "figure", "unit": "yuan/a",
                     "description": "change of the GEP-R total with each key at its low / high end"})
+    return outputs
 
+
+def _sensitivity_manifest(cfg: RunConfig, central, ev: _Evaluator, rows: list[_Row], table: pd.DataFrame,
+                          label: str, rsha: str, skipped: list, combined: dict, outputs: list) -> dict:
+    """manifest.json of the sensitivity folder (without ``timings_s``)."""
+    m = central.manifest
     assumptions = [f"range of {r.key} ({r.range_low:g}-{r.range_high:g} {r.unit}) is marked [{r.evidence}]: {r.source}"
                    for r in rows if r.evidence not in ("V", "V-calc")]
     if any(r.kind == "price" and r.factor != 1.0 for r in rows):
         assumptions.append("price ranges were moved to the accounting year with the index factor of the central "
                            "price (their ends are read as being in the central price's price_year)")
-    manifest = {
+    return {
         "gep_raster_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "run_name": cfg.name,
         "accounting_year": cfg.accounting_year,
         "central_run": {"output_dir": str(central.output_dir), "manifest": str(central.manifest_path),
                         "run_hash": m.get("run_hash"), "config_sha256": m.get("config_sha256"),
-                        "gep_r_yuan": gep_c},
+                        "gep_r_yuan": ev.gep_c},
         "ranges": {"path": label, "sha256": rsha, "format": RANGES_FORMAT},
         "price_index": m.get("price_index"),
         "method": ("one at a time; 'exact': GEP-R recomputed from the central run's totals with the service's value "
                    "function (checked against the run); 'rerun': pipeline rerun with a parameters/prices override. "
                    "Combined cases: every key at the end giving the lower (low) or higher (high) GEP-R"),
         "value_functions": [{"service": s, "function": mdl.description, "keys": sorted(mdl.keys), **mdl.check}
-                            for s, mdl in models.items()],
+                            for s, mdl in ev.models.items()],
         "rows": table.to_dict("records"),
         "range_origins": {r.key: r.origin for r in rows},
         "skipped": skipped,
         "combined": combined,
-        "reruns": reruns,
+        "reruns": ev.reruns,
         "assumptions": assumptions,
         "outputs": outputs,
     }
-    timings["total"] = time.perf_counter() - t_start
-    manifest["timings_s"] = timings
-    manifest_path = sens_dir / "manifest.json"
-    atomic_write_json(manifest_path, manifest)
-    return SensitivityResult(sens_dir, table, case_tables, manifest, manifest_path)
 
 
 def _exact_table(tab: pd.DataFrame, models: dict, central: dict, values: dict) -> pd.DataFrame:
