@@ -338,20 +338,79 @@ def offset_report(baseline, scenario, out_dir, *, offset_ratio: float, parcel=No
     InputError, GridMismatchError, VectorError
         Runs not finished / not comparable; polygon files unusable (messages name the file and field).
     """
-    import pandas as pd
-
     from .io_write import atomic_to_csv, atomic_write_json, atomic_write_text
-    from .zonal import CoverageIndex
 
+    ratio = _offset_ratio(offset_ratio)
+    if candidates is not None and not id_field:
+        raise ConfigError("candidates: --id-field is required to identify the candidate parcels")
+    base, scen, rest, value_keys, warnings = _offset_runs(baseline, scenario, restoration)
+    pc = _parcel_coverage(parcel, parcel_layer, scen, base.grid, warnings)
+    loss_rows, loss_tab = _loss_table(pc["index"], base, scen, value_keys, ratio, chunk)
+    L, L_grid = _loss_warnings(loss_tab, loss_rows, warnings)
+    required = max(L, 0.0) * ratio
+    cand_tab = selection = None
+    if candidates is not None:
+        cand_tab, selection = _candidates(candidates, candidates_layer, id_field, name_field, base, rest, value_keys,
+                                          pc, required, chunk, warnings)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_to_csv(loss_tab, out / "offset_loss.csv")
+    files = ["offset_loss.csv", "offset_report.json", "offset_summary.md"]
+    if cand_tab is not None:
+        atomic_to_csv(cand_tab, out / "offset_report.csv")
+        files.insert(0, "offset_report.csv")
+    report = {
+        "gep_raster_version": __version__,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "kind": "gep_r_offset",
+        "runs": {"baseline": _run_entry(base), "scenario": _run_entry(scen), "restoration": _run_entry(rest)},
+        "parcel": {"source": pc["source"], "n_polygons": int(len(pc["gdf"])), "area_km2": pc["area_km2"],
+                   "grid_area_km2": pc["grid_area_km2"]},
+        "offset_ratio": {"value": ratio, "source": ratio_source or "user input (no standard value: a policy choice)",
+                         "evidence": "user"},
+        "loss": {"gep_r_yuan": L, "gep_r_yuan_whole_grid": L_grid, "unit": "yuan/a", "by_service": loss_rows},
+        "required_compensation_yuan_per_year": required,
+        "formulas": OFFSET_FORMULAS,
+        "candidates": (None if cand_tab is None else
+                       {"source": str(Path(candidates).resolve()), "id_field": id_field, "n": int(len(cand_tab)),
+                        "table": cand_tab.astype(object).where(cand_tab.notna(), None).to_dict("records")}),
+        "selection": selection,
+        "context": OFFSET_CONTEXT,
+        "outputs": files,
+        "warnings": warnings,
+    }
+    atomic_write_json(out / "offset_report.json", report)
+    atomic_write_text(out / "offset_summary.md", _markdown(report, loss_tab, cand_tab, id_field, name_field))
+    for w in warnings:
+        log.warning("offset: %s", w)
+    return report
+
+
+#: the report's formulas (yuan/a)
+OFFSET_FORMULAS = {
+    "loss": "sum over parcel pixels of coverage fraction x (baseline - scenario), pixels valid in both",
+    "required": "max(GEP-R loss, 0) x offset_ratio (yuan/a, an annual flow)",
+    "gain": "sum over candidate pixels of coverage fraction x (restored - baseline)"}
+#: transaction practice recorded beside the offset ratio (methods note §4)
+OFFSET_CONTEXT = ("transaction practice (methods note §4, [V2] news): Jinyun PV project bought regulating GEP at 5 % "
+                  "of the area's GEP + 12 % of an ecological premium, paid over 25 years; Yunhe county bought four "
+                  "regulating services at 0.2 % of 2018 GEP. These are prices of transactions, not offset ratios.")
+
+
+def _offset_ratio(offset_ratio) -> float:
+    """``offset_ratio`` as a positive float. Raises ConfigError when it is not a number or not > 0."""
     try:
         ratio = float(offset_ratio)
     except (TypeError, ValueError):
         raise ConfigError(f"offset_ratio: '{offset_ratio}' is not a number") from None
     if not np.isfinite(ratio) or ratio <= 0:
         raise ConfigError(f"offset_ratio: must be a positive number (compensation per yuan of GEP-R lost), got {ratio}")
-    if candidates is not None and not id_field:
-        raise ConfigError("candidates: --id-field is required to identify the candidate parcels")
+    return ratio
 
+
+def _offset_runs(baseline, scenario, restoration):
+    """The baseline, scenario and (optional) restoration runs, checked comparable; returns (base, scen, rest,
+    value_keys, warnings) with the runs' comparison warnings (:func:`run_warnings`)."""
     base, scen = load_run(baseline), load_run(scenario)
     check_same_grid(base, scen)
     value_keys = check_same_services(base, scen)
@@ -360,26 +419,44 @@ def offset_report(baseline, scenario, out_dir, *, offset_ratio: float, parcel=No
         rest = load_run(restoration)
         check_same_grid(base, rest)
         check_same_services(base, rest)
-    grid = base.grid
     warnings = run_warnings(base, scen, base.services)
     if rest is not None:
         warnings += [w for w in run_warnings(base, rest, base.services) if w not in warnings]
+    return base, scen, rest, value_keys, warnings
 
-    # ------------------------------------------------------------------ the parcel
+
+def _parcel_coverage(parcel, parcel_layer, scen: RunInfo, grid, warnings: list) -> dict:
+    """The development parcel (a polygon file, or the scenario's own edits) as one union coverage index.
+
+    Returns a dict: ``gdf``, ``index`` (:class:`~gep_raster.zonal.CoverageIndex` of the union), ``union``
+    (shapely geometry), ``unit2`` (m2 per squared CRS unit; NaN on a geographic grid), ``source``, ``area_km2``
+    (NaN on a geographic grid), ``grid_area_km2`` (covered on the grid). A parcel partly outside: a warning.
+    """
+    from .zonal import CoverageIndex
+
     if parcel is not None:
         pgdf = read_polygons(parcel, grid, layer=parcel_layer, what="--parcel")
-        parcel_src = str(Path(parcel).resolve())
+        source = str(Path(parcel).resolve())
     else:
         pgdf = scenario_parcel(scen)
-        parcel_src = f"edits of scenario '{scen.manifest['config']['scenario'].get('name')}' of run {scen.path}"
+        source = f"edits of scenario '{scen.manifest['config']['scenario'].get('name')}' of run {scen.path}"
     pidx = CoverageIndex.build_union(pgdf, grid, layer_name="parcel")
     union_geom = pgdf.geometry.union_all()
     unit2 = (grid.crs.linear_units_factor[1] ** 2) if (grid.crs.linear_units_factor and not grid.is_geographic) else np.nan
-    parcel_area_km2 = float(union_geom.area * unit2 / 1e6) if not grid.is_geographic else float("nan")
-    parcel_grid_km2 = float(pidx.covered_area_m2()[0] / 1e6)
-    if np.isfinite(parcel_area_km2) and parcel_grid_km2 < parcel_area_km2 * (1 - 1e-6):
-        warnings.append(f"the parcel lies partly outside the run grid: {parcel_grid_km2:.6f} of "
-                        f"{parcel_area_km2:.6f} km2 covered")
+    area_km2 = float(union_geom.area * unit2 / 1e6) if not grid.is_geographic else float("nan")
+    grid_km2 = float(pidx.covered_area_m2()[0] / 1e6)
+    if np.isfinite(area_km2) and grid_km2 < area_km2 * (1 - 1e-6):
+        warnings.append(f"the parcel lies partly outside the run grid: {grid_km2:.6f} of "
+                        f"{area_km2:.6f} km2 covered")
+    return {"gdf": pgdf, "index": pidx, "union": union_geom, "unit2": unit2, "source": source,
+            "area_km2": area_km2, "grid_area_km2": grid_km2}
+
+
+def _loss_table(pidx, base: RunInfo, scen: RunInfo, value_keys: list, ratio: float, chunk: int):
+    """Loss inside the parcel (baseline − scenario, coverage-weighted, pixels valid in both) of GEP-R, every value
+    and every physical output, with the requirement at ``ratio`` and the loss over the whole grid.
+    Returns (rows, DataFrame)."""
+    import pandas as pd
 
     loss_rows = []
     keys = ["gep_r_yuan"] + value_keys + [k for k in base.physical_keys if k in scen.rasters]
@@ -387,18 +464,22 @@ def offset_report(baseline, scenario, out_dir, *, offset_ratio: float, parcel=No
         s = pair_sums(pidx, base.rasters[key]["path"], scen.rasters[key]["path"], chunk)
         r = base.rasters[key]
         loss = -float(s["diff"][0])
-        row = {"key": key, "service": "gep_r" if key == "gep_r_yuan" else r["service"], "kind": r["kind"],
-               "unit": r["unit"].replace(" per pixel", ""), "baseline": float(s["a"][0]), "scenario": float(s["b"][0]),
-               "loss": loss, "loss_pct_of_baseline": (100 * loss / abs(s["a"][0]) if s["a"][0] != 0 else np.nan),
-               "required_at_ratio": loss * ratio if r["kind"] in ("value", "gep_r") else np.nan,
-               "area_valid_both_km2": float(s["area_m2"][0] / 1e6),
-               "baseline_all_valid": float(s["a_all"][0]), "scenario_all_valid": float(s["b_all"][0]),
-               "loss_whole_grid": -grid_diff_sum(base.rasters[key]["path"], scen.rasters[key]["path"], chunk)}
-        loss_rows.append(row)
-    loss_tab = pd.DataFrame(loss_rows)
+        loss_rows.append({
+            "key": key, "service": "gep_r" if key == "gep_r_yuan" else r["service"], "kind": r["kind"],
+            "unit": r["unit"].replace(" per pixel", ""), "baseline": float(s["a"][0]), "scenario": float(s["b"][0]),
+            "loss": loss, "loss_pct_of_baseline": (100 * loss / abs(s["a"][0]) if s["a"][0] != 0 else np.nan),
+            "required_at_ratio": loss * ratio if r["kind"] in ("value", "gep_r") else np.nan,
+            "area_valid_both_km2": float(s["area_m2"][0] / 1e6),
+            "baseline_all_valid": float(s["a_all"][0]), "scenario_all_valid": float(s["b_all"][0]),
+            "loss_whole_grid": -grid_diff_sum(base.rasters[key]["path"], scen.rasters[key]["path"], chunk)})
+    return loss_rows, pd.DataFrame(loss_rows)
+
+
+def _loss_warnings(loss_tab, loss_rows: list, warnings: list) -> tuple[float, float]:
+    """GEP-R loss in the parcel and over the whole grid (yuan/a); warnings when they differ by > 1 %, when there
+    is no loss, and for every service that the scenario increases."""
     L = float(loss_tab.loc[loss_tab["key"] == "gep_r_yuan", "loss"].iloc[0])
     L_grid = float(loss_tab.loc[loss_tab["key"] == "gep_r_yuan", "loss_whole_grid"].iloc[0])
-    required = max(L, 0.0) * ratio
     if abs(L_grid - L) > 0.01 * max(abs(L), 1e-9):
         warnings.append(f"the GEP-R loss over the whole grid ({L_grid:,.0f} yuan/a) differs from the loss inside the parcel "
                         f"({L:,.0f} yuan/a) by {100 * (L_grid - L) / max(abs(L), 1e-9):+.1f} %: the scenario converts whole "
@@ -412,118 +493,101 @@ def offset_report(baseline, scenario, out_dir, *, offset_ratio: float, parcel=No
         if row["kind"] == "value" and row["loss"] < 0:
             warnings.append(f"{row['service']}: the scenario increases this service inside the parcel "
                             f"({-row['loss']:,.2f} yuan/a), which offsets part of the other losses in the GEP-R loss")
+    return L, L_grid
 
-    # ------------------------------------------------------------------ candidates
-    cand_tab = None
-    selection = None
-    if candidates is not None:
-        cgdf = read_polygons(candidates, grid, layer=candidates_layer, what="--candidates", id_field=id_field)
-        if name_field and name_field not in cgdf.columns:
-            raise VectorError(f"--candidates: name field '{name_field}' not found in {candidates} "
-                              f"(fields: {[c for c in cgdf.columns if c != 'geometry']})")
-        cidx = CoverageIndex.build(cgdf, grid, layer_name="candidates")
-        ids = cgdf[id_field].tolist()
-        tab = pd.DataFrame({id_field: ids})
-        if name_field and name_field != id_field:
-            tab[name_field] = cgdf[name_field].astype(str).to_numpy()
-        tab["area_km2"] = (cgdf.geometry.area.to_numpy() * unit2 / 1e6) if not grid.is_geographic else np.nan
-        tab["grid_area_km2"] = cidx.covered_area_m2() / 1e6
-        inter = cgdf.geometry.intersection(union_geom).area.to_numpy()
-        tab["overlaps_parcel"] = inter > 1e-9 * np.maximum(cgdf.geometry.area.to_numpy(), 1e-300)
-        for key in ["gep_r_yuan"] + value_keys:
-            if rest is None:
-                s = pair_sums(cidx, base.rasters[key]["path"], None, chunk)
-                tab[f"baseline_{key}"] = s["a"]
-            else:
-                s = pair_sums(cidx, base.rasters[key]["path"], rest.rasters[key]["path"], chunk)
-                tab[f"baseline_{key}"] = s["a_all"]
-                tab[f"restored_{key}"] = s["b"]
-                tab[f"gain_{key}"] = s["diff"]
-        basis = "gain_gep_r_yuan" if rest is not None else "baseline_gep_r_yuan"
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tab[f"{basis}_per_km2"] = np.where(tab["grid_area_km2"] > 0, tab[basis] / tab["grid_area_km2"], np.nan)
-        eligible = ~tab["overlaps_parcel"].to_numpy()
-        sel, total, covered = select_greedy(ids, tab[basis].to_numpy(), required, eligible)
-        order = sorted(range(len(tab)), key=lambda i: (-np.nan_to_num(tab[basis].iloc[i], nan=-np.inf), i))
-        tab["rank"] = 0
-        tab.loc[order, "rank"] = np.arange(1, len(tab) + 1)
-        reason = np.where(tab["overlaps_parcel"], "overlaps the development parcel",
-                          np.where(~(tab[basis] > 0), f"{basis} <= 0", ""))
-        tab["excluded_reason"] = reason
-        tab["selected"] = tab[id_field].isin(sel)
-        pos = {v: i for i, v in enumerate(sel)}
-        tab["selection_order"] = tab[id_field].map(pos).astype("Int64") + 1
-        tab = tab.sort_values("rank").reset_index(drop=True)
-        cum = np.where(tab["selected"], tab[basis].where(tab["selected"], 0.0), 0.0)
-        tab["cumulative_selected_yuan"] = np.where(tab["selected"], np.cumsum(cum), np.nan)
-        cand_tab = tab
-        # overlaps among candidates (double counting)
-        sidx = cgdf.sindex
-        pairs = sidx.query(cgdf.geometry, predicate="intersects")
-        ov = [(ids[i], ids[j]) for i, j in zip(*pairs) if i < j
-              and cgdf.geometry.iloc[i].intersection(cgdf.geometry.iloc[j]).area > 0]
-        if ov:
-            warnings.append(f"candidate parcels overlap each other (e.g. {ov[:5]}): their gains are double counted "
-                            "where they overlap")
+
+def _candidates(candidates, candidates_layer, id_field: str, name_field, base: RunInfo, rest, value_keys: list,
+                pc: dict, required: float, chunk: int, warnings: list):
+    """Candidate compensation parcels: their values (baseline, or gain of the restoration run), rank, the greedy
+    selection covering ``required`` (yuan/a), and the warnings (overlaps, no restoration run, shortfall).
+    Returns (table, selection)."""
+    from .zonal import CoverageIndex
+
+    cgdf = read_polygons(candidates, base.grid, layer=candidates_layer, what="--candidates", id_field=id_field)
+    if name_field and name_field not in cgdf.columns:
+        raise VectorError(f"--candidates: name field '{name_field}' not found in {candidates} "
+                          f"(fields: {[c for c in cgdf.columns if c != 'geometry']})")
+    cidx = CoverageIndex.build(cgdf, base.grid, layer_name="candidates")
+    tab = _candidate_values(cgdf, cidx, id_field, name_field, base, rest, value_keys, pc, chunk)
+    basis = "gain_gep_r_yuan" if rest is not None else "baseline_gep_r_yuan"
+    tab, sel, total, covered = _rank_and_select(tab, id_field, basis, required)
+    ids = cgdf[id_field].tolist()
+    pairs = cgdf.sindex.query(cgdf.geometry, predicate="intersects")
+    ov = [(ids[i], ids[j]) for i, j in zip(*pairs) if i < j
+          and cgdf.geometry.iloc[i].intersection(cgdf.geometry.iloc[j]).area > 0]
+    if ov:
+        warnings.append(f"candidate parcels overlap each other (e.g. {ov[:5]}): their gains are double counted "
+                        "where they overlap")
+    if rest is None:
+        warnings.append("no restoration run: candidates are ranked by their existing (baseline) GEP-R, i.e. the "
+                        "offset is taken as protecting/purchasing existing regulating value; give --restoration "
+                        "to rank by the gain of restoring them")
+    selection = {"basis": basis, "basis_unit": "yuan/a", "selected": sel, "n_selected": len(sel),
+                 "total_yuan": total, "required_yuan": required, "covered": bool(covered),
+                 "shortfall_yuan": max(required - total, 0.0),
+                 "rule": "largest first until the cumulative value reaches the requirement; candidates that "
+                         "overlap the development parcel or have a value <= 0 are excluded"}
+    if not covered:
+        warnings.append(f"the candidates cannot cover the requirement: {total:,.0f} of {required:,.0f} yuan/a "
+                        f"(shortfall {required - total:,.0f})")
+    return tab, selection
+
+
+def _candidate_values(cgdf, cidx, id_field: str, name_field, base: RunInfo, rest, value_keys: list, pc: dict,
+                      chunk: int):
+    """Per candidate: areas (km2), whether it overlaps the parcel, and its GEP-R and values (baseline; with a
+    restoration run also restored and gain), yuan/a."""
+    import pandas as pd
+
+    tab = pd.DataFrame({id_field: cgdf[id_field].tolist()})
+    if name_field and name_field != id_field:
+        tab[name_field] = cgdf[name_field].astype(str).to_numpy()
+    tab["area_km2"] = (cgdf.geometry.area.to_numpy() * pc["unit2"] / 1e6) if not base.grid.is_geographic else np.nan
+    tab["grid_area_km2"] = cidx.covered_area_m2() / 1e6
+    inter = cgdf.geometry.intersection(pc["union"]).area.to_numpy()
+    tab["overlaps_parcel"] = inter > 1e-9 * np.maximum(cgdf.geometry.area.to_numpy(), 1e-300)
+    for key in ["gep_r_yuan"] + value_keys:
         if rest is None:
-            warnings.append("no restoration run: candidates are ranked by their existing (baseline) GEP-R, i.e. the "
-                            "offset is taken as protecting/purchasing existing regulating value; give --restoration "
-                            "to rank by the gain of restoring them")
-        selection = {"basis": basis, "basis_unit": "yuan/a", "selected": sel, "n_selected": len(sel),
-                     "total_yuan": total, "required_yuan": required, "covered": bool(covered),
-                     "shortfall_yuan": max(required - total, 0.0),
-                     "rule": "largest first until the cumulative value reaches the requirement; candidates that "
-                             "overlap the development parcel or have a value <= 0 are excluded"}
-        if not covered:
-            warnings.append(f"the candidates cannot cover the requirement: {total:,.0f} of {required:,.0f} yuan/a "
-                            f"(shortfall {required - total:,.0f})")
+            s = pair_sums(cidx, base.rasters[key]["path"], None, chunk)
+            tab[f"baseline_{key}"] = s["a"]
+        else:
+            s = pair_sums(cidx, base.rasters[key]["path"], rest.rasters[key]["path"], chunk)
+            tab[f"baseline_{key}"] = s["a_all"]
+            tab[f"restored_{key}"] = s["b"]
+            tab[f"gain_{key}"] = s["diff"]
+    return tab
 
-    # ------------------------------------------------------------------ outputs
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_to_csv(loss_tab, out / "offset_loss.csv")
-    files = ["offset_loss.csv", "offset_report.json", "offset_summary.md"]
-    if cand_tab is not None:
-        atomic_to_csv(cand_tab, out / "offset_report.csv")
-        files.insert(0, "offset_report.csv")
 
-    def run_entry(r: RunInfo | None):
-        if r is None:
-            return None
-        m = r.manifest
-        return {"path": str(r.path.resolve()), "run_name": m.get("run_name"), "run_hash": m.get("run_hash"),
-                "accounting_year": m.get("accounting_year"),
-                "scenario": ((m.get("config") or {}).get("scenario") or {}).get("name")}
+def _rank_and_select(tab, id_field: str, basis: str, required: float):
+    """Rank by ``basis`` (largest first), greedy selection (:func:`select_greedy`) of the eligible candidates, and
+    the per-row selection columns. Returns (table sorted by rank, selected ids, total yuan/a, covered)."""
+    ids = tab[id_field].tolist()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tab[f"{basis}_per_km2"] = np.where(tab["grid_area_km2"] > 0, tab[basis] / tab["grid_area_km2"], np.nan)
+    eligible = ~tab["overlaps_parcel"].to_numpy()
+    sel, total, covered = select_greedy(ids, tab[basis].to_numpy(), required, eligible)
+    order = sorted(range(len(tab)), key=lambda i: (-np.nan_to_num(tab[basis].iloc[i], nan=-np.inf), i))
+    tab["rank"] = 0
+    tab.loc[order, "rank"] = np.arange(1, len(tab) + 1)
+    tab["excluded_reason"] = np.where(tab["overlaps_parcel"], "overlaps the development parcel",
+                                      np.where(~(tab[basis] > 0), f"{basis} <= 0", ""))
+    tab["selected"] = tab[id_field].isin(sel)
+    pos = {v: i for i, v in enumerate(sel)}
+    tab["selection_order"] = tab[id_field].map(pos).astype("Int64") + 1
+    tab = tab.sort_values("rank").reset_index(drop=True)
+    cum = np.where(tab["selected"], tab[basis].where(tab["selected"], 0.0), 0.0)
+    tab["cumulative_selected_yuan"] = np.where(tab["selected"], np.cumsum(cum), np.nan)
+    return tab, sel, total, covered
 
-    report = {
-        "gep_raster_version": __version__,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "kind": "gep_r_offset",
-        "runs": {"baseline": run_entry(base), "scenario": run_entry(scen), "restoration": run_entry(rest)},
-        "parcel": {"source": parcel_src, "n_polygons": int(len(pgdf)), "area_km2": parcel_area_km2,
-                   "grid_area_km2": parcel_grid_km2},
-        "offset_ratio": {"value": ratio, "source": ratio_source or "user input (no standard value: a policy choice)",
-                         "evidence": "user"},
-        "loss": {"gep_r_yuan": L, "gep_r_yuan_whole_grid": L_grid, "unit": "yuan/a", "by_service": loss_rows},
-        "required_compensation_yuan_per_year": required,
-        "formulas": {"loss": "sum over parcel pixels of coverage fraction x (baseline - scenario), pixels valid in both",
-                     "required": "max(GEP-R loss, 0) x offset_ratio (yuan/a, an annual flow)",
-                     "gain": "sum over candidate pixels of coverage fraction x (restored - baseline)"},
-        "candidates": (None if cand_tab is None else
-                       {"source": str(Path(candidates).resolve()), "id_field": id_field, "n": int(len(cand_tab)),
-                        "table": cand_tab.astype(object).where(cand_tab.notna(), None).to_dict("records")}),
-        "selection": selection,
-        "context": "transaction practice (methods note §4, [V2] news): Jinyun PV project bought regulating GEP at 5 % "
-                   "of the area's GEP + 12 % of an ecological premium, paid over 25 years; Yunhe county bought four "
-                   "regulating services at 0.2 % of 2018 GEP. These are prices of transactions, not offset ratios.",
-        "outputs": files,
-        "warnings": warnings,
-    }
-    atomic_write_json(out / "offset_report.json", report)
-    atomic_write_text(out / "offset_summary.md", _markdown(report, loss_tab, cand_tab, id_field, name_field))
-    for w in warnings:
-        log.warning("offset: %s", w)
-    return report
+
+def _run_entry(r: RunInfo | None):
+    """The report's record of one run (path, name, hash, accounting year, scenario name); None for no run."""
+    if r is None:
+        return None
+    m = r.manifest
+    return {"path": str(r.path.resolve()), "run_name": m.get("run_name"), "run_hash": m.get("run_hash"),
+            "accounting_year": m.get("accounting_year"),
+            "scenario": ((m.get("config") or {}).get("scenario") or {}).get("name")}
 
 
 def _fmt(x, nd=0):
