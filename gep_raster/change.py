@@ -484,98 +484,29 @@ def compare_runs(run_a, run_b, out_dir, *, include_physical: bool = True, chunk:
     ConfigError
         The runs computed different services, or a layer's id field differs between the runs.
     """
-    from .io_write import atomic_to_csv, atomic_to_gpkg, atomic_write_json
+    from .io_write import atomic_write_json
 
     a, b = load_run(run_a), load_run(run_b)
     check_same_grid(a, b)
     value_keys = check_same_services(a, b)
     out = Path(out_dir)
     (out / "rasters" / "delta").mkdir(parents=True, exist_ok=True)
-    tags = {"gep_raster_version": __version__, "run_a": str(a.path), "run_b": str(b.path),
-            "run_a_hash": a.manifest.get("run_hash", ""), "run_b_hash": b.manifest.get("run_hash", "")}
-    keys = ["gep_r_yuan"] + value_keys
-    econ_a, econ_b = set(a.economic_keys), set(b.economic_keys)
-    keys += [k for k in a.economic_keys if k in econ_b]
-    skipped = [f"raster {k}: only in run {'a' if k in econ_a else 'b'} (economic accounts)"
-               for k in sorted(econ_a ^ econ_b)]
-    if include_physical:
-        keys += [k for k in a.physical_keys if k in b.rasters]
-    rasters = []
-    for key in keys:
-        rel = Path("rasters") / "delta" / f"{key}_delta.tif"
-        info = _delta_raster(key, a, b, out / rel, chunk, tags)
-        info["path"] = str(rel)
-        info["growth_pct_where_both"] = growth_pct(info["sum_a_where_both"], info["sum_b_where_both"])
-        rasters.append(info)
-
+    keys, skipped = _delta_keys(a, b, value_keys, include_physical)
+    rasters = _delta_rasters(a, b, keys, out, chunk)
     tables = []
     for name in a.layers:
         if name not in b.layers:
             skipped.append(f"layer '{name}': table only in run a")
             continue
-        la, lb = a.layers[name], b.layers[name]
-        if la["id_field"] != lb["id_field"]:
-            raise ConfigError(f"layer '{name}': id field '{la['id_field']}' in run a ({a.path}) but "
-                              f"'{lb['id_field']}' in run b ({b.path}); the tables cannot be joined")
-        ta, tb = a.read_table(name), b.read_table(name)
-        tab = change_table(ta, tb, la["id_field"], la["name_field"])
-        csv = out / "tables" / f"{name}_change.csv"
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        atomic_to_csv(tab, csv)
-        entry = {"layer": name, "path": str(csv.relative_to(out)), "id_field": la["id_field"],
-                 "rows": int(len(tab)), "matched": int((tab["in_runs"] == "both").sum()),
-                 "only_a": tab.loc[tab["in_runs"] == "a_only", la["id_field"]].tolist(),
-                 "only_b": tab.loc[tab["in_runs"] == "b_only", la["id_field"]].tolist(),
-                 "columns_compared": [c[:-2] for c in tab.columns if c.endswith("_a") and c != "area_km2"]}
-        if "area_km2" in ta and "area_km2" in tb:
-            m = ta[[la["id_field"], "area_km2"]].merge(tb[[la["id_field"], "area_km2"]], on=la["id_field"])
-            bad = m[~np.isclose(m["area_km2_x"], m["area_km2_y"], rtol=1e-6, atol=1e-9)]
-            if len(bad):
-                entry["warning"] = (f"{len(bad)} polygon(s) have another area in run b (e.g. id {bad.iloc[0, 0]}): "
-                                    "the layers' polygons differ, so the change mixes a boundary change")
-        gpkg_src = la["gpkg"] or lb["gpkg"]
-        if gpkg_src is not None:
-            import geopandas as gpd
-
-            geo = gpd.read_file(gpkg_src)[[la["id_field"], "geometry"]]
-            geo[la["id_field"]] = geo[la["id_field"]].astype(str)
-            if lb["gpkg"] is not None and gpkg_src != lb["gpkg"]:
-                gb = gpd.read_file(lb["gpkg"])[[la["id_field"], "geometry"]]
-                gb[la["id_field"]] = gb[la["id_field"]].astype(str)
-                import pandas as pd
-
-                geo = gpd.GeoDataFrame(
-                    pd.concat([geo, gb[~gb[la["id_field"]].isin(geo[la["id_field"]])]], ignore_index=True),
-                    geometry="geometry", crs=geo.crs)
-            gdf = gpd.GeoDataFrame(tab.merge(geo, on=la["id_field"], how="left"), geometry="geometry", crs=geo.crs)
-            gp = out / "tables" / f"{name}_change.gpkg"
-            atomic_to_gpkg(gdf, gp, layer=f"{name}_change")
-            entry["gpkg"] = str(gp.relative_to(out))
-        tables.append(entry)
+        tables.append(_layer_change(name, a, b, out))
     for name in b.layers:
         if name not in a.layers:
             skipped.append(f"layer '{name}': table only in run b")
-
-    totals = {}
-    ta_, tb_ = a.manifest.get("totals") or {}, b.manifest.get("totals") or {}
-    for k in ta_:
-        if k in tb_:
-            va, vb = ta_[k].get("sum"), tb_[k].get("sum")
-            if va is None or vb is None:
-                continue
-            totals[k] = {"unit": ta_[k].get("unit"), "a": va, "b": vb, "delta": vb - va, "growth_pct": growth_pct(va, vb)}
-
-    def run_entry(r: RunInfo):
-        m = r.manifest
-        return {"path": str(r.path.resolve()), "run_name": m.get("run_name"), "accounting_year": m.get("accounting_year"),
-                "run_hash": m.get("run_hash"), "config_sha256": m.get("config_sha256"),
-                "scenario": ((m.get("config") or {}).get("scenario") or {}).get("name")}
-
     manifest = {
         "gep_raster_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "kind": "change",
-        "run_a": run_entry(a), "run_b": run_entry(b),
+        "run_a": _run_entry(a), "run_b": _run_entry(b),
         "definition": {"delta": "b - a (per pixel: NaN where either run has no value)",
                        "growth_pct": "100 * (b - a) / |a|; null where a = 0",
                        "tables": "outer join on the layer's id field; in_runs = both / a_only / b_only"},
@@ -592,13 +523,120 @@ def compare_runs(run_a, run_b, out_dir, *, include_physical: bool = True, chunk:
         "rasters": rasters,
         "tables": tables,
         "skipped": skipped,
-        "totals": totals,
+        "totals": _total_changes(a, b),
         "warnings": run_warnings(a, b, a.services),
     }
     atomic_write_json(out / "change_manifest.json", manifest)
     for w in manifest["warnings"]:
         log.warning("compare: %s", w)
     return manifest
+
+
+def _delta_keys(a: RunInfo, b: RunInfo, value_keys: list, include_physical: bool) -> tuple[list, list]:
+    """Rasters to compare (GEP-R, values, economic rasters of both runs, physical quantities if asked) and the
+    skipped ones (economic rasters of one run only)."""
+    keys = ["gep_r_yuan"] + value_keys
+    econ_a, econ_b = set(a.economic_keys), set(b.economic_keys)
+    keys += [k for k in a.economic_keys if k in econ_b]
+    skipped = [f"raster {k}: only in run {'a' if k in econ_a else 'b'} (economic accounts)"
+               for k in sorted(econ_a ^ econ_b)]
+    if include_physical:
+        keys += [k for k in a.physical_keys if k in b.rasters]
+    return keys, skipped
+
+
+def _delta_rasters(a: RunInfo, b: RunInfo, keys: list, out: Path, chunk: int) -> list[dict]:
+    """``rasters/delta/<key>_delta.tif`` (b − a) of every key, with its sums and growth where both have values."""
+    tags = {"gep_raster_version": __version__, "run_a": str(a.path), "run_b": str(b.path),
+            "run_a_hash": a.manifest.get("run_hash", ""), "run_b_hash": b.manifest.get("run_hash", "")}
+    rasters = []
+    for key in keys:
+        rel = Path("rasters") / "delta" / f"{key}_delta.tif"
+        info = _delta_raster(key, a, b, out / rel, chunk, tags)
+        info["path"] = str(rel)
+        info["growth_pct_where_both"] = growth_pct(info["sum_a_where_both"], info["sum_b_where_both"])
+        rasters.append(info)
+    return rasters
+
+
+def _layer_change(name: str, a: RunInfo, b: RunInfo, out: Path) -> dict:
+    """``tables/<layer>_change.csv`` (and .gpkg when a run has the layer's geometry) of one layer; its manifest
+    entry (rows matched / only in a / only in b, columns compared, a warning when polygon areas differ).
+
+    Raises
+    ------
+    ConfigError
+        The layer's id field differs between the runs.
+    """
+    from .io_write import atomic_to_csv
+
+    la, lb = a.layers[name], b.layers[name]
+    if la["id_field"] != lb["id_field"]:
+        raise ConfigError(f"layer '{name}': id field '{la['id_field']}' in run a ({a.path}) but "
+                          f"'{lb['id_field']}' in run b ({b.path}); the tables cannot be joined")
+    ta, tb = a.read_table(name), b.read_table(name)
+    tab = change_table(ta, tb, la["id_field"], la["name_field"])
+    csv = out / "tables" / f"{name}_change.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    atomic_to_csv(tab, csv)
+    entry = {"layer": name, "path": str(csv.relative_to(out)), "id_field": la["id_field"],
+             "rows": int(len(tab)), "matched": int((tab["in_runs"] == "both").sum()),
+             "only_a": tab.loc[tab["in_runs"] == "a_only", la["id_field"]].tolist(),
+             "only_b": tab.loc[tab["in_runs"] == "b_only", la["id_field"]].tolist(),
+             "columns_compared": [c[:-2] for c in tab.columns if c.endswith("_a") and c != "area_km2"]}
+    if "area_km2" in ta and "area_km2" in tb:
+        m = ta[[la["id_field"], "area_km2"]].merge(tb[[la["id_field"], "area_km2"]], on=la["id_field"])
+        bad = m[~np.isclose(m["area_km2_x"], m["area_km2_y"], rtol=1e-6, atol=1e-9)]
+        if len(bad):
+            entry["warning"] = (f"{len(bad)} polygon(s) have another area in run b (e.g. id {bad.iloc[0, 0]}): "
+                                "the layers' polygons differ, so the change mixes a boundary change")
+    if la["gpkg"] or lb["gpkg"]:
+        entry["gpkg"] = _change_gpkg(name, tab, la, lb, out)
+    return entry
+
+
+def _change_gpkg(name: str, tab, la: dict, lb: dict, out: Path) -> str:
+    """The change table joined to the polygons of run a (and those only in run b) as ``tables/<layer>_change.gpkg``;
+    returns its path relative to ``out``."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from .io_write import atomic_to_gpkg
+
+    idf = la["id_field"]
+    gpkg_src = la["gpkg"] or lb["gpkg"]
+    geo = gpd.read_file(gpkg_src)[[idf, "geometry"]]
+    geo[idf] = geo[idf].astype(str)
+    if lb["gpkg"] is not None and gpkg_src != lb["gpkg"]:
+        gb = gpd.read_file(lb["gpkg"])[[idf, "geometry"]]
+        gb[idf] = gb[idf].astype(str)
+        geo = gpd.GeoDataFrame(pd.concat([geo, gb[~gb[idf].isin(geo[idf])]], ignore_index=True),
+                               geometry="geometry", crs=geo.crs)
+    gdf = gpd.GeoDataFrame(tab.merge(geo, on=idf, how="left"), geometry="geometry", crs=geo.crs)
+    gp = out / "tables" / f"{name}_change.gpkg"
+    atomic_to_gpkg(gdf, gp, layer=f"{name}_change")
+    return str(gp.relative_to(out))
+
+
+def _total_changes(a: RunInfo, b: RunInfo) -> dict:
+    """Every manifest total present in both runs: unit, a, b, delta = b − a, growth_pct."""
+    totals = {}
+    ta_, tb_ = a.manifest.get("totals") or {}, b.manifest.get("totals") or {}
+    for k in ta_:
+        if k in tb_:
+            va, vb = ta_[k].get("sum"), tb_[k].get("sum")
+            if va is None or vb is None:
+                continue
+            totals[k] = {"unit": ta_[k].get("unit"), "a": va, "b": vb, "delta": vb - va, "growth_pct": growth_pct(va, vb)}
+    return totals
+
+
+def _run_entry(r: RunInfo) -> dict:
+    """The change manifest's record of one run (path, name, year, hashes, scenario name)."""
+    m = r.manifest
+    return {"path": str(r.path.resolve()), "run_name": m.get("run_name"), "accounting_year": m.get("accounting_year"),
+            "run_hash": m.get("run_hash"), "config_sha256": m.get("config_sha256"),
+            "scenario": ((m.get("config") or {}).get("scenario") or {}).get("name")}
 
 
 # --------------------------------------------------------------------------------------
