@@ -38,7 +38,7 @@ from typing import Optional
 import numpy as np
 
 from . import __version__
-from .change import economic_columns, load_run
+from .change import RunInfo, economic_columns, load_run
 from .errors import ConfigError, GepError
 
 log = logging.getLogger("gep_raster")
@@ -140,93 +140,31 @@ def vep_account(run, layer: str, out_dir, *, years: int | None = None, growth: f
         Unknown layer, a layer whose role is not ``special_unit``, incomplete or invalid projection
         parameters.
     """
-    import pandas as pd
-
     from .io_write import atomic_to_csv, atomic_write_json
 
     r = load_run(run)
-    cfg_layers = (r.manifest.get("config") or {}).get("layers") or {}
-    if layer not in cfg_layers:
-        raise ConfigError(f"layer '{layer}' is not a layer of run {r.path} (layers: {sorted(cfg_layers)})")
-    role = cfg_layers[layer].get("role", "admin")
-    if role != "special_unit":
-        sp = [n for n, lc in cfg_layers.items() if lc.get("role") == "special_unit"]
-        raise ConfigError(f"layers.{layer} of run {r.path} has role '{role}', not special_unit; VEP is the account of "
-                          f"special units (layers with role special_unit: {sp or 'none'})")
-    if layer not in r.layers:
-        raise ConfigError(f"run {r.path}: no table tables/{layer}.csv for layer '{layer}'")
+    _check_special_unit_layer(r, layer)
     projecting = any(v is not None for v in (years, growth, discount))
     if projecting:
         _check_params(years, growth, discount)
-
-    info = r.layers[layer]
-    idf, nmf = info["id_field"], info["name_field"]
-    t = r.read_table(layer)
-    cols = [idf] + ([nmf] if nmf != idf else []) + [c for c in ("area_km2", "valid_area_km2") if c in t]
-    phys = [k for k in r.physical_keys if k in t.columns]
-    vals = [k for k in r.value_keys if k in t.columns]
-    econ = economic_columns(t.columns)
-    econ_cols = econ["gep"] + econ["epv"] + econ["ecv"] + econ["epv_items"] + econ["ecv_items"]
-    acc = t[cols + phys + vals + ["gep_r_yuan"] + econ_cols].copy()
-
-    def total(kind):
-        if econ[kind]:
-            return acc[econ[kind][0]].to_numpy(np.float64), econ[kind][0]
-        items = econ[f"{kind}_items"]
-        if items:
-            return acc[items].sum(axis=1).to_numpy(np.float64), " + ".join(items)
-        return np.zeros(len(acc)), None
-
-    epv, epv_src = total("epv")
-    ecv, ecv_src = total("ecv")
-    if econ["gep"]:
-        vep = acc["gep_yuan"].to_numpy(np.float64)
-        basis = "gep_yuan (the run's GEP = GEP-R + EPV + ECV column)"
-    else:
-        vep = acc["gep_r_yuan"].to_numpy(np.float64) + epv + ecv
-        basis = ("gep_r_yuan" + (f" + EPV ({epv_src})" if epv_src else "") + (f" + ECV ({ecv_src})" if ecv_src else "")
-                 + ("" if epv_src and ecv_src else
-                    f"; {' and '.join(k for k, s in (('EPV', epv_src), ('ECV', ecv_src)) if not s)} not in the run "
-                    "(counted 0)"))
-    acc["vep_yuan"] = vep
-    with np.errstate(divide="ignore", invalid="ignore"):
-        acc["vep_yuan_per_km2"] = np.where(acc["area_km2"] > 0, vep / acc["area_km2"], np.nan) if "area_km2" in acc \
-            else np.nan
-        for k in vals + ["gep_r_yuan"] + econ["epv"] + econ["ecv"]:  # shares of VEP
-            acc[f"share_{k.removesuffix('_yuan')}_pct"] = np.where(vep != 0, 100.0 * acc[k].to_numpy(np.float64) / vep,
-                                                                 np.nan)
+    acc, cols = _account_columns(r, layer)
+    vep, basis = _vep_column(acc, cols["econ"])
+    _vep_shares(acc, vep, cols)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = ["vep_account.csv", "vep_account.json"]
     proj_info = None
     if projecting:
-        tt, values, present, npv = projection(vep, int(years), float(growth), float(discount))
-        A = annuity_factor(int(years), float(growth), float(discount))
-        acc["vep_npv_yuan"] = npv
-        year0 = r.manifest.get("accounting_year")
-        n, T = values.shape
-        rows = pd.DataFrame({idf: np.repeat(acc[idf].to_numpy(), T)})
-        if nmf != idf:
-            rows[nmf] = np.repeat(acc[nmf].to_numpy(), T)
-        rows["t"] = np.tile(tt, n)
-        rows["year"] = (np.tile(tt, n) + int(year0)) if year0 is not None else pd.NA
-        rows["value_yuan"] = values.reshape(-1)
-        rows["discount_factor"] = np.tile(1.0 / (1.0 + float(discount)) ** tt, n)
-        rows["present_value_yuan"] = present.reshape(-1)
+        rows, proj_info = _projection(acc, cols, vep, int(years), float(growth), float(discount),
+                                      r.manifest.get("accounting_year"))
         atomic_to_csv(rows, out / "vep_projection.csv")
         files.append("vep_projection.csv")
-        proj_info = {"years": int(years), "growth": float(growth), "discount": float(discount),
-                     "parameters_source": "user input (not standard values)",
-                     "formula": "NPV = sum_{t=1..T} V0 (1+g)^t / (1+r)^t = V0 * A, A = sum_{t=1..T} ((1+g)/(1+r))^t; "
-                                "V0 = accounting-year VEP; t = years after the accounting year (end-of-year flows)",
-                     "annuity_factor": A, "first_year": (int(year0) + 1) if year0 is not None else None,
-                     "npv_total_yuan": float(npv.sum())}
     atomic_to_csv(acc, out / "vep_account.csv")
     units = {"area_km2": "km2", "valid_area_km2": "km2", "vep_yuan": "yuan/a", "vep_yuan_per_km2": "yuan/km2/a",
              "gep_r_yuan": "yuan/a", "vep_npv_yuan": "yuan"}
-    for k in phys + vals:
+    for k in cols["phys"] + cols["vals"]:
         units[k] = r.rasters[k]["unit"].replace(" per pixel", "")
-    for k in econ_cols:
+    for k in cols["econ_cols"]:
         units[k] = "yuan/a"
     res = {
         "gep_raster_version": __version__,
@@ -234,7 +172,7 @@ def vep_account(run, layer: str, out_dir, *, years: int | None = None, growth: f
         "kind": "vep",
         "run": {"path": str(r.path.resolve()), "run_name": r.manifest.get("run_name"),
                 "run_hash": r.manifest.get("run_hash"), "accounting_year": r.manifest.get("accounting_year")},
-        "layer": layer, "id_field": idf, "name_field": nmf,
+        "layer": layer, "id_field": cols["idf"], "name_field": cols["nmf"],
         "vep_basis": basis,
         "definition": "VEP = value of all ecosystem products located in the unit: GEP-R (exact-coverage zonal sum of "
                       "the per-pixel service values) + EPV + ECV when present (methods note §4)",
@@ -247,6 +185,97 @@ def vep_account(run, layer: str, out_dir, *, years: int | None = None, growth: f
     }
     atomic_write_json(out / "vep_account.json", res)
     return res
+
+
+def _check_special_unit_layer(r: RunInfo, layer: str) -> None:
+    """``layer`` is a layer of the run, with role ``special_unit`` and a table. Raises ConfigError otherwise."""
+    cfg_layers = (r.manifest.get("config") or {}).get("layers") or {}
+    if layer not in cfg_layers:
+        raise ConfigError(f"layer '{layer}' is not a layer of run {r.path} (layers: {sorted(cfg_layers)})")
+    role = cfg_layers[layer].get("role", "admin")
+    if role != "special_unit":
+        sp = [n for n, lc in cfg_layers.items() if lc.get("role") == "special_unit"]
+        raise ConfigError(f"layers.{layer} of run {r.path} has role '{role}', not special_unit; VEP is the account of "
+                          f"special units (layers with role special_unit: {sp or 'none'})")
+    if layer not in r.layers:
+        raise ConfigError(f"run {r.path}: no table tables/{layer}.csv for layer '{layer}'")
+
+
+def _account_columns(r: RunInfo, layer: str):
+    """The layer's table reduced to id, name, areas, physical quantities, values, GEP-R and economic columns; and
+    a dict of the column groups (``idf``, ``nmf``, ``phys``, ``vals``, ``econ``, ``econ_cols``)."""
+    info = r.layers[layer]
+    idf, nmf = info["id_field"], info["name_field"]
+    t = r.read_table(layer)
+    cols = [idf] + ([nmf] if nmf != idf else []) + [c for c in ("area_km2", "valid_area_km2") if c in t]
+    phys = [k for k in r.physical_keys if k in t.columns]
+    vals = [k for k in r.value_keys if k in t.columns]
+    econ = economic_columns(t.columns)
+    econ_cols = econ["gep"] + econ["epv"] + econ["ecv"] + econ["epv_items"] + econ["ecv_items"]
+    acc = t[cols + phys + vals + ["gep_r_yuan"] + econ_cols].copy()
+    return acc, {"idf": idf, "nmf": nmf, "phys": phys, "vals": vals, "econ": econ, "econ_cols": econ_cols}
+
+
+def _vep_column(acc, econ: dict) -> tuple[np.ndarray, str]:
+    """VEP per unit (yuan/a, float64 (n,)): the run's GEP column, else GEP-R + EPV + ECV (their totals, or the
+    sum of their items; 0 when absent); and the description of that basis."""
+    def total(kind):
+        if econ[kind]:
+            return acc[econ[kind][0]].to_numpy(np.float64), econ[kind][0]
+        items = econ[f"{kind}_items"]
+        if items:
+            return acc[items].sum(axis=1).to_numpy(np.float64), " + ".join(items)
+        return np.zeros(len(acc)), None
+
+    epv, epv_src = total("epv")
+    ecv, ecv_src = total("ecv")
+    if econ["gep"]:
+        return acc["gep_yuan"].to_numpy(np.float64), "gep_yuan (the run's GEP = GEP-R + EPV + ECV column)"
+    vep = acc["gep_r_yuan"].to_numpy(np.float64) + epv + ecv
+    basis = ("gep_r_yuan" + (f" + EPV ({epv_src})" if epv_src else "") + (f" + ECV ({ecv_src})" if ecv_src else "")
+             + ("" if epv_src and ecv_src else
+                f"; {' and '.join(k for k, s in (('EPV', epv_src), ('ECV', ecv_src)) if not s)} not in the run "
+                "(counted 0)"))
+    return vep, basis
+
+
+def _vep_shares(acc, vep: np.ndarray, cols: dict) -> None:
+    """Adds ``vep_yuan``, ``vep_yuan_per_km2`` and ``share_<value>_pct`` (% of VEP; NaN where VEP = 0) to ``acc``."""
+    econ = cols["econ"]
+    acc["vep_yuan"] = vep
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc["vep_yuan_per_km2"] = np.where(acc["area_km2"] > 0, vep / acc["area_km2"], np.nan) if "area_km2" in acc \
+            else np.nan
+        for k in cols["vals"] + ["gep_r_yuan"] + econ["epv"] + econ["ecv"]:  # shares of VEP
+            acc[f"share_{k.removesuffix('_yuan')}_pct"] = np.where(vep != 0, 100.0 * acc[k].to_numpy(np.float64) / vep,
+                                                                 np.nan)
+
+
+def _projection(acc, cols: dict, vep: np.ndarray, years: int, growth: float, discount: float, year0):
+    """NPV of every unit (adds ``vep_npv_yuan`` to ``acc``) and the per-year projection table; returns
+    (table, the account's projection record)."""
+    import pandas as pd
+
+    idf, nmf = cols["idf"], cols["nmf"]
+    tt, values, present, npv = projection(vep, years, growth, discount)
+    A = annuity_factor(years, growth, discount)
+    acc["vep_npv_yuan"] = npv
+    n, T = values.shape
+    rows = pd.DataFrame({idf: np.repeat(acc[idf].to_numpy(), T)})
+    if nmf != idf:
+        rows[nmf] = np.repeat(acc[nmf].to_numpy(), T)
+    rows["t"] = np.tile(tt, n)
+    rows["year"] = (np.tile(tt, n) + int(year0)) if year0 is not None else pd.NA
+    rows["value_yuan"] = values.reshape(-1)
+    rows["discount_factor"] = np.tile(1.0 / (1.0 + discount) ** tt, n)
+    rows["present_value_yuan"] = present.reshape(-1)
+    info = {"years": years, "growth": growth, "discount": discount,
+            "parameters_source": "user input (not standard values)",
+            "formula": "NPV = sum_{t=1..T} V0 (1+g)^t / (1+r)^t = V0 * A, A = sum_{t=1..T} ((1+g)/(1+r))^t; "
+                       "V0 = accounting-year VEP; t = years after the accounting year (end-of-year flows)",
+            "annuity_factor": A, "first_year": (int(year0) + 1) if year0 is not None else None,
+            "npv_total_yuan": float(npv.sum())}
+    return rows, info
 
 
 def register(app) -> None:
