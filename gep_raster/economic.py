@@ -229,6 +229,44 @@ def load_statistics(path: Path, *, unit_ids: Sequence, layer_name: str, id_field
         any cell is invalid. All cell problems are listed, one line each naming the file, the
         row and the column.
     """
+    df = _read_statistics_csv(path)
+    id_pos: dict[str, int] = {}
+    for i, v in enumerate(unit_ids):
+        id_pos.setdefault(_norm_id(v), i)
+    ctx = _StatisticsContext(path, id_pos, layer_name, id_field, legend, legend.table["ecosystem"],
+                             set(int(c) for c in legend.codes), weight_names, accounting_year)
+    problems: list[str] = []
+    out = []
+    seen: dict[tuple, int] = {}
+    for i, rec in enumerate(df.to_dict("records")):
+        row, line = i + 1, i + 2
+
+        def bad(col, msg):
+            problems.append(f"{path.name} row {row} (line {line}), column '{col}': {msg}")
+
+        rec = {k: (v.strip() if isinstance(v, str) else v) for k, v in rec.items()}
+        parsed = _statistics_row(rec, row, ctx, bad)
+        key = (parsed["unit_id"], parsed["account"], parsed["item"])
+        if key in seen:
+            bad("item", f"duplicate of row {seen[key]} (same unit_id, account and item); merge the two rows")
+        else:
+            seen[key] = row
+        out.append({"row": row, "line": line, **parsed})
+    if len(problems) == 1:
+        raise TableError(f"economic_accounts.table {path}: {problems[0]}")
+    if problems:
+        raise TableError(f"economic_accounts.table {path}: {len(problems)} problems:\n  - " + "\n  - ".join(problems))
+    return pd.DataFrame(out)
+
+
+def _read_statistics_csv(path: Path) -> pd.DataFrame:
+    """The statistics CSV as text cells (UTF-8, BOM allowed), with the required :data:`COLUMNS` and a row.
+
+    Raises
+    ------
+    TableError
+        Missing, unreadable, a required column missing, or no row.
+    """
     if not path.is_file():
         raise TableError(f"economic_accounts.table: file not found: {path}")
     try:
@@ -242,95 +280,96 @@ def load_statistics(path: Path, *, unit_ids: Sequence, layer_name: str, id_field
                          f"(required: {list(COLUMNS)}; found: {list(df.columns)})")
     if len(df) == 0:
         raise TableError(f"economic_accounts.table {path}: the table holds no rows")
+    return df
 
-    id_pos: dict[str, int] = {}
-    for i, v in enumerate(unit_ids):
-        id_pos.setdefault(_norm_id(v), i)
-    eco = legend.table["ecosystem"]
-    codes = set(int(c) for c in legend.codes)
-    problems: list[str] = []
-    out = []
-    seen: dict[tuple, int] = {}
-    for i, rec in enumerate(df.to_dict("records")):
-        row, line = i + 1, i + 2
 
-        def bad(col, msg):
-            problems.append(f"{path.name} row {row} (line {line}), column '{col}': {msg}")
+@dataclass(frozen=True)
+class _StatisticsContext:
+    """What a statistics row is checked against: the layer's ids, the legend, the weight rasters, the year."""
 
-        rec = {k: (v.strip() if isinstance(v, str) else v) for k, v in rec.items()}
-        uid = rec["unit_id"]
-        unit = id_pos.get(uid, -1)
-        if uid == "":
-            bad("unit_id", "empty")
-        elif unit < 0:
-            known = list(id_pos)
-            bad("unit_id", f"'{uid}' is not an id of layers.{layer_name} (field '{id_field}'); known ids: "
-                           f"{known[:12]}{' ...' if len(known) > 12 else ''}")
-        account = rec["account"].lower()
-        if account not in ACCOUNTS:
-            bad("account", f"'{rec['account']}' is not one of {list(ACCOUNTS)}")
-        item = rec["item"]
-        if not _ITEM_RE.match(item):
-            bad("item", f"'{item}' is not a lower-case name [a-z][a-z0-9_]* (it names the table columns)")
-        try:
-            value = float(rec["value_yuan"])
-            if not math.isfinite(value) or value < 0:
-                bad("value_yuan", f"'{rec['value_yuan']}' must be a finite number >= 0 (yuan/a)")
-        except ValueError:
-            value = float("nan")
-            bad("value_yuan", f"'{rec['value_yuan']}' is not a number (yuan/a)")
-        try:
-            year = int(rec["year"])
-            if accounting_year is not None and year != accounting_year:
-                log.warning("economic_accounts.table %s row %d: year %d differs from accounting_year %d",
-                            path.name, row, year, accounting_year)
-        except ValueError:
-            year = -1
-            bad("year", f"'{rec['year']}' is not an integer year")
-        if rec["source"] == "":
-            bad("source", "empty; say where the number comes from (or 'ILLUSTRATIVE [EX]')")
-        tokens = [t.strip() for t in rec["allocate_to"].split(";") if t.strip()]
-        classes: set[int] = set()
-        if not tokens:
-            bad("allocate_to", "empty allocation; give ecosystem types or class codes separated by ';'")
-        for t in tokens:
-            if t.lower() in ECOSYSTEMS:
-                hit = [int(c) for c in eco.index[eco.to_numpy() == t.lower()]]
-                if not hit:
-                    bad("allocate_to", f"ecosystem type '{t}' matches no class of the legend {legend.path}")
-                classes.update(hit)
-            elif re.fullmatch(r"\d+", t):
-                if int(t) not in codes:
-                    bad("allocate_to", f"class code {t} is not in the legend {legend.path}")
-                classes.add(int(t))
-            else:
-                bad("allocate_to", f"'{t}' is neither an ecosystem type {list(ECOSYSTEMS)} nor an integer class code")
-        weight = rec["weight"]
-        if weight != "area" and weight not in weight_names:
-            bad("weight", f"'{weight}' is neither 'area' nor a name of economic_accounts.weight_rasters "
-                          f"({sorted(weight_names)})")
-        try:
-            share = float(rec["outside_share"])
-            if not (0.0 <= share <= 1.0):
-                bad("outside_share", f"{rec['outside_share']} is outside 0..1")
-        except ValueError:
-            share = float("nan")
-            bad("outside_share", f"'{rec['outside_share']}' is not a number in 0..1 (write 0 if no value "
-                                 "comes from outside the region)")
-        key = (uid, account, item)
-        if key in seen:
-            bad("item", f"duplicate of row {seen[key]} (same unit_id, account and item); merge the two rows")
+    path: Path
+    id_pos: dict
+    layer_name: str
+    id_field: str
+    legend: "Legend"
+    eco: pd.Series
+    codes: set
+    weight_names: Sequence[str]
+    accounting_year: int | None
+
+
+def _statistics_row(rec: dict, row: int, ctx: _StatisticsContext, bad) -> dict:
+    """One row parsed (unit position, account, item, value, year, source, allocation classes, weight, outside
+    share); every invalid cell reported with ``bad(column, message)``."""
+    uid = rec["unit_id"]
+    unit = ctx.id_pos.get(uid, -1)
+    if uid == "":
+        bad("unit_id", "empty")
+    elif unit < 0:
+        known = list(ctx.id_pos)
+        bad("unit_id", f"'{uid}' is not an id of layers.{ctx.layer_name} (field '{ctx.id_field}'); known ids: "
+                       f"{known[:12]}{' ...' if len(known) > 12 else ''}")
+    account = rec["account"].lower()
+    if account not in ACCOUNTS:
+        bad("account", f"'{rec['account']}' is not one of {list(ACCOUNTS)}")
+    item = rec["item"]
+    if not _ITEM_RE.match(item):
+        bad("item", f"'{item}' is not a lower-case name [a-z][a-z0-9_]* (it names the table columns)")
+    try:
+        value = float(rec["value_yuan"])
+        if not math.isfinite(value) or value < 0:
+            bad("value_yuan", f"'{rec['value_yuan']}' must be a finite number >= 0 (yuan/a)")
+    except ValueError:
+        value = float("nan")
+        bad("value_yuan", f"'{rec['value_yuan']}' is not a number (yuan/a)")
+    try:
+        year = int(rec["year"])
+        if ctx.accounting_year is not None and year != ctx.accounting_year:
+            log.warning("economic_accounts.table %s row %d: year %d differs from accounting_year %d",
+                        ctx.path.name, row, year, ctx.accounting_year)
+    except ValueError:
+        year = -1
+        bad("year", f"'{rec['year']}' is not an integer year")
+    if rec["source"] == "":
+        bad("source", "empty; say where the number comes from (or 'ILLUSTRATIVE [EX]')")
+    tokens, classes = _allocation_classes(rec["allocate_to"], ctx, bad)
+    weight = rec["weight"]
+    if weight != "area" and weight not in ctx.weight_names:
+        bad("weight", f"'{weight}' is neither 'area' nor a name of economic_accounts.weight_rasters "
+                      f"({sorted(ctx.weight_names)})")
+    try:
+        share = float(rec["outside_share"])
+        if not (0.0 <= share <= 1.0):
+            bad("outside_share", f"{rec['outside_share']} is outside 0..1")
+    except ValueError:
+        share = float("nan")
+        bad("outside_share", f"'{rec['outside_share']}' is not a number in 0..1 (write 0 if no value "
+                             "comes from outside the region)")
+    return {"unit_id": uid, "unit": unit, "account": account, "item": item, "value_yuan": value, "year": year,
+            "source": rec["source"], "allocate_to": ";".join(tokens), "classes": tuple(sorted(classes)),
+            "weight": weight, "outside_share": share}
+
+
+def _allocation_classes(text: str, ctx: _StatisticsContext, bad) -> tuple[list[str], set[int]]:
+    """``allocate_to`` (ecosystem types and/or class codes separated by ';') as its tokens and the legend class
+    codes they name."""
+    tokens = [t.strip() for t in text.split(";") if t.strip()]
+    classes: set[int] = set()
+    if not tokens:
+        bad("allocate_to", "empty allocation; give ecosystem types or class codes separated by ';'")
+    for t in tokens:
+        if t.lower() in ECOSYSTEMS:
+            hit = [int(c) for c in ctx.eco.index[ctx.eco.to_numpy() == t.lower()]]
+            if not hit:
+                bad("allocate_to", f"ecosystem type '{t}' matches no class of the legend {ctx.legend.path}")
+            classes.update(hit)
+        elif re.fullmatch(r"\d+", t):
+            if int(t) not in ctx.codes:
+                bad("allocate_to", f"class code {t} is not in the legend {ctx.legend.path}")
+            classes.add(int(t))
         else:
-            seen[key] = row
-        out.append({"row": row, "line": line, "unit_id": uid, "unit": unit, "account": account, "item": item,
-                    "value_yuan": value, "year": year, "source": rec["source"],
-                    "allocate_to": ";".join(tokens), "classes": tuple(sorted(classes)), "weight": weight,
-                    "outside_share": share})
-    if len(problems) == 1:
-        raise TableError(f"economic_accounts.table {path}: {problems[0]}")
-    if problems:
-        raise TableError(f"economic_accounts.table {path}: {len(problems)} problems:\n  - " + "\n  - ".join(problems))
-    return pd.DataFrame(out)
+            bad("allocate_to", f"'{t}' is neither an ecosystem type {list(ECOSYSTEMS)} nor an integer class code")
+    return tokens, classes
 
 
 # --------------------------------------------------------------------------------------
