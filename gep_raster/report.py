@@ -203,35 +203,14 @@ def plot_gep_r_map(array, grid: RefGrid, path: str | os.PathLike, *, title: str,
     if polygon_labels is not None and len(polygon_labels) != len(polygons):
         raise ValueError(f"{path}: {len(polygon_labels)} polygon labels for {len(polygons)} layers")
 
-    h, w = grid.shape
-    step = max(1, math.ceil(max(h, w) / max(1, int(max_display_px))))
-    sub = np.asarray(array[::step, ::step], dtype=np.float64)
-    if pixel_area_m2 is not None:
-        area = float(pixel_area_m2)
-    else:
-        area = np.asarray(grid.row_pixel_area_m2[::step], dtype=np.float64)[:, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        density = sub / (area / 1e4)
+    step = max(1, math.ceil(max(grid.shape) / max(1, int(max_display_px))))
+    density = _display_density(array, grid, step, pixel_area_m2)
     finite = density[np.isfinite(density)]
-    if finite.size:
-        vmin, vmax = (float(v) for v in np.percentile(finite, [2, 98]))
-        if not vmax > vmin:
-            vmin, vmax = float(finite.min()), float(finite.max())
-        if not vmax > vmin:
-            pad = abs(vmin) * 0.05 or 0.5
-            vmin, vmax = vmin - pad, vmax + pad
-        extend_lo = bool(finite.min() < vmin)
-        extend_hi = bool(finite.max() > vmax)
-    else:
-        vmin, vmax, extend_lo, extend_hi = 0.0, 1.0, False, False
-    extend = {(False, False): "neither", (True, False): "min", (False, True): "max",
-              (True, True): "both"}[(extend_lo, extend_hi)]
-
+    vmin, vmax, extend = _colour_stretch(finite)
     left, bottom, right, top = grid.bounds
     crs_name, xlabel, ylabel = _crs_label(grid)
 
     import matplotlib
-    from matplotlib.lines import Line2D
 
     with _mpl_context():
         ratio = (top - bottom) / (right - left)
@@ -250,30 +229,11 @@ def plot_gep_r_map(array, grid: RefGrid, path: str | os.PathLike, *, title: str,
             ax.set_aspect("equal")
         cbar = fig.colorbar(im, ax=ax, extend=extend, shrink=0.85, pad=0.03)
         cbar.set_label("GEP-R density (yuan/ha/a)")
-
-        handles = []
-        for i, gdf in enumerate(polygons):
-            if gdf is None or len(gdf) == 0:
-                continue
-            layer = gdf
-            if layer.crs is not None and grid.crs is not None:
-                try:
-                    same = layer.crs.equals(grid.crs.to_wkt())
-                except Exception:
-                    same = False
-                if not same:
-                    layer = layer.to_crs(grid.crs.to_wkt())
-            style = dict(linestyle=_LINE_STYLES[i % len(_LINE_STYLES)],
-                         color=_LINE_COLOURS[i % len(_LINE_COLOURS)],
-                         linewidth=_LINE_WIDTHS[min(i, len(_LINE_WIDTHS) - 1)])
-            ax.add_collection(_outline_collection(layer.geometry.values, **style))
-            if polygon_labels is not None:
-                handles.append(Line2D([], [], label=_safe(polygon_labels[i]), **style))
+        handles = _draw_outlines(ax, polygons, polygon_labels, grid)
         ax.set_xlim(left, right)
         ax.set_ylim(bottom, top)
         if handles:
             ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.8)
-
         ax.set_title(_safe(title))
         ax.set_xlabel(_safe(xlabel), fontsize=8)
         ax.set_ylabel(_safe(ylabel), fontsize=8)
@@ -293,6 +253,60 @@ def plot_gep_r_map(array, grid: RefGrid, path: str | os.PathLike, *, title: str,
         ax.annotate("; ".join(notes), xy=(0, 0), xycoords="axes fraction", xytext=(0, -34),
                     textcoords="offset points", fontsize=6, color="gray", ha="left", va="top")
         return _save_png(fig, path)
+
+
+def _display_density(array, grid: RefGrid, step: int, pixel_area_m2: float | None) -> np.ndarray:
+    """Every ``step``-th row and column of ``array`` (yuan/a per pixel) as density, yuan/ha/a (float64)."""
+    sub = np.asarray(array[::step, ::step], dtype=np.float64)
+    if pixel_area_m2 is not None:
+        area = float(pixel_area_m2)
+    else:
+        area = np.asarray(grid.row_pixel_area_m2[::step], dtype=np.float64)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sub / (area / 1e4)
+
+
+def _colour_stretch(finite: np.ndarray) -> tuple[float, float, str]:
+    """(vmin, vmax, colour-bar extend) from the 2nd-98th percentiles of the finite values (the full range when they
+    coincide, padded by 5 % when all values are equal; 0..1 without values)."""
+    if not finite.size:
+        return 0.0, 1.0, "neither"
+    vmin, vmax = (float(v) for v in np.percentile(finite, [2, 98]))
+    if not vmax > vmin:
+        vmin, vmax = float(finite.min()), float(finite.max())
+    if not vmax > vmin:
+        pad = abs(vmin) * 0.05 or 0.5
+        vmin, vmax = vmin - pad, vmax + pad
+    extend_lo = bool(finite.min() < vmin)
+    extend_hi = bool(finite.max() > vmax)
+    return vmin, vmax, {(False, False): "neither", (True, False): "min", (False, True): "max",
+                        (True, True): "both"}[(extend_lo, extend_hi)]
+
+
+def _draw_outlines(ax, polygons: list, polygon_labels, grid: RefGrid) -> list:
+    """Outlines of every polygon layer (in the grid's CRS; layer i gets the i-th line style); returns the legend
+    handles (empty without labels)."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for i, gdf in enumerate(polygons):
+        if gdf is None or len(gdf) == 0:
+            continue
+        layer = gdf
+        if layer.crs is not None and grid.crs is not None:
+            try:
+                same = layer.crs.equals(grid.crs.to_wkt())
+            except Exception:
+                same = False
+            if not same:
+                layer = layer.to_crs(grid.crs.to_wkt())
+        style = dict(linestyle=_LINE_STYLES[i % len(_LINE_STYLES)],
+                     color=_LINE_COLOURS[i % len(_LINE_COLOURS)],
+                     linewidth=_LINE_WIDTHS[min(i, len(_LINE_WIDTHS) - 1)])
+        ax.add_collection(_outline_collection(layer.geometry.values, **style))
+        if polygon_labels is not None:
+            handles.append(Line2D([], [], label=_safe(polygon_labels[i]), **style))
+    return handles
 
 
 # ---------------------------------------------------------------------------------------

@@ -101,94 +101,20 @@ def store_distributed(stacked, sink: BlockSink, scheduler, *, window: int | None
     ConfigError
         The scheduler cannot be reached.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from dask.optimization import cull
-    from distributed import as_completed
-
     client, owned = connect(scheduler)
     futures_alive: dict = {}
     try:
-        workers_info = client.nthreads()  # worker address -> threads
-        if not workers_info:
-            log.warning("the Dask cluster at %s has no worker yet; blocks wait until workers connect",
-                        client.scheduler.address)
-        cluster = {"workers": len(workers_info), "threads": sum(workers_info.values()), "t": time.monotonic()}
-
-        def target() -> int:
-            """Blocks to keep in flight: ``window``, or twice the cluster's threads now (workers of a
-            queued or adaptive cluster may join or leave during the run; asked at most once a second)."""
-            if window:
-                return int(window)
-            if time.monotonic() - cluster["t"] > 1.0:
-                nt = client.nthreads()
-                cluster.update(workers=max(cluster["workers"], len(nt)), t=time.monotonic(),
-                               threads=max(cluster["threads"], sum(nt.values())), now=sum(nt.values()))
-            return max(4, 2 * cluster.get("now", cluster["threads"]))
-
+        cluster = _cluster_threads(client)
         dsk, order = block_plan(stacked, skip)
-        first = target()
+        feed = _BlockFeed(client, window, cluster, dsk, order, futures_alive)
+        first = feed.target()
         log.info("computing %d blocks on the Dask cluster at %s (%d workers, %d threads; %d blocks in flight); "
                  "writing here", len(order), client.scheduler.address, cluster["workers"], cluster["threads"], first)
-        ac = as_completed(loop=client.loop)
-        where: dict = {}
-        state = {"submitted": 0, "handed": 0, "max_window": first}
-
-        def submit(n):
-            part = order[state["submitted"]:state["submitted"] + n]
-            if not part:
-                return
-            bkeys = [k for k, _, _ in part]
-            # the tasks these blocks need; a task shared with blocks still in flight (an overlap or
-            # pre-pass window read) is not computed again while the scheduler holds it
-            sub, _ = cull(dsk, bkeys)
-            futs = client.get(sub, bkeys, sync=False)
-            for f, (k, r0, c0) in zip(futs, part):
-                where[f.key] = (r0, c0)
-                futures_alive[f.key] = f
-                ac.add(f)
-            state["submitted"] += len(part)
-
-        errors: list[BaseException] = []
-        slots = threading.BoundedSemaphore(consumers)
-
-        def consume(fut):
-            try:
-                if not errors:
-                    block = fut.result()
-                    r0, c0 = where[fut.key]
-                    sink.put(r0, c0, block)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the loop
-                errors.append(_worker_error(exc))
-            finally:
-                futures_alive.pop(fut.key, None)
-                fut.release()
-                slots.release()
-
-        submit(first)
-        with ThreadPoolExecutor(consumers, thread_name_prefix="gep-sink") as pool:
-            for fut in ac:
-                if errors:
-                    break
-                if fut.status == "error":
-                    raise _worker_error(fut.exception()) from fut.exception()
-                slots.acquire()  # at most `consumers` blocks fetched or being written here
-                if errors:
-                    slots.release()
-                    break
-                pool.submit(consume, fut)
-                state["handed"] += 1
-                # refill in batches of half the window; at least half a window stays submitted, so
-                # the iterator never runs dry before the last block
-                w = target()
-                state["max_window"] = max(state["max_window"], w)
-                in_flight = state["submitted"] - state["handed"]
-                if in_flight <= w - max(1, w // 2):
-                    submit(w - in_flight)
-        if errors:
-            raise errors[0]
+        feed.max_window = first
+        feed.submit(first)
+        _drain(feed, sink, consumers)
         return {"scheduler": "distributed", "address": client.scheduler.address, "workers": cluster["workers"],
-                "threads": cluster["threads"], "max_blocks_in_flight": state["max_window"]}
+                "threads": cluster["threads"], "max_blocks_in_flight": feed.max_window}
     finally:
         if futures_alive:
             try:
@@ -197,3 +123,107 @@ def store_distributed(stacked, sink: BlockSink, scheduler, *, window: int | None
                 pass
         if owned:
             client.close()
+
+
+def _cluster_threads(client) -> dict:
+    """Workers and threads of the cluster now (a warning when it has no worker yet), with the time asked."""
+    workers_info = client.nthreads()  # worker address -> threads
+    if not workers_info:
+        log.warning("the Dask cluster at %s has no worker yet; blocks wait until workers connect",
+                    client.scheduler.address)
+    return {"workers": len(workers_info), "threads": sum(workers_info.values()), "t": time.monotonic()}
+
+
+class _BlockFeed:
+    """The blocks submitted to the cluster in row-major order, a window of them in flight.
+
+    ``order`` holds (key, r0, c0) of every block to compute; ``where`` maps a future's key to its block;
+    ``alive`` the futures not yet handed back (cancelled on the way out)."""
+
+    def __init__(self, client, window: int | None, cluster: dict, dsk, order: list, alive: dict):
+        from distributed import as_completed
+
+        self.client, self.window, self.cluster, self.dsk, self.order, self.alive = \
+            client, window, cluster, dsk, order, alive
+        self.ac = as_completed(loop=client.loop)
+        self.where: dict = {}
+        self.submitted = 0
+        self.handed = 0
+        self.max_window = 0
+
+    def target(self) -> int:
+        """Blocks to keep in flight: ``window``, or twice the cluster's threads now (workers of a
+        queued or adaptive cluster may join or leave during the run; asked at most once a second)."""
+        if self.window:
+            return int(self.window)
+        cluster = self.cluster
+        if time.monotonic() - cluster["t"] > 1.0:
+            nt = self.client.nthreads()
+            cluster.update(workers=max(cluster["workers"], len(nt)), t=time.monotonic(),
+                           threads=max(cluster["threads"], sum(nt.values())), now=sum(nt.values()))
+        return max(4, 2 * cluster.get("now", cluster["threads"]))
+
+    def submit(self, n: int) -> None:
+        """Submit the next ``n`` blocks (fewer at the end)."""
+        from dask.optimization import cull
+
+        part = self.order[self.submitted:self.submitted + n]
+        if not part:
+            return
+        bkeys = [k for k, _, _ in part]
+        # the tasks these blocks need; a task shared with blocks still in flight (an overlap or
+        # pre-pass window read) is not computed again while the scheduler holds it
+        sub, _ = cull(self.dsk, bkeys)
+        futs = self.client.get(sub, bkeys, sync=False)
+        for f, (k, r0, c0) in zip(futs, part):
+            self.where[f.key] = (r0, c0)
+            self.alive[f.key] = f
+            self.ac.add(f)
+        self.submitted += len(part)
+
+    def refill(self) -> None:
+        """After a block was handed back: submit again in batches of half the window; at least half a window
+        stays submitted, so the iterator never runs dry before the last block."""
+        w = self.target()
+        self.max_window = max(self.max_window, w)
+        in_flight = self.submitted - self.handed
+        if in_flight <= w - max(1, w // 2):
+            self.submit(w - in_flight)
+
+
+def _drain(feed: _BlockFeed, sink: BlockSink, consumers: int) -> None:
+    """Hand every finished block to ``sink.put`` from ``consumers`` threads (at most that many fetched or being
+    written at once), refilling the window; the first error (on a worker or in the sink) is raised here."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    errors: list[BaseException] = []
+    slots = threading.BoundedSemaphore(consumers)
+
+    def consume(fut):
+        try:
+            if not errors:
+                block = fut.result()
+                r0, c0 = feed.where[fut.key]
+                sink.put(r0, c0, block)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the loop
+            errors.append(_worker_error(exc))
+        finally:
+            feed.alive.pop(fut.key, None)
+            fut.release()
+            slots.release()
+
+    with ThreadPoolExecutor(consumers, thread_name_prefix="gep-sink") as pool:
+        for fut in feed.ac:
+            if errors:
+                break
+            if fut.status == "error":
+                raise _worker_error(fut.exception()) from fut.exception()
+            slots.acquire()  # at most `consumers` blocks fetched or being written here
+            if errors:
+                slots.release()
+                break
+            pool.submit(consume, fut)
+            feed.handed += 1
+            feed.refill()
+    if errors:
+        raise errors[0]
