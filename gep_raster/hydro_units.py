@@ -200,12 +200,6 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
         The whole DEM (without units) or one unit does not fit in the budget; the message gives the
         pixels, the bytes per pixel, the need and the budget.
     """
-    import rasterio
-    from rasterio.windows import Window
-
-    from .io_write import atomic_path
-    from .routing import route
-
     bands = routing_products(options)
     bpp = ROUTING_BYTES_PER_PIXEL[method]
     # what routing may use: the budget less the run's fixed overhead
@@ -216,23 +210,7 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
                    transform=grid.transform, nodata=float("nan"), tiled=True, blockxsize=512, blockysize=512,
                    BIGTIFF="IF_SAFER", interleave="band")
     if units is None:
-        problem = budget_problem(method, budget_mb, grid)
-        if problem:
-            raise RoutingBudgetError(problem)
-        dem = dem_source.read_all()
-        prod = route(dem, grid.transform, method=method, latlon=grid.is_geographic, **options)
-        del dem
-        with atomic_path(out_path, suffix=".tif") as tmp:
-            with rasterio.open(tmp, "w", **profile) as ds:
-                for b, name in enumerate(bands, start=1):
-                    ds.write(prod[name], b)
-        up = prod["upslope"]
-        info.update(mode="whole DEM", units=1, largest_unit_px=h * w,
-                    max_upslope_cells=float(np.nanmax(up)) if np.isfinite(up).any() else None)
-        if "stream" in prod:
-            info["stream_cells"] = int(np.nansum(prod["stream"]))
-        return info
-
+        return _route_whole(dem_source, grid, method, options, out_path, budget_mb, profile, bands, info)
     # unit windows first (so an oversized unit is reported before any routing)
     plans = unit_windows(units, grid)
     problem = budget_problem(method, budget_mb, grid, plans)
@@ -252,11 +230,56 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     info["units_resumed"] = len(plans) - len(todo)
     args = {i: (dem_source, wkb, r0, r1, c0, c1, tuple(grid.transform)[:6], method, options, grid.is_geographic,
                 bands, parts / f"u{i:07d}.npy") for i, _, wkb, r0, r1, c0, c1 in todo}
-    routed_px = 0
-    largest = (0, None)
-    max_up = 0.0
-    n_stream = 0
-    n_done = 0
+    stats = _merge_units(plans, parts, args, n_threads, out_path, profile, bands)
+    shutil.rmtree(parts, ignore_errors=True)
+    info["threads"] = n_threads
+    info.update(mode="per hydrological unit", units=stats["n_done"], largest_unit_px=stats["largest"][0],
+                largest_unit=stats["largest"][1], routed_px=stats["routed_px"], max_upslope_cells=stats["max_up"])
+    if "stream" in bands:
+        info["stream_cells"] = stats["n_stream"]
+    return info
+
+
+def _route_whole(dem_source, grid: RefGrid, method: str, options: dict, out_path: Path, budget_mb: float,
+                 profile: dict, bands: list, info: dict) -> dict:
+    """Route the whole DEM at once and write its products (``info`` completed and returned).
+
+    Raises RoutingBudgetError when the whole DEM does not fit in ``budget_mb``."""
+    import rasterio
+
+    from .io_write import atomic_path
+    from .routing import route
+
+    problem = budget_problem(method, budget_mb, grid)
+    if problem:
+        raise RoutingBudgetError(problem)
+    dem = dem_source.read_all()
+    prod = route(dem, grid.transform, method=method, latlon=grid.is_geographic, **options)
+    del dem
+    with atomic_path(out_path, suffix=".tif") as tmp:
+        with rasterio.open(tmp, "w", **profile) as ds:
+            for b, name in enumerate(bands, start=1):
+                ds.write(prod[name], b)
+    up = prod["upslope"]
+    info.update(mode="whole DEM", units=1, largest_unit_px=grid.shape[0] * grid.shape[1],
+                max_upslope_cells=float(np.nanmax(up)) if np.isfinite(up).any() else None)
+    if "stream" in prod:
+        info["stream_cells"] = int(np.nansum(prod["stream"]))
+    return info
+
+
+def _merge_units(plans: list, parts: Path, args: dict, n_threads: int, out_path: Path, profile: dict,
+                 bands: list) -> dict:
+    """Route the units of ``args`` on ``n_threads`` threads and merge every unit's products (files in ``parts``)
+    into ``out_path`` in unit order (the raster does not depend on timing). Returns the counts for the manifest
+    (``n_done``, ``largest`` (px, id), ``routed_px``, ``max_up``, ``n_stream``)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from .io_write import atomic_path
+
+    h, w = profile["height"], profile["width"]
+    stats = {"routed_px": 0, "largest": (0, None), "max_up": 0.0, "n_stream": 0, "n_done": 0}
     # the raster's 512 px blocks that hold a merged unit already: a unit whose window touches none of them is
     # written as it is, without reading the window back (every one of the bench's square units; py-spy put the
     # merge at 1.5-1.9 % of a run before, the read and the boolean indexing most of it)
@@ -264,8 +287,7 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     touched = np.zeros((-(-h // blk), -(-w // blk)), dtype=bool)
     with atomic_path(out_path, suffix=".tif") as tmp:
         with rasterio.open(tmp, "w+", **profile) as ds, _UnitRunner(_route_unit, args, n_threads) as runner:
-            # units are merged in unit order (the raster does not depend on timing) while the next units are
-            # still being routed on the routing threads
+            # units are merged in unit order while the next units are still being routed on the routing threads
             for i, uid, _, r0, r1, c0, c1 in plans:
                 runner.wait(i)
                 prod = np.load(parts / f"u{i:07d}.npy")
@@ -281,21 +303,15 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
                 touched[bsel] = True
                 ds.write(prod, window=window)
                 n_sel = int(np.count_nonzero(sel))
-                routed_px += n_sel
-                n_done += 1
-                if n_sel > largest[0]:
-                    largest = (n_sel, uid)
+                stats["routed_px"] += n_sel
+                stats["n_done"] += 1
+                if n_sel > stats["largest"][0]:
+                    stats["largest"] = (n_sel, uid)
                 if n_sel:
-                    max_up = max(max_up, float(np.nanmax(prod[0][sel])))
+                    stats["max_up"] = max(stats["max_up"], float(np.nanmax(prod[0][sel])))
                     if "stream" in bands:
-                        n_stream += int(np.nansum(prod[bands.index("stream")][sel]))
-    shutil.rmtree(parts, ignore_errors=True)
-    info["threads"] = n_threads
-    info.update(mode="per hydrological unit", units=n_done, largest_unit_px=largest[0], largest_unit=largest[1],
-                routed_px=routed_px, max_upslope_cells=max_up)
-    if "stream" in bands:
-        info["stream_cells"] = n_stream
-    return info
+                        stats["n_stream"] += int(np.nansum(prod[bands.index("stream")][sel]))
+    return stats
 
 
 def _route_unit(args):
