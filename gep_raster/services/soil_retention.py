@@ -264,6 +264,15 @@ class Service(ServiceBase):
             for key in METHOD_PARAMETERS.get(method, ()):
                 self.scalars[key] = book.param(f"soil_retention.{key}")
         self._configure_r(ctx)
+        self._configure_k_c(ctx)
+        self._configure_ls(ctx)
+        self._configure_value(book)
+        self.note = self._method_note(s, i)
+        self.outputs = self._output_specs(s)
+
+    def _configure_k_c(self, ctx: BuildContext) -> None:
+        """K: the constant (an assumption) or the EPIC soil-texture inputs; C: the NDVI input of Cai et al. 2000."""
+        s, book = ctx.cfg.services.soil_retention, ctx.book
         if self.flags["k_method"] == "constant":
             self.scalars["k_constant"] = book.param("soil_retention.k_constant")
             self.assumptions.append(
@@ -278,6 +287,10 @@ class Service(ServiceBase):
             self._requests["soil_ndvi"] = InputRequest("services.soil_retention.vegetation_cover.ndvi",
                                                        s.vegetation_cover.ndvi)
         self.flags["soil_texture"], self.flags["vegetation_cover"] = s.soil_texture, s.vegetation_cover
+
+    def _configure_ls(self, ctx: BuildContext) -> None:
+        """LS: method, flow routing and its options, the hillslope-length cap, the fixed slope length."""
+        s, book = ctx.cfg.services.soil_retention, ctx.book
         self.scalars["l_max"] = s.l_max
         self.flags["ls_method"] = s.ls_method
         #: flow routing the LS factor needs ("d8", "mfd", "d8_flood" or None) and its options; the pipeline routes
@@ -306,6 +319,10 @@ class Service(ServiceBase):
             if self.flags["slope_length_capped"]:
                 lam = lam_cap  # the hillslope-length cap applies to the fixed length too
             self.scalars["slope_length_m"] = lam
+
+    def _configure_value(self, book) -> None:
+        """Unit value of retained soil, yuan/t: less sedimentation (SDR / bulk density x dredging cost) + N and P
+        retained (content x fertiliser price)."""
         lam_ = book.param("soil_retention.sediment_deposition_ratio")
         rho = book.param("soil_retention.bulk_density")
         cn = book.param("soil_retention.soil_n_content")
@@ -314,8 +331,10 @@ class Service(ServiceBase):
         pn = book.price("soil_retention.nitrogen_price")
         pp = book.price("soil_retention.phosphorus_price")
         self.scalars["unit_value"] = lam_ / rho * ps + cn * pn + cp * pp  # yuan per t of retained soil
-        self.note = self._method_note(s, i)
-        self.outputs = [
+
+    def _output_specs(self, s) -> list[OutputSpec]:
+        """Physical, value and intermediate outputs (K and C rasters when computed here)."""
+        outputs = [
             OutputSpec("soil_retention_t", self.name, "physical", "t/a per pixel",
                        "Soil retention RKLS*(1-CP) (RUSLE potential minus actual erosion), t per pixel per year"),
             OutputSpec("soil_retention_yuan", self.name, "value", "yuan/a per pixel",
@@ -328,11 +347,12 @@ class Service(ServiceBase):
                        "Actual soil loss RKLS*C*P (USLE), t/ha/a; nodata on stream cells"),
         ]
         if self.flags["k_method"] == "epic":
-            self.outputs.append(OutputSpec("k_factor", self.name, "intermediate", "t*ha*h/(ha*MJ*mm)",
-                                           "RUSLE K factor by EPIC from the soil texture rasters"))
+            outputs.append(OutputSpec("k_factor", self.name, "intermediate", "t*ha*h/(ha*MJ*mm)",
+                                      "RUSLE K factor by EPIC from the soil texture rasters"))
         if self.flags["c_method"] == "cai_2000":
-            self.outputs.append(OutputSpec("c_factor", self.name, "intermediate", "-",
-                                           "RUSLE C factor from vegetation cover (Cai et al. 2000)"))
+            outputs.append(OutputSpec("c_factor", self.name, "intermediate", "-",
+                                      "RUSLE C factor from vegetation cover (Cai et al. 2000)"))
+        return outputs
 
     def _configure_r(self, ctx: BuildContext) -> None:
         """The R factor's input: a stack of 12 monthly or of daily rainfall rasters, annual precipitation or an R
