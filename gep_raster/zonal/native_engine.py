@@ -216,141 +216,178 @@ def _native_boxes(u, v, ring_ptr, poly_ring_ptr, ring_sign, boxes, H, W, band, s
             b1 += 1
         g0 = poly_ring_ptr[p]
         g1 = poly_ring_ptr[p + 1]
-        nring = g1 - g0
-        nrow = qr1 - qr0 + 1
-        # ---- contributions of every ring, bucketed by row
-        orient = np.empty(nring, np.float64)
-        for g in range(g0, g1):
-            s0 = ring_ptr[g]
-            s1 = ring_ptr[g + 1]
-            a2 = 0.0
-            for i in range(s0, s1 - 1):
-                a2 += (u[i] - u[s0]) * (v[i + 1] - v[s0]) - (u[i + 1] - u[s0]) * (v[i] - v[s0])
-            orient[g - g0] = -1.0 if a2 > 0.0 else 1.0
-        cnt = np.zeros(nrow + 1, np.int64)
-        pos = cnt[:nrow]
-        for g in range(g0, g1):
-            _ring_contribs(u, v, ring_ptr[g], ring_ptr[g + 1], g - g0, orient[g - g0], qr0,
-                           qr1, W, cnt, pos, col_c, ring_c, area_c, cover_c, False)
-        for k in range(nrow):
-            cnt[k + 1] += cnt[k]
-        ntot = cnt[nrow]
-        if col_c.size < ntot:
-            col_c = np.empty(ntot, np.int64)
-            ring_c = np.empty(ntot, np.int64)
-            area_c = np.empty(ntot, np.float64)
-            cover_c = np.empty(ntot, np.float64)
-        pos = cnt[:nrow].copy()
-        for g in range(g0, g1):
-            _ring_contribs(u, v, ring_ptr[g], ring_ptr[g + 1], g - g0, orient[g - g0], qr0,
-                           qr1, W, cnt, pos, col_c, ring_c, area_c, cover_c, True)
-        prefix = np.zeros(nring, np.float64)   # Σ cover of the ring left of the cell
-        here = np.zeros(nring, np.float64)     # Σ area of the ring's pieces in the cell
-        active = np.zeros(nring, np.bool_)     # prefix != 0: the cell may be inside the ring
-        act = np.empty(nring, np.int64)
-        incl = np.zeros(nring, np.bool_)
-        cand = np.empty(nring, np.int64)
-        bptr = b0
-        for r in range(qr0, qr1 + 1):
-            s = cnt[r - qr0]
-            e = cnt[r - qr0 + 1]
-            # sort the row's contributions by (col, ring)
-            if e - s > 1:
-                _sort_contribs(col_c, ring_c, area_c, cover_c, s, e, nring)
-            nact = 0
-            # boxes of the polygon covering row r, by c0
-            rband = r // band
-            while bptr < b1 and boxes[bptr, 1] // band < rband:
-                bptr += 1
-            k = s
-            q = bptr
-            while q < b1 and boxes[q, 1] // band == rband:
-                if boxes[q, 1] > r or boxes[q, 2] <= r:
-                    q += 1
-                    continue
-                c0 = boxes[q, 3]
-                c1 = boxes[q, 4]
-                in_run = False
-                cached = False
-                acc = np.float32(0.0)
-                for c in range(c0, c1):
-                    while k < e and col_c[k] < c:
-                        g = ring_c[k]
-                        prefix[g] += cover_c[k]
-                        k += 1
-                        cached = False
-                        if abs(prefix[g]) > 1e-12:
-                            if not active[g]:
-                                active[g] = True
-                                act[nact] = g
-                                nact += 1
-                        elif active[g]:
-                            active[g] = False
-                            for m in range(nact):
-                                if act[m] == g:
-                                    act[m] = act[nact - 1]
-                                    break
-                            nact -= 1
-                    j = k
-                    while j < e and col_c[j] == c:
-                        here[ring_c[j]] += area_c[j]
-                        j += 1
-                    if j > k or not cached:
-                        # (else: no contribution since the last cell, same value)
-                        # rings that can be non-zero here, in exactextract's order
-                        nc = 0
-                        for m in range(nact):
-                            cand[nc] = act[m]
-                            incl[act[m]] = True
-                            nc += 1
-                        for jj in range(k, j):
-                            g = ring_c[jj]
-                            if not incl[g]:
-                                incl[g] = True
-                                cand[nc] = g
-                                nc += 1
-                        for a_ in range(1, nc):
-                            x = cand[a_]
-                            b_ = a_ - 1
-                            while b_ >= 0 and cand[b_] > x:
-                                cand[b_ + 1] = cand[b_]
-                                b_ -= 1
-                            cand[b_ + 1] = x
-                        acc = np.float32(0.0)
-                        for m in range(nc):
-                            g = cand[m]
-                            incl[g] = False
-                            f = here[g] + prefix[g]
-                            if f >= snap:
-                                acc = np.float32(acc + ring_sign[g0 + g] * np.float32(f))
-                        for jj in range(k, j):
-                            here[ring_c[jj]] = 0.0
-                        cached = j == k
-                    if acc == np.float32(1.0):
-                        if in_run:
-                            runs[nr - 1, 3] = c + 1
-                        else:
-                            runs = _grow2(runs, nr + 1)
-                            runs[nr, 0] = p
-                            runs[nr, 1] = r
-                            runs[nr, 2] = c
-                            runs[nr, 3] = c + 1
-                            nr += 1
-                            in_run = True
-                    else:
-                        in_run = False
-                        if acc > np.float32(0.0):
-                            parts = _grow2(parts, npart + 1)
-                            fracs = _grow1(fracs, npart + 1)
-                            parts[npart, 0] = p
-                            parts[npart, 1] = r
-                            parts[npart, 2] = c
-                            fracs[npart] = acc
-                            npart += 1
-                q += 1
-            for m in range(nact):
-                active[act[m]] = False
-            for k in range(s, e):
-                prefix[ring_c[k]] = 0.0
+        cnt, col_c, ring_c, area_c, cover_c = _polygon_contribs(u, v, ring_ptr, g0, g1, qr0, qr1, W, col_c, ring_c,
+                                                               area_c, cover_c)
+        runs, parts, fracs, nr, npart = _polygon_cells(p, g0, g1, qr0, qr1, boxes, b0, b1, band, ring_sign, snap,
+                                                       cnt, col_c, ring_c, area_c, cover_c, runs, parts, fracs,
+                                                       nr, npart)
         b0 = b1
     return runs[:nr], parts[:npart], fracs[:npart]
+
+
+@njit(cache=True)
+def _polygon_contribs(u, v, ring_ptr, g0, g1, qr0, qr1, W, col_c, ring_c, area_c, cover_c):
+    """The contributions of every ring of one polygon (rings ``g0:g1``) to rows ``qr0..qr1``, bucketed by row
+    (two passes of :func:`_ring_contribs`: count, then fill). The contribution arrays are reused when large
+    enough. Returns (cnt (row offsets, int64 (nrow + 1,)), col_c, ring_c, area_c, cover_c)."""
+    nring = g1 - g0
+    nrow = qr1 - qr0 + 1
+    orient = np.empty(nring, np.float64)
+    for g in range(g0, g1):
+        s0 = ring_ptr[g]
+        s1 = ring_ptr[g + 1]
+        a2 = 0.0
+        for i in range(s0, s1 - 1):
+            a2 += (u[i] - u[s0]) * (v[i + 1] - v[s0]) - (u[i + 1] - u[s0]) * (v[i] - v[s0])
+        orient[g - g0] = -1.0 if a2 > 0.0 else 1.0
+    cnt = np.zeros(nrow + 1, np.int64)
+    pos = cnt[:nrow]
+    for g in range(g0, g1):
+        _ring_contribs(u, v, ring_ptr[g], ring_ptr[g + 1], g - g0, orient[g - g0], qr0,
+                       qr1, W, cnt, pos, col_c, ring_c, area_c, cover_c, False)
+    for k in range(nrow):
+        cnt[k + 1] += cnt[k]
+    ntot = cnt[nrow]
+    if col_c.size < ntot:
+        col_c = np.empty(ntot, np.int64)
+        ring_c = np.empty(ntot, np.int64)
+        area_c = np.empty(ntot, np.float64)
+        cover_c = np.empty(ntot, np.float64)
+    pos = cnt[:nrow].copy()
+    for g in range(g0, g1):
+        _ring_contribs(u, v, ring_ptr[g], ring_ptr[g + 1], g - g0, orient[g - g0], qr0,
+                       qr1, W, cnt, pos, col_c, ring_c, area_c, cover_c, True)
+    return cnt, col_c, ring_c, area_c, cover_c
+
+
+@njit(cache=True)
+def _polygon_cells(p, g0, g1, qr0, qr1, boxes, b0, b1, band, ring_sign, snap, cnt, col_c, ring_c, area_c, cover_c,
+                   runs, parts, fracs, nr, npart):
+    """The fractions of the cells of one polygon's boxes ``b0:b1``, row by row: cells at exactly 1 appended as
+    runs, cells in (0, 1) as parts. Returns (runs, parts, fracs, nr, npart)."""
+    nring = g1 - g0
+    prefix = np.zeros(nring, np.float64)   # Σ cover of the ring left of the cell
+    here = np.zeros(nring, np.float64)     # Σ area of the ring's pieces in the cell
+    active = np.zeros(nring, np.bool_)     # prefix != 0: the cell may be inside the ring
+    act = np.empty(nring, np.int64)
+    incl = np.zeros(nring, np.bool_)
+    cand = np.empty(nring, np.int64)
+    bptr = b0
+    for r in range(qr0, qr1 + 1):
+        s = cnt[r - qr0]
+        e = cnt[r - qr0 + 1]
+        # sort the row's contributions by (col, ring)
+        if e - s > 1:
+            _sort_contribs(col_c, ring_c, area_c, cover_c, s, e, nring)
+        nact = 0
+        # boxes of the polygon covering row r, by c0
+        rband = r // band
+        while bptr < b1 and boxes[bptr, 1] // band < rband:
+            bptr += 1
+        k = s
+        q = bptr
+        while q < b1 and boxes[q, 1] // band == rband:
+            if boxes[q, 1] > r or boxes[q, 2] <= r:
+                q += 1
+                continue
+            in_run = False
+            cached = False
+            acc = np.float32(0.0)
+            for c in range(boxes[q, 3], boxes[q, 4]):
+                k0 = k
+                k, nact = _carry_covers(c, k, e, nact, col_c, ring_c, cover_c, prefix, active, act)
+                if k > k0:
+                    cached = False
+                j = k
+                while j < e and col_c[j] == c:
+                    here[ring_c[j]] += area_c[j]
+                    j += 1
+                if j > k or not cached:
+                    # (else: no contribution since the last cell, same value)
+                    acc = _cell_fraction(k, j, nact, ring_c, prefix, here, act, incl, cand, ring_sign, g0, snap)
+                    cached = j == k
+                if acc == np.float32(1.0):
+                    if in_run:
+                        runs[nr - 1, 3] = c + 1
+                    else:
+                        runs = _grow2(runs, nr + 1)
+                        runs[nr, 0] = p
+                        runs[nr, 1] = r
+                        runs[nr, 2] = c
+                        runs[nr, 3] = c + 1
+                        nr += 1
+                        in_run = True
+                else:
+                    in_run = False
+                    if acc > np.float32(0.0):
+                        parts = _grow2(parts, npart + 1)
+                        fracs = _grow1(fracs, npart + 1)
+                        parts[npart, 0] = p
+                        parts[npart, 1] = r
+                        parts[npart, 2] = c
+                        fracs[npart] = acc
+                        npart += 1
+            q += 1
+        for m in range(nact):
+            active[act[m]] = False
+        for k in range(s, e):
+            prefix[ring_c[k]] = 0.0
+    return runs, parts, fracs, nr, npart
+
+
+@njit(cache=True, inline="always")
+def _carry_covers(c, k, e, nact, col_c, ring_c, cover_c, prefix, active, act):
+    """Add the covers of the contributions left of column ``c`` to their ring's ``prefix``; a ring whose prefix
+    is non-zero (> 1e-12) is in the active list ``act[:nact]``. Returns (k, nact)."""
+    while k < e and col_c[k] < c:
+        g = ring_c[k]
+        prefix[g] += cover_c[k]
+        k += 1
+        if abs(prefix[g]) > 1e-12:
+            if not active[g]:
+                active[g] = True
+                act[nact] = g
+                nact += 1
+        elif active[g]:
+            active[g] = False
+            for m in range(nact):
+                if act[m] == g:
+                    act[m] = act[nact - 1]
+                    break
+            nact -= 1
+    return k, nact
+
+
+@njit(cache=True, inline="always")
+def _cell_fraction(k, j, nact, ring_c, prefix, here, act, incl, cand, ring_sign, g0, snap):
+    """Fraction of one cell (float32): the rings that can be non-zero there (active ones and those with pieces
+    ``k:j`` in the cell), in exactextract's order, each ring's float64 value rounded to float32 and added with its
+    sign (+shell, -hole); values below ``snap`` are 0. Clears ``here`` of the cell's pieces."""
+    nc = 0
+    for m in range(nact):
+        cand[nc] = act[m]
+        incl[act[m]] = True
+        nc += 1
+    for jj in range(k, j):
+        g = ring_c[jj]
+        if not incl[g]:
+            incl[g] = True
+            cand[nc] = g
+            nc += 1
+    for a_ in range(1, nc):
+        x = cand[a_]
+        b_ = a_ - 1
+        while b_ >= 0 and cand[b_] > x:
+            cand[b_ + 1] = cand[b_]
+            b_ -= 1
+        cand[b_ + 1] = x
+    acc = np.float32(0.0)
+    for m in range(nc):
+        g = cand[m]
+        incl[g] = False
+        f = here[g] + prefix[g]
+        if f >= snap:
+            acc = np.float32(acc + ring_sign[g0 + g] * np.float32(f))
+    for jj in range(k, j):
+        here[ring_c[jj]] = 0.0
+    return acc
