@@ -70,7 +70,7 @@ def _ring_contribs(u, v, i0, i1, ring, sgn, qr0, qr1, W, cnt, pos, col_c, ring_c
                 continue
             xs = ua if ys == va else ua + (ys - va) * (ub - ua) / (vb - va)
             xe = ub if ye == vb else ua + (ye - va) * (ub - ua) / (vb - va)
-            # split at x = 0 and x = W
+            # split at x = 0 (the part left of the grid only covers column 0) and cut at x = W
             x0 = xs
             y0 = ys
             x1 = xe
@@ -101,43 +101,48 @@ def _ring_contribs(u, v, i0, i1, ring, sgn, qr0, qr1, W, cnt, pos, col_c, ring_c
                 x1 = fW
             if y0 == y1:
                 continue
-            # walk the columns from x0 to x1
             if x0 == x1:
                 c = min(np.int64(np.floor(x0)), W - 1)
                 dy = y1 - y0
                 _emit(r, c, ring, sgn * dy * (c + 1 - x0), sgn * dy, qr0, cnt, pos,
                       col_c, ring_c, area_c, cover_c, fill)
                 continue
-            step = 1 if x1 > x0 else -1
-            cx = x0
-            cy = y0
-            while True:
-                if step > 0:
-                    c = np.int64(np.floor(cx))
-                    nb = np.float64(c + 1)
-                    last = x1 <= nb
-                else:
-                    c = np.int64(np.ceil(cx)) - 1
-                    nb = np.float64(c)
-                    last = x1 >= nb
-                if last:
-                    nx = x1
-                    ny = y1
-                else:
-                    nx = nb
-                    ny = y0 + (nb - x0) * (y1 - y0) / (x1 - x0)
-                if c >= W:
-                    c = W - 1
-                if c < 0:
-                    c = 0
-                dy = ny - cy
-                if dy != 0.0:
-                    _emit(r, c, ring, sgn * dy * (c + 1 - 0.5 * (cx + nx)), sgn * dy, qr0,
-                          cnt, pos, col_c, ring_c, area_c, cover_c, fill)
-                if last:
-                    break
-                cx = nx
-                cy = ny
+            _walk_columns(r, x0, y0, x1, y1, ring, sgn, W, qr0, cnt, pos, col_c, ring_c, area_c, cover_c, fill)
+
+
+@njit(cache=True, inline="always")
+def _walk_columns(r, x0, y0, x1, y1, ring, sgn, W, qr0, cnt, pos, col_c, ring_c, area_c, cover_c, fill):
+    """A piece of row ``r`` with 0 <= x <= W and x0 != x1, cut at the column lines: one contribution per cell."""
+    step = 1 if x1 > x0 else -1
+    cx = x0
+    cy = y0
+    while True:
+        if step > 0:
+            c = np.int64(np.floor(cx))
+            nb = np.float64(c + 1)
+            last = x1 <= nb
+        else:
+            c = np.int64(np.ceil(cx)) - 1
+            nb = np.float64(c)
+            last = x1 >= nb
+        if last:
+            nx = x1
+            ny = y1
+        else:
+            nx = nb
+            ny = y0 + (nb - x0) * (y1 - y0) / (x1 - x0)
+        if c >= W:
+            c = W - 1
+        if c < 0:
+            c = 0
+        dy = ny - cy
+        if dy != 0.0:
+            _emit(r, c, ring, sgn * dy * (c + 1 - 0.5 * (cx + nx)), sgn * dy, qr0,
+                  cnt, pos, col_c, ring_c, area_c, cover_c, fill)
+        if last:
+            break
+        cx = nx
+        cy = ny
 
 
 @njit(cache=True)
