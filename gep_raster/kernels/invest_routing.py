@@ -201,11 +201,31 @@ def _pack(weights, total):
 
 @numba.njit(nogil=True, cache=True)
 def _mfd_plateau(z, valid, fd, flat, dist, drain_mask, r, c, queues, slopes, nodata_slopes):
-    h, w = z.shape
-    unreached = np.float64(h) * np.float64(w)
+    """MFD directions of the plateau of cell (r, c) (``routing.flow_dir_mfd``'s plateau branch): drains, their
+    distances, then the directions to plateau neighbours nearer to a drain. ``queues`` (five int64 ring
+    buffers) are reused and returned, grown as needed; ``fd``, ``flat``, ``dist``, ``drain_mask`` are updated."""
     sq, dq, nq, nv, xq = queues
-    sh = ss = dh = ds = nh = ns = vh = vs = xh = xs = 0
     root = np.float64(z[r, c])
+    sq, dq, dh, ds, nq, nh, ns, nv, vh, vs = _mfd_plateau_drains(z, valid, fd, flat, dist, drain_mask, r, c, root,
+                                                                 sq, dq, nq, nv, slopes, nodata_slopes)
+    if ds == 0:
+        dq, dh, ds = _mfd_nodata_drains(fd, dist, drain_mask, nq, nh, ns, nv, vh, vs, dq, dh, ds, z.shape[1])
+    # the drains are also the seeds of the direction pass (in the same order)
+    xh = xs = 0
+    for i in range(ds):
+        xq, xh, xs = _push(xq, xh, xs, dq[(dh + i) % dq.shape[0]])
+    dq = _plateau_distances(z, valid, dist, root, dq, dh, ds)
+    xq = _mfd_plateau_directions(z, valid, fd, dist, drain_mask, root, xq, xh, xs, slopes)
+    return sq, dq, nq, nv, xq
+
+
+@numba.njit(nogil=True, cache=True)
+def _mfd_plateau_drains(z, valid, fd, flat, dist, drain_mask, r, c, root, sq, dq, nq, nv, slopes, nodata_slopes):
+    """Breadth-first search of the plateau (cells of height ``root``) from (r, c): a cell with lower neighbours
+    drains to them (its MFD word written, distance 0) and is queued in ``dq``; a cell next to nodata or the
+    edge is queued in ``nq`` with its nodata-direction word in ``nv``. Returns the queues and their states."""
+    h, w = z.shape
+    sh = ss = dh = ds = nh = ns = vh = vs = 0
     sq, sh, ss = _push(sq, sh, ss, r * w + c)
     flat[r, c] = 1
     while ss > 0:
@@ -246,23 +266,34 @@ def _mfd_plateau(z, valid, fd, flat, dist, drain_mask, r, c, queues, slopes, nod
         elif sum_nodata > 0.0:
             nq, nh, ns = _push(nq, nh, ns, p)
             nv, vh, vs = _push(nv, vh, vs, np.int64(_pack(nodata_slopes, sum_nodata)))
-    if ds == 0:
-        while ns > 0:
-            p = nq[nh]
-            nh = (nh + 1) % nq.shape[0]
-            ns -= 1
-            v = nv[vh]
-            vh = (vh + 1) % nv.shape[0]
-            vs -= 1
-            rq = p // w
-            cq = p - rq * w
-            fd[rq, cq] = np.uint32(v)
-            dist[rq, cq] = 0.0
-            drain_mask[rq, cq] = 1
-            dq, dh, ds = _push(dq, dh, ds, p)
-    # the drains are also the seeds of the direction pass (in the same order)
-    for i in range(ds):
-        xq, xh, xs = _push(xq, xh, xs, dq[(dh + i) % dq.shape[0]])
+    return sq, dq, dh, ds, nq, nh, ns, nv, vh, vs
+
+
+@numba.njit(nogil=True, cache=True)
+def _mfd_nodata_drains(fd, dist, drain_mask, nq, nh, ns, nv, vh, vs, dq, dh, ds, w):
+    """A plateau without a lower neighbour drains into nodata: its cells next to nodata get their nodata-direction
+    words and become the drains (queued in ``dq``). Returns (dq, dh, ds)."""
+    while ns > 0:
+        p = nq[nh]
+        nh = (nh + 1) % nq.shape[0]
+        ns -= 1
+        v = nv[vh]
+        vh = (vh + 1) % nv.shape[0]
+        vs -= 1
+        rq = p // w
+        cq = p - rq * w
+        fd[rq, cq] = np.uint32(v)
+        dist[rq, cq] = 0.0
+        drain_mask[rq, cq] = 1
+        dq, dh, ds = _push(dq, dh, ds, p)
+    return dq, dh, ds
+
+
+@numba.njit(nogil=True, cache=True)
+def _plateau_distances(z, valid, dist, root, dq, dh, ds):
+    """Shortest path distance (steps 1 and √2) of every plateau cell to a drain, relaxed first in first out from
+    the drains in ``dq``. Returns the queue buffer (grown as needed)."""
+    h, w = z.shape
     while ds > 0:
         p = dq[dh]
         dh = (dh + 1) % dq.shape[0]
@@ -279,7 +310,16 @@ def _mfd_plateau(z, valid, fd, flat, dist, drain_mask, r, c, queues, slopes, nod
             if valid[rn, cn] and np.float64(z[rn, cn]) == root and dist[rn, cn] > nd:
                 dist[rn, cn] = nd
                 dq, dh, ds = _push(dq, dh, ds, rn * w + cn)
-    while xs > 0:  # every plateau cell flows to its plateau neighbours nearer to a drain
+    return dq
+
+
+@numba.njit(nogil=True, cache=True)
+def _mfd_plateau_directions(z, valid, fd, dist, drain_mask, root, xq, xh, xs, slopes):
+    """Every plateau cell reached from the drains flows to its plateau neighbours nearer to a drain (weights 1 and
+    1/√2); cells not on a path to a drain (distance still "unreached") get none. Returns the queue buffer."""
+    h, w = z.shape
+    unreached = np.float64(h) * np.float64(w)
+    while xs > 0:
         p = xq[xh]
         xh = (xh + 1) % xq.shape[0]
         xs -= 1
@@ -308,7 +348,7 @@ def _mfd_plateau(z, valid, fd, flat, dist, drain_mask, r, c, queues, slopes, nod
         if sum_w == 0.0:
             continue
         fd[rq, cq] = _pack(slopes, sum_w)
-    return sq, dq, nq, nv, xq
+    return xq
 
 
 @numba.njit(nogil=True, cache=True)
