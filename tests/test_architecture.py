@@ -175,3 +175,47 @@ def test_zonal_imports_only_grid_and_errors():
     bad = {m: sorted(t for t in graph[m] if not t.startswith("gep_raster.zonal")
                      and t not in ("gep_raster.grid", "gep_raster.errors")) for m in zonal}
     assert {m: t for m, t in bad.items() if t} == {}
+
+
+def function_lengths(pkg: Path = PKG) -> dict[str, int]:
+    """``module:qualified.name`` -> lines of code of every function and method (from the first statement after its
+    docstring to its last line; decorators, signature and docstring not counted)."""
+    out = {}
+    for mod, p in _modules(pkg).items():
+        tree = ast.parse(p.read_text(encoding="utf-8"))
+        stack = [(tree, "")]
+        while stack:
+            node, prefix = stack.pop()
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    name = f"{prefix}{child.name}"
+                    if not isinstance(child, ast.ClassDef):
+                        body = child.body
+                        doc = (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                               and isinstance(body[0].value.value, str))
+                        start = (body[1].lineno if len(body) > 1 else body[0].end_lineno + 1) if doc else body[0].lineno
+                        out[f"{mod}:{name}"] = child.end_lineno - start + 1
+                    stack.append((child, name + "."))
+    return out
+
+
+def test_function_lengths_are_measured(tmp_path):
+    pkg = tmp_path / "pk"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "m.py").write_text('def f(x):\n    """Doc\n    more."""\n    a = 1\n    return a\n\n\n'
+                              'class C:\n    def g(self):\n        return 1\n')
+    assert function_lengths(pkg) == {"pk.m:f": 2, "pk.m:C.g": 1}
+
+
+def test_no_function_over_80_lines():
+    """Functions stay readable: at most 80 lines of code each (docstrings excluded), numba kernels included."""
+    lengths = function_lengths()
+    assert len(lengths) > 500
+    assert {k: n for k, n in lengths.items() if n > 80} == {}
+
+
+def test_pipeline_stages_are_short():
+    """Each stage of the run (``gep_raster.pipeline.*``) is at most 60 lines of code per function."""
+    lengths = function_lengths()
+    assert {k: n for k, n in lengths.items() if k.startswith("gep_raster.pipeline") and n > 60} == {}
