@@ -22,7 +22,7 @@ Every raster case is two subprocesses (so each peak RSS, ``ru_maxrss`` of the ch
    writer functions, layout and threads: every input source of the run (``open_inputs`` + land cover,
    + economic weight rasters) is read block by block (``source.read``) for the chunk size the run chose;
    per block, as many float32 tiles as the run wrote rasters are written with
-   the engine's own :class:`gep_raster.block_store.BlockStore` (tile per output and block, overview raster for
+   the engine's own :class:`gep_raster.outputs.block_store.BlockStore` (tile per output and block, overview raster for
    the tiles layout, the run's DEFLATE level),
    output i = the block of input number i (cycling over the inputs: terrain, classes, climate) times a
    per-output factor, so DEFLATE sees real data of a similar mix (the record's
@@ -141,7 +141,7 @@ def child_io(a: dict) -> dict:
     from gep_raster.budget import gdal_cache_bytes
     from gep_raster.config import load_config
     from gep_raster.io_read import GridSource
-    from gep_raster.block_store import BlockStore
+    from gep_raster.outputs.block_store import BlockStore
     from gep_raster.run_inputs import open_inputs, raster_source, reference_grid
     from gep_raster.services import ServiceModel
     from gep_raster.tables import PriceBook, load_legend

@@ -13,12 +13,12 @@ run. The stages that scale with the raster use it as follows.
   overhead (:data:`FIXED_OVERHEAD_MB`: interpreter, libraries, GDAL block cache).
 * **Flow routing** (LS factor): a routed area of ``n`` pixels needs about ``ROUTING_BYTES_PER_PIXEL[method]
   x n`` bytes (DEM window, pit filling, flow directions, accumulation and the four products of
-  :func:`gep_raster.routing.route`: filled DEM, upslope cells, aspect term, stream mask). Measured with
+  :func:`gep_raster.terrain.routing.route`: filled DEM, upslope cells, aspect term, stream mask). Measured with
   ``ru_maxrss`` on 3000 x 3000 DEMs (9 Mpx, ``route(..., threshold_flow_accumulation=100)``, a smooth
   terrain and white noise, numba compiled beforehand) above the DEM's own 4 B: ``d8`` 17.6 and 31.0 B/px,
   ``mfd`` 25.8 and 39.1 B/px, ``d8_flood`` 16.7 and 29.1 B/px; the constants are the white-noise figure plus
   the DEM window and a margin. A DEM (or one hydrological unit of it) that does not fit is refused with a
-  message naming the budget (:mod:`gep_raster.hydro_units`).
+  message naming the budget (:mod:`gep_raster.terrain.hydro_units`).
 """
 from __future__ import annotations
 

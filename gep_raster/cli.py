@@ -148,7 +148,7 @@ def validate(config: Path = typer.Argument(..., help="Run configuration (YAML)."
 
 def _register_commands():
     """Commands defined next to their engine modules (each module has ``register(app)``)."""
-    from . import change, offset, sensitivity, vep
+    from .analysis import change, offset, sensitivity, vep
 
     for module in (sensitivity, change, offset, vep):
         module.register(app)

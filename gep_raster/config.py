@@ -150,7 +150,7 @@ class ScenarioEdit(_Model):
     """One land-cover edit of a scenario: inside the polygon(s), pixels take ``to_class``.
 
     Exactly one of ``path`` (a polygon file, relative to the config) or ``wkt`` (an inline WKT
-    Polygon/MultiPolygon) is required. Rule (see :mod:`gep_raster.scenario`): a pixel of the
+    Polygon/MultiPolygon) is required. Rule (see :mod:`gep_raster.analysis.scenario`): a pixel of the
     reference grid takes ``to_class`` when its **centre** lies inside a polygon; land-cover
     nodata pixels stay nodata; later edits win where edits overlap.
 
@@ -197,7 +197,7 @@ class ScenarioEdit(_Model):
 
 
 class ScenarioConfig(_Model):
-    """A land-cover scenario applied when reading ``inputs.land_cover`` (see :mod:`gep_raster.scenario`).
+    """A land-cover scenario applied when reading ``inputs.land_cover`` (see :mod:`gep_raster.analysis.scenario`).
 
     ``edits`` are applied in order (a later edit wins where edits overlap)."""
 
@@ -258,7 +258,7 @@ class InputsConfig(_Model):
     k_factor: RasterInput | None = None
     c_factor: RasterInput | None = None
     p_factor: RasterInput | None = None
-    hydro_units: HydroUnitsInput | None = None  # route the LS factor per unit (large DEMs; gep_raster.hydro_units)
+    hydro_units: HydroUnitsInput | None = None  # route the LS factor per unit (large DEMs; gep_raster.terrain.hydro_units)
 
     @model_validator(mode="after")
     def _et(self):

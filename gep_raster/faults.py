@@ -1,8 +1,8 @@
 """Fault injection points of a run, for the kill-and-resume tests (``tests/test_faults.py``).
 
-A run passes named points: ``stage.<name>`` when a stage of :class:`gep_raster.provenance.StageTimer` is
+A run passes named points: ``stage.<name>`` when a stage of :class:`gep_raster.outputs.provenance.StageTimer` is
 entered (``stage.compute_write``, ``stage.finalize_rasters``, ``stage.tables``, ...), ``block`` after each
-block is committed to the resume journal (:meth:`gep_raster.block_store.BlockStore.commit`), ``raster`` after
+block is committed to the resume journal (:meth:`gep_raster.outputs.block_store.BlockStore.commit`), ``raster`` after
 each final raster is published, ``table`` after each account table (CSV + GPKG of a layer) is written, and
 ``compute`` before a block's services are computed (in the process that computes it: a thread of the run, or
 a Dask worker).

@@ -16,7 +16,7 @@ import socket
 from pathlib import Path
 from typing import Iterator
 
-from .io_write import OutputError
+from .outputs.io_write import OutputError
 
 LOCK_NAME = "run.lock"
 

@@ -92,7 +92,7 @@ def _check_memory(cfg: RunConfig, grid, model, n_inputs: int, rep: ValidationRep
             rep.problems.append(str(exc))
     if not model.needs_routing():
         return
-    from .hydro_units import budget_problem, load_units, unit_windows
+    from .terrain.hydro_units import budget_problem, load_units, unit_windows
 
     plans = None
     if cfg.inputs.hydro_units is not None:
@@ -387,7 +387,7 @@ def _check_layers(cfg: RunConfig, grid, rep: ValidationReport) -> None:
 def _check_scenario(cfg: RunConfig, grid, rep: ValidationReport) -> None:
     """The land-cover scenario's edit polygons open and cover at least one pixel centre of the grid."""
     from .run_inputs import SCAN_CHUNK, raster_source
-    from .scenario import ScenarioSource
+    from .analysis.scenario import ScenarioSource
 
     try:
         sc = ScenarioSource(raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical"),

@@ -18,7 +18,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "gep_raster"
 
 #: modules that write or describe outputs: they must not import a service
-OUTPUT_MODULES = ("gep_raster.io_write", "gep_raster.block_store", "gep_raster.report", "gep_raster.provenance",
+OUTPUT_MODULES = ("gep_raster.outputs.io_write", "gep_raster.outputs.block_store", "gep_raster.outputs.figures", "gep_raster.outputs.provenance",
                   "gep_raster.progress")
 
 

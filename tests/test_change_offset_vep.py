@@ -84,7 +84,7 @@ def test_scenario_config_needs_an_edit(tiny):
 # ScenarioSource
 # ======================================================================================
 def test_pixel_centre_rule_hand_counts(tiny):
-    from gep_raster.scenario import ScenarioSource
+    from gep_raster.analysis.scenario import ScenarioSource
 
     base, grid = lc_source(tiny.parent)
     # A: x 500020..500095 contains the centres of columns 1 (x 500045) and 2 (500075), not 0 (500015) or
@@ -109,7 +109,7 @@ def test_pixel_centre_rule_hand_counts(tiny):
 
 
 def test_nodata_stays_nodata_later_edit_wins_and_from_classes(tiny):
-    from gep_raster.scenario import ScenarioSource
+    from gep_raster.analysis.scenario import ScenarioSource
 
     base, grid = lc_source(tiny.parent)
     whole = box(0, 50, 0, 40).wkt
@@ -132,7 +132,7 @@ def test_edges_through_pixel_centres_are_chunk_independent(tiny):
     import dask
     import dask.array as da
 
-    from gep_raster.scenario import ScenarioSource
+    from gep_raster.analysis.scenario import ScenarioSource
 
     base, grid = lc_source(tiny.parent)
     # edges through the centres of columns 21 and 28 and rows 22 and 26: GDAL's half-open scan-line rule
@@ -167,7 +167,7 @@ def test_edges_through_pixel_centres_are_chunk_independent(tiny):
 def test_edits_from_a_file_with_where_filter_and_reprojection(tiny):
     import geopandas as gpd
 
-    from gep_raster.scenario import ScenarioSource
+    from gep_raster.analysis.scenario import ScenarioSource
 
     base, grid = lc_source(tiny.parent)
     folder = tiny.parent
@@ -198,7 +198,7 @@ def test_edits_from_a_file_with_where_filter_and_reprojection(tiny):
 def test_wkt_in_another_crs(tiny):
     from pyproj import Transformer
 
-    from gep_raster.scenario import ScenarioSource
+    from gep_raster.analysis.scenario import ScenarioSource
 
     base, grid = lc_source(tiny.parent)
     tr = Transformer.from_crs("EPSG:32650", "EPSG:4326", always_xy=True)
@@ -213,7 +213,7 @@ def test_wkt_in_another_crs(tiny):
 def test_set_inputs_override_follows_the_assigned_pixels(tiny):
     from gep_raster.grid import RefGrid
     from gep_raster.io_read import GridSource
-    from gep_raster.scenario import InputOverrideSource, ScenarioSource, wrap_inputs
+    from gep_raster.analysis.scenario import InputOverrideSource, ScenarioSource, wrap_inputs
 
     folder = tiny.parent
     base, grid = lc_source(folder)
@@ -242,7 +242,7 @@ def test_set_inputs_override_follows_the_assigned_pixels(tiny):
 def test_sample_development_parcel_converts_340_forest_pixels():
     """The sample development scenario (pipelines/sample_development.yaml) on the sample land cover."""
     from gep_raster.run_inputs import raster_source, reference_grid
-    from gep_raster.scenario import ScenarioSource
+    from gep_raster.analysis.scenario import ScenarioSource
 
     cfg = load_config(REPO / "pipelines" / "sample_development.yaml")
     grid = reference_grid(cfg)
@@ -319,7 +319,7 @@ def test_scenario_runs_record_the_scenario(runs):
 
 # ---------------------------------------------------------------------------------- change
 def test_compare_delta_rasters_tables_and_manifest(runs, tmp_path):
-    from gep_raster.change import compare_runs
+    from gep_raster.analysis.change import compare_runs
 
     m = compare_runs(runs["base"], runs["dev"], tmp_path / "cmp")
     base, dev = runs["base"], runs["dev"]
@@ -363,7 +363,7 @@ def test_compare_delta_rasters_tables_and_manifest(runs, tmp_path):
 
 
 def test_growth_pct_rules():
-    from gep_raster.change import growth_pct
+    from gep_raster.analysis.change import growth_pct
 
     assert growth_pct(200.0, 250.0) == pytest.approx(25.0)
     assert growth_pct(-10.0, -5.0) == pytest.approx(50.0)  # a net emission shrinking is growth
@@ -380,7 +380,7 @@ def _copy_run(src: Path, dst: Path, edit) -> Path:
 
 
 def test_compare_refuses_other_grid_other_services_and_non_runs(runs, tmp_path):
-    from gep_raster.change import compare_runs
+    from gep_raster.analysis.change import compare_runs
 
     def shift(m):
         m["grid"]["transform"][2] += 30.0
@@ -400,7 +400,7 @@ def test_compare_refuses_other_grid_other_services_and_non_runs(runs, tmp_path):
 
 
 def test_compare_warns_about_unapplied_scenario_and_price_change(runs, tmp_path):
-    from gep_raster.change import compare_runs
+    from gep_raster.analysis.change import compare_runs
 
     def tamper(m):
         del m["inputs"]["lc"]["scenario"]  # as if the pipeline hook were missing
@@ -416,7 +416,7 @@ def test_compare_warns_about_unapplied_scenario_and_price_change(runs, tmp_path)
 
 # ---------------------------------------------------------------------------------- offset
 def test_offset_loss_requirement_gains_and_greedy_selection(runs, tmp_path):
-    from gep_raster.offset import offset_report
+    from gep_raster.analysis.offset import offset_report
 
     folder = runs["folder"]
     p, et = _inputs(folder)
@@ -487,7 +487,7 @@ def test_offset_loss_requirement_gains_and_greedy_selection(runs, tmp_path):
 
 
 def test_offset_without_restoration_ranks_by_baseline_and_checks_inputs(runs, tmp_path):
-    from gep_raster.offset import offset_report
+    from gep_raster.analysis.offset import offset_report
 
     folder = runs["folder"]
     rep = offset_report(runs["base"], runs["dev"], tmp_path / "o", offset_ratio=0.1, candidates=folder / "cands.gpkg",
@@ -507,7 +507,7 @@ def test_offset_without_restoration_ranks_by_baseline_and_checks_inputs(runs, tm
 
 
 def test_select_greedy_is_the_smallest_set():
-    from gep_raster.offset import select_greedy
+    from gep_raster.analysis.offset import select_greedy
 
     ids = ["a", "b", "c", "d", "e"]
     gains = [30.0, 50.0, 20.0, -5.0, 45.0]
@@ -520,7 +520,7 @@ def test_select_greedy_is_the_smallest_set():
 
 # ---------------------------------------------------------------------------------- VEP
 def test_vep_account_and_projection(runs, tmp_path):
-    from gep_raster.vep import annuity_factor, vep_account
+    from gep_raster.analysis.vep import annuity_factor, vep_account
 
     res = vep_account(runs["base"], "special_units", tmp_path / "v", years=3, growth=0.02, discount=0.045)
     units = pd.read_csv(runs["base"] / "tables/special_units.csv")
@@ -543,7 +543,7 @@ def test_vep_account_and_projection(runs, tmp_path):
 
 
 def test_vep_adds_epv_ecv_and_checks_inputs(runs, tmp_path):
-    from gep_raster.vep import vep_account
+    from gep_raster.analysis.vep import vep_account
 
     run = _copy_run(runs["base"], tmp_path / "econ", lambda m: None)
     t = pd.read_csv(run / "tables/special_units.csv")
@@ -573,7 +573,7 @@ def test_cli_commands(runs, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from gep_raster import change, offset, vep
+    from gep_raster.analysis import change, offset, vep
 
     app = typer.Typer()
     for mod in (change, offset, vep):

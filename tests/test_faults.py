@@ -22,7 +22,7 @@ import pytest
 import rasterio
 
 from gep_raster.config import load_config
-from gep_raster.io_write import OutputError
+from gep_raster.outputs.io_write import OutputError
 from gep_raster.pipeline import run
 
 from conftest import REPO, sample_config

@@ -15,7 +15,7 @@ import pytest
 from gep_raster.kernels import invest_routing as ir
 from gep_raster.kernels.soil import ls_factor_invest_3_20_kernel
 from gep_raster.kernels.terrain import slope_percent_invest_kernel
-from gep_raster.routing import fill_pits, route, upslope_cells
+from gep_raster.terrain.routing import fill_pits, route, upslope_cells
 
 F32 = np.float32
 SQ2 = math.sqrt(2.0)

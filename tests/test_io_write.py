@@ -1,4 +1,4 @@
-"""Tests of gep_raster.io_write, gep_raster.provenance and gep_raster.report."""
+"""Tests of gep_raster.outputs.io_write, gep_raster.outputs.provenance and gep_raster.outputs.figures."""
 from __future__ import annotations
 
 import json
@@ -15,11 +15,11 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from gep_raster.grid import RefGrid
-from gep_raster.io_write import (BlockRasterWriter, OutputError, atomic_to_csv, atomic_to_gpkg,
+from gep_raster.outputs.io_write import (BlockRasterWriter, OutputError, atomic_to_csv, atomic_to_gpkg,
                                  atomic_write_bytes, atomic_write_json, atomic_write_text,
                                  sha256_file, write_cog)
-from gep_raster.provenance import StageTimer, input_checksums, machine_info, package_versions
-from gep_raster.report import plot_gep_r_map, plot_value_by_service
+from gep_raster.outputs.provenance import StageTimer, input_checksums, machine_info, package_versions
+from gep_raster.outputs.figures import plot_gep_r_map, plot_value_by_service
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -328,7 +328,7 @@ def test_map_outlines_are_every_ring_of_every_polygon():
     import shapely
     from shapely.geometry import MultiPolygon, Polygon, box
 
-    from gep_raster.report import _outline_collection
+    from gep_raster.outputs.figures import _outline_collection
 
     holed = Polygon([(0, 0), (10, 0), (10, 10), (0, 10)], [[(2, 2), (4, 2), (4, 4), (2, 4)]])
     multi = MultiPolygon([box(20, 0, 21, 1), box(30, 0, 32, 2)])
@@ -357,7 +357,7 @@ def test_plot_value_by_service(tmp_path):
 
 
 def test_overview_factor():
-    from gep_raster.block_store import overview_factor
+    from gep_raster.outputs.block_store import overview_factor
 
     assert overview_factor((2000, 100)) == 8
     assert overview_factor((8192, 8192)) == 8       # 1024 px
@@ -368,7 +368,7 @@ def test_overview_factor():
 
 
 def test_tiles_layout_overview_is_the_block_mean_by_hand(tmp_path):
-    from gep_raster.block_store import BlockStore
+    from gep_raster.outputs.block_store import BlockStore
 
     h, w = 40, 48  # blocks of 16 x 16 (the last row of blocks 8 px high); overview factor 8 -> 5 x 6 cells
     grid = _grid(h, w)
@@ -411,7 +411,7 @@ def test_tiles_layout_overview_is_the_block_mean_by_hand(tmp_path):
 def test_block_tiles_codec_by_layout(tmp_path, layout):
     """The tiles layout's tiles are the final files: DEFLATE. The cog layout's tiles are temporary: ZSTD level 1,
     and the COG made from them is DEFLATE with the values unchanged."""
-    from gep_raster.block_store import BlockStore
+    from gep_raster.outputs.block_store import BlockStore
 
     h, w = 32, 48
     grid = _grid(h, w)

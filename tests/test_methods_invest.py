@@ -17,7 +17,7 @@ from gep_raster.config import load_config
 from gep_raster.errors import ConfigError, TableError
 from gep_raster.kernels.soil import ls_factor_kernel, ls_factor_slope_length_kernel
 from gep_raster.kernels.water import invest_annual_water_yield
-from gep_raster.routing import route
+from gep_raster.terrain.routing import route
 from gep_raster.services import ServiceModel
 from gep_raster.services.soil_retention import Config as SoilConfig
 from gep_raster.services.water_conservation import Config as WaterConfig

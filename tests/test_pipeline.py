@@ -29,7 +29,7 @@ def numpy_vs_dask(cfg, chunkings):
     import dask
     import dask.array as da
 
-    from gep_raster.routing import route
+    from gep_raster.terrain.routing import route
     from gep_raster.services.base import ROUTING_PRODUCTS, TERRAIN_KEYS
 
     grid, model, src = _model_inputs(cfg)
@@ -161,7 +161,7 @@ def test_chunk_size_does_not_change_results(tiny):
 
 def test_mfd_ls_method_runs_end_to_end(tiny):
     """services.soil_retention.routing = mfd: the pipeline routes with InVEST's MFD and records it."""
-    from gep_raster.routing import upslope_cells
+    from gep_raster.terrain.routing import upslope_cells
 
     cfg = load_config(tiny, overrides={"services": {"soil_retention": {"routing": "mfd"}},
                                        "output": {"dir": "out_mfd"}})

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from gep_raster.config import load_config
 from gep_raster.errors import ConfigError, TableError
 from gep_raster.pipeline import run
-from gep_raster.sensitivity import load_ranges, register, run_sensitivity
+from gep_raster.analysis.sensitivity import load_ranges, register, run_sensitivity
 from gep_raster.tables import PriceBook, PriceIndex
 
 from conftest import REPO

@@ -7,7 +7,7 @@ from pyflwdir import from_array, streams
 from pyflwdir.dem import fill_depressions
 
 from gep_raster.kernels.priority_flood import d8_accumulate_along_order, priority_flood_d8
-from gep_raster.routing import fill_depressions_d8, upslope_area
+from gep_raster.terrain.routing import fill_depressions_d8, upslope_area
 
 SENTINEL = float(np.finfo(np.float32).min)
 T30 = (30.0, 0.0, 0.0, 0.0, -30.0, 0.0)

@@ -182,7 +182,7 @@ def test_gura_pixel_by_hand_for_every_service(gura, shared):
     # LS of the pixel (InVEST SDR 3.9-3.13 form): percent slope of the pit-filled DEM by hand from its 3x3
     # window; upslope cells and the flow-weighted aspect term of the D8 steepest-descent routing (equal to
     # pygeoprocessing's, bench/crosscheck_invest.py)
-    from gep_raster.routing import route
+    from gep_raster.terrain.routing import route
 
     demf = dem.astype(np.float32)
     demf[dem == 65535] = np.nan
@@ -280,7 +280,7 @@ def test_willamette_carbon_stock_change_by_numpy(willamette, shared):
 
 def test_gura_sensitivity_table(gura):
     """Sensitivity of the Gura run: price swings are exact (value linear in price), K needs reruns."""
-    from gep_raster.sensitivity import run_sensitivity
+    from gep_raster.analysis.sensitivity import run_sensitivity
 
     cfg = load_config(REPO / "pipelines/gura.yaml", overrides={"output": {"dir": str(gura.output_dir)}})
     res = run_sensitivity(cfg, central=gura)
@@ -302,7 +302,7 @@ def test_gura_sensitivity_table(gura):
 
 def test_willamette_change_report_current_vs_future(willamette, shared, tmp_path):
     """Willamette current vs future land cover: the change report's air-purification delta, by numpy."""
-    from gep_raster.change import compare_runs
+    from gep_raster.analysis.change import compare_runs
 
     cfg = load_config(REPO / "pipelines/willamette_future.yaml", overrides={"output": {"dir": str(tmp_path / "fut")}})
     fut = run(cfg, progress=False)
@@ -335,7 +335,7 @@ def test_sample_offset_report(tmp_path):
     import geopandas as gpd
     from exactextract import exact_extract
 
-    from gep_raster.offset import offset_report
+    from gep_raster.analysis.offset import offset_report
 
     runs = {}
     for name in ("sample", "sample_development", "sample_restoration"):

@@ -11,10 +11,10 @@ from rasterio.crs import CRS
 
 from gep_raster.config import HydroUnitsInput, load_config
 from gep_raster.grid import RefGrid
-from gep_raster.hydro_units import RoutingBudgetError, route_to_raster
+from gep_raster.terrain.hydro_units import RoutingBudgetError, route_to_raster
 from gep_raster.io_read import GridSource
 from gep_raster.pipeline import run
-from gep_raster.routing import upslope_cells
+from gep_raster.terrain.routing import upslope_cells
 
 from conftest import write_raster
 
@@ -177,7 +177,7 @@ def test_units_routed_on_parallel_threads_give_the_same_raster(tmp_path):
 def test_routing_killed_between_units_resumes_with_the_remaining_units(tmp_path, monkeypatch):
     """Each routed unit is kept in its own file: after a failure at the 4th unit, a new call routes only the
     units not done and the raster equals an uninterrupted routing."""
-    import gep_raster.hydro_units as hu
+    import gep_raster.terrain.hydro_units as hu
 
     dem, src, grid, units = _six_units(tmp_path)
     ref = route_to_raster(src, grid, "d8", {}, tmp_path / "ref.tif", budget_mb=2048, units=units)

@@ -1,4 +1,4 @@
-"""Tests of gep_raster.kernels.terrain, gep_raster.kernels.soil and gep_raster.routing.
+"""Tests of gep_raster.kernels.terrain, gep_raster.kernels.soil and gep_raster.terrain.routing.
 
 Expected values are computed by hand (arithmetic in the comments), or with the published
 formulas written out literally in this file, independently of the kernel code.
@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover
 from gep_raster.kernels.soil import (ls_factor_kernel, r_factor_from_annual_precip_kernel,
                                      rusle_kernel)
 from gep_raster.kernels.terrain import aspect_factor_kernel, slope_kernel
-from gep_raster.routing import flow_directions_d8, upslope_area
+from gep_raster.terrain.routing import flow_directions_d8, upslope_area
 
 F32 = np.float32
 

@@ -601,7 +601,7 @@ def flow_dir_d8(z, valid, *, block: int = 256) -> np.ndarray:
     Parameters
     ----------
     z : numpy.ndarray, shape (h, w), float32
-        Pit-filled elevation (m), e.g. :func:`gep_raster.routing.fill_pits`. Values where ``valid`` is False
+        Pit-filled elevation (m), e.g. :func:`gep_raster.terrain.routing.fill_pits`. Values where ``valid`` is False
         are ignored.
     valid : numpy.ndarray, shape (h, w), bool
         True on cells with an elevation.

@@ -324,7 +324,7 @@ def ls_factor_kernel(slope, upslope_cells, aspect_x, cell_size, l_max: float | N
         So ``np.float32(0.09)`` counts as exactly 9 %, as the percent raster does in InVEST.
     upslope_cells : numpy.ndarray, shape (h, w), float32
         Upslope contributing area in cells, including the cell itself (≥ 1). See
-        :func:`gep_raster.routing.upslope_area`.
+        :func:`gep_raster.terrain.routing.upslope_area`.
     aspect_x : numpy.ndarray, shape (h, w), float32
         Aspect factor ``x = |sin α| + |cos α|`` (1 … √2). See
         :func:`gep_raster.kernels.terrain.aspect_factor_kernel`. Pass ones for ``x = 1``.
@@ -404,7 +404,7 @@ def ls_factor_invest_3_20_kernel(slope_pct, upslope_cells, cell_size, l_max: flo
         Percent slope (InVEST ``slope.tif``; :func:`gep_raster.kernels.terrain.slope_percent_invest_kernel` on the
         pit-filled DEM). The classes are tested on the float32 value, as InVEST does.
     upslope_cells : numpy.ndarray, shape (h, w), float32 or float64
-        Flow accumulation FA (≥ 1), e.g. ``gep_raster.routing.route(...)["upslope"]``.
+        Flow accumulation FA (≥ 1), e.g. ``gep_raster.terrain.routing.route(...)["upslope"]``.
     cell_size : float
         D in metres (> 0, square cells).
     l_max : float or None, default 122.0

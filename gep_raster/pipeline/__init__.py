@@ -14,10 +14,10 @@ Stages (timed, recorded in the manifest):
    With ``economic_accounts``: ``economic_prepass`` reads land cover (and weight rasters) once more to
    sum the allocation denominators per unit (:mod:`gep_raster.economic`).
 4. ``routing`` (:mod:`.flow_routing`): flow accumulation for the LS factor, whole DEM or per hydrological unit, within the
-   memory budget, to a GeoTIFF read per block (:mod:`gep_raster.hydro_units`).
+   memory budget, to a GeoTIFF read per block (:mod:`gep_raster.terrain.hydro_units`).
 5. ``compute_write`` (:mod:`.compute_write`, :mod:`.block_sink`, :mod:`.distributed`): one dask graph computes every output block in one pass over the inputs
    (services, then EPV/ECV allocation and GEP); each block is written as one tile per output raster
-   and added to every layer's sums (:class:`~.block_sink.BlockSink`, :class:`gep_raster.block_store.BlockStore`).
+   and added to every layer's sums (:class:`~.block_sink.BlockSink`, :class:`gep_raster.outputs.block_store.BlockStore`).
 6. ``finalize_rasters`` (:mod:`.finalize`): VRT mosaic of the tiles per output (layout ``tiles``), or one COG per
    output.
 7. ``tables`` (:mod:`.account_tables`), ``figures`` (:mod:`.figures`; drawn on a thread during
@@ -127,7 +127,7 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
     except GepError:
         raise
     except Exception as exc:  # a full disk surfaces as OSError or a GDAL write error from deep inside a writer
-        from ..io_write import write_failure
+        from ..outputs.io_write import write_failure
 
         failure = write_failure(exc, cfg.output_dir)
         if failure is None:
@@ -173,7 +173,7 @@ def preflight_checks(cfg: RunConfig, *, accept_warnings: bool = False) -> dict:
 def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, client,
          preflight: dict | None = None) -> RunResult:
     """:func:`run` (``client``: a connected distributed.Client, or None for local threads): the stages in order."""
-    from ..provenance import StageTimer
+    from ..outputs.provenance import StageTimer
 
     out_dir = cfg.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ log = logging.getLogger("gep_raster")
 def tables(st: RunState) -> None:
     """Stage ``tables``. Sets ``tables`` (layer -> GeoDataFrame), ``economic_rules``, ``hierarchy`` (nesting
     checks) and adds the rasters' and tables' records to ``manifest_outputs``."""
-    from ..io_write import atomic_to_csv, atomic_to_gpkg
+    from ..outputs.io_write import atomic_to_csv, atomic_to_gpkg
 
     out_dir = st.out_dir
     st.manifest_outputs = [{"path": st.rel_path[o.key], "service": o.service, "kind": o.kind, "unit": o.unit,

@@ -18,7 +18,7 @@ _SUM_STRIP_ROWS = 64
 
 class BlockSink:
     """Receives the (n_outputs, h, w) blocks of a run, in any order and from any thread; writes each
-    block's tiles and journal entry (:class:`~gep_raster.block_store.BlockStore`) and adds it to every
+    block's tiles and journal entry (:class:`~gep_raster.outputs.block_store.BlockStore`) and adds it to every
     layer's sums.
 
     :meth:`put` is the one entry point of both execution paths: the local threaded scheduler

@@ -1,6 +1,6 @@
 """Stage ``compute_write``: one dask graph computes every output block in one pass over the inputs (services, then
 EPV/ECV allocation and GEP); each block is written as one tile per output raster and added to every layer's sums
-(:class:`~gep_raster.pipeline.block_sink.BlockSink`, :class:`gep_raster.block_store.BlockStore`). Blocks in the
+(:class:`~gep_raster.pipeline.block_sink.BlockSink`, :class:`gep_raster.outputs.block_store.BlockStore`). Blocks in the
 journal of an interrupted run of the same job are not computed again.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def output_stack(st: RunState):
 
 def _block_store(st: RunState, block_chunks):
     """The run's BlockStore (keyed by run hash and block side); with ``force`` its journal is discarded first."""
-    from ..block_store import BlockStore
+    from ..outputs.block_store import BlockStore
 
     def make():
         return BlockStore(st.state_dir / "blocks", st.out_dir, st.grid,

@@ -1,5 +1,5 @@
 """Stage ``figures``: the GEP-R map (from the written raster's overview, with the polygon layers) and the value per
-service, drawn with matplotlib's object API (:mod:`gep_raster.report`). :func:`start` draws them on a thread while
+service, drawn with matplotlib's object API (:mod:`gep_raster.outputs.figures`). :func:`start` draws them on a thread while
 the other rasters are published; the stage waits for that thread.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .state import RunState
 
 def draw(st: RunState) -> list[dict]:
     """Write ``figures/gep_r_map.png`` and ``figures/value_by_service.png``; returns their manifest records."""
-    from ..report import plot_gep_r_map, plot_value_by_service
+    from ..outputs.figures import plot_gep_r_map, plot_value_by_service
 
     cfg, grid = st.cfg, st.grid
     fig_dir = st.out_dir / "figures"

@@ -30,7 +30,7 @@ def _tags(st: RunState, o, common: dict) -> dict:
 def finalize_rasters(st: RunState) -> None:
     """Stage ``finalize_rasters``: publish every written output; starts the figure thread after GEP-R; removes the
     other layout's file of an earlier run (it would be stale)."""
-    from ..block_store import TILES_SUFFIX
+    from ..outputs.block_store import TILES_SUFFIX
 
     cfg = st.cfg
     common = {"gep_raster_version": __version__, "run_name": cfg.name, "run_hash": st.run_hash,

@@ -1,6 +1,6 @@
 """Stage ``routing``: flow accumulation (and the filled DEM) for the LS factor and the routed services, whole DEM
 or per hydrological unit within the memory budget, to a GeoTIFF in ``.gep_state/routing`` that the blocks read
-(:mod:`gep_raster.hydro_units`, :mod:`gep_raster.routing`). Cached by content hash of DEM, units, method and grid.
+(:mod:`gep_raster.terrain.hydro_units`, :mod:`gep_raster.terrain.routing`). Cached by content hash of DEM, units, method and grid.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 
 from .state import RunState
 
-#: manifest description of each routing method (gep_raster.routing.route)
+#: manifest description of each routing method (gep_raster.terrain.routing.route)
 ROUTING_DESCRIPTION = {
     "d8": "pit filling + D8 steepest descent with pygeoprocessing's plateau rules (InVEST SDR 3.20 D8), cell counts",
     "mfd": "pit filling + pygeoprocessing MFD (4-bit proportional weights; InVEST SDR 3.20 default), cell counts",
@@ -21,8 +21,8 @@ ROUTING_DESCRIPTION = {
 def routing(st: RunState) -> None:
     """Stage ``routing`` (only when the model needs it). Sets ``routed`` (product key -> (GeoTIFF, band)) and
     ``routing_info`` (manifest record; ``reused`` when read from the cache)."""
-    from ..hydro_units import load_units, route_to_raster, routing_key
-    from ..io_write import atomic_write_json
+    from ..terrain.hydro_units import load_units, route_to_raster, routing_key
+    from ..outputs.io_write import atomic_write_json
 
     cfg, grid, checksums = st.cfg, st.grid, st.checksums
     units = units_sha = None

@@ -58,7 +58,7 @@ def build(st: RunState) -> dict:
     """The manifest's content (without ``timings_s`` and ``cpu_s``, added when it is written)."""
     from ..allocator import tune_for_blocks
     from ..assumptions import run_assumptions
-    from ..provenance import machine_info, package_versions
+    from ..outputs.provenance import machine_info, package_versions
 
     cfg, legend = st.cfg, st.legend
     diag = diagnostics(st)
@@ -102,7 +102,7 @@ def build(st: RunState) -> dict:
 
 def write(st: RunState, manifest: dict):
     """Add the stage timings and write ``manifest.json`` atomically; returns its path."""
-    from ..io_write import atomic_write_json
+    from ..outputs.io_write import atomic_write_json
 
     manifest["timings_s"] = st.timer.as_dict()
     manifest["cpu_s"] = st.timer.cpu_as_dict()

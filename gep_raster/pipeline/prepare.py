@@ -42,7 +42,7 @@ def open_land_cover(st: RunState) -> None:
     st.nthreads = st.workers or cfg.processing.workers or _cpu_count()
     st.lc_source = raster_source(cfg, "land_cover", cfg.inputs.land_cover, st.grid, "categorical")
     if cfg.scenario is not None:  # land-cover scenario (e.g. a development parcel becomes built-up)
-        from ..scenario import ScenarioSource
+        from ..analysis.scenario import ScenarioSource
 
         st.lc_source = ScenarioSource(st.lc_source, cfg.scenario, st.grid, cfg)
 
@@ -71,7 +71,7 @@ def open_model(st: RunState) -> None:
     sources = open_inputs(cfg, grid, st.keys, model.input_requests())
     sources["lc"] = st.lc_source
     if cfg.scenario is not None:  # continuous inputs set on the changed pixels (scenario set_inputs)
-        from ..scenario import wrap_inputs
+        from ..analysis.scenario import wrap_inputs
 
         sources = wrap_inputs(sources, cfg.scenario, grid, cfg)
     st.layers = {name: load_layer(cfg, name, grid) for name in cfg.layers}
@@ -81,7 +81,7 @@ def open_model(st: RunState) -> None:
     st.sources = sources
     st.units_path = (cfg.resolve(cfg.inputs.hydro_units.path)
                      if cfg.inputs.hydro_units is not None and model.needs_routing() else None)
-    from ..provenance import input_checksums
+    from ..outputs.provenance import input_checksums
 
     st.checksums = input_checksums(input_files(st) + ([st.units_path] if st.units_path else []))
     st.run_hash = run_hash(cfg, st.checksums, st.book)

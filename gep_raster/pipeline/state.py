@@ -2,7 +2,7 @@
 record of the raster stage in ``<output>/.gep_state``).
 
 The block journal itself (which blocks are written, their contributions to the sums) is kept by
-:class:`gep_raster.block_store.BlockStore`; :class:`Journal` records a *finished* raster stage: its run hash,
+:class:`gep_raster.outputs.block_store.BlockStore`; :class:`Journal` records a *finished* raster stage: its run hash,
 layout, the fingerprints of the published rasters and the sums, so that a rerun of an identical run skips the
 computation and rebuilds tables, figures and manifest from it.
 """
@@ -39,7 +39,7 @@ class Journal:
     def finished(self, run_hash: str, layout: str, paths: dict[str, Path]) -> bool:
         """True if the rasters of this run hash and layout are complete and unchanged (``paths``: output key ->
         published file, every one present with the fingerprint recorded when it was written)."""
-        from ..block_store import output_fingerprint
+        from ..outputs.block_store import output_fingerprint
 
         if not (self.state_file.exists() and self.sums_file.exists()):
             return False
@@ -63,8 +63,8 @@ class Journal:
 
     def save(self, sink, *, run_hash: str, layout: str, routing, execution: dict, paths: dict[str, Path]) -> None:
         """Record a finished raster stage (atomically: sums first, then the state file that points at them)."""
-        from ..block_store import output_fingerprint
-        from ..io_write import atomic_path, atomic_write_json
+        from ..outputs.block_store import output_fingerprint
+        from ..outputs.io_write import atomic_path, atomic_write_json
 
         with atomic_path(self.sums_file, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:

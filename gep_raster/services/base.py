@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Input blocks the pipeline provides on request (key -> meaning, dtype, unit)
 #: input keys computed by the pipeline from the DEM (or the routing's pit-filled DEM), not read from a file
 TERRAIN_KEYS = ("slope", "aspect_x", "slope_pct_filled", "dem")
-#: input keys read from the routing raster (band order of gep_raster.hydro_units.route_to_raster)
+#: input keys read from the routing raster (band order of gep_raster.terrain.hydro_units.route_to_raster)
 ROUTING_PRODUCTS = ("upslope", "filled_dem", "flow_aspect", "stream")
 
 CORE_INPUTS = {

@@ -250,7 +250,7 @@ class Service(ServiceBase):
         import pandas as pd
 
         from ..accounts import polygon_area_km2
-        from ..io_write import atomic_to_csv
+        from ..outputs.io_write import atomic_to_csv
         from ..run_inputs import reference_grid
         from .water_bodies import body_volumes, placement_note, read_water_bodies, reservoir_capacity, spread_to_grid
 

@@ -88,7 +88,7 @@ class ServiceModel:
         return bool(set(TERRAIN_KEYS) & set(self.input_keys()))
 
     def routing_request(self) -> tuple[str, dict] | None:
-        """The flow routing the services need, ``(method, options)`` of :func:`gep_raster.routing.route`, or None.
+        """The flow routing the services need, ``(method, options)`` of :func:`gep_raster.terrain.routing.route`, or None.
 
         Raises ValueError when two services ask for different routings (one routing per run)."""
         reqs = {(s.routing, tuple(sorted((getattr(s, "routing_options", {}) or {}).items())))

@@ -6,7 +6,7 @@ Q = R·K·LS·(1 − C·P) (t/ha/a) × pixel area (Garzê GEP §2.4.2; Renard et
 * ``desmet_govers_d8`` (default): Desmet & Govers (1996) L with McCool et al. (1987) S on D8 flow
   accumulation (pyflwdir), the InVEST SDR 3.9–3.13 equation, L capped at ``l_max``;
 * ``desmet_govers_mfd``: the same L on multiple-flow-direction accumulation
-  (:func:`gep_raster.routing.upslope_area_mfd`, pygeoprocessing-style MFD as InVEST SDR routes);
+  (:func:`gep_raster.terrain.routing.upslope_area_mfd`, pygeoprocessing-style MFD as InVEST SDR routes);
 * ``slope_based``: no routing, L = (λ/22.13)^m with one slope length λ (``slope_length_m``, default the
   cell size; Wischmeier & Smith 1978), same m and S.
 
@@ -294,7 +294,7 @@ class Service(ServiceBase):
         self.scalars["l_max"] = s.l_max
         self.flags["ls_method"] = s.ls_method
         #: flow routing the LS factor needs ("d8", "mfd", "d8_flood" or None) and its options; the pipeline routes
-        #: the DEM with gep_raster.routing.route(dem, transform, method=self.routing, **self.routing_options)
+        #: the DEM with gep_raster.terrain.routing.route(dem, transform, method=self.routing, **self.routing_options)
         #: and passes the products it names (upslope, filled_dem, flow_aspect, stream) as input blocks
         self.routing = s.routing if s.ls_method in ROUTED else None
         self.routing_options: dict = {}

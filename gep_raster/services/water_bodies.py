@@ -196,7 +196,7 @@ def spread_to_grid(cfg, legend, gdf, grid, key: str, volume: np.ndarray, raster_
     """
     import rasterio
 
-    from ..io_write import atomic_path
+    from ..outputs.io_write import atomic_path
     from ..kernels.flood import spread_window
     from ..run_inputs import raster_source
     from ..zonal import CoverageIndex

@@ -6,7 +6,7 @@ is a list of edits. Each edit names polygons (a polygon file ``path``, optionall
 cover through :class:`ScenarioSource` gives the scenario map: a development parcel becomes built-up,
 candidate parcels become forest, a current map becomes a planned one. Every service of the run is then
 computed on that map, so two runs (baseline and scenario) can be compared pixel by pixel
-(:mod:`gep_raster.change`, :mod:`gep_raster.offset`).
+(:mod:`gep_raster.analysis.change`, :mod:`gep_raster.analysis.offset`).
 
 Pixel rule
 ----------
@@ -48,7 +48,7 @@ Pipeline hooks (in :func:`gep_raster.pipeline.run`): the land-cover source is wr
 is built (``lc_source = ScenarioSource(lc_source, cfg.scenario, grid, cfg)``), so the legend check
 sees the scenario classes; after ``open_inputs``, ``sources = wrap_inputs(sources, cfg.scenario, grid,
 cfg)`` applies ``set_inputs`` with the same edits. ``describe()`` of both wrappers adds a ``scenario``
-entry to the manifest's ``inputs``; :mod:`gep_raster.change` warns when a run's config has a scenario
+entry to the manifest's ``inputs``; :mod:`gep_raster.analysis.change` warns when a run's config has a scenario
 that its manifest shows was not applied.
 
 Sources: rasterisation by GDAL (``GDALRasterizeGeometries``, pixel-centre rule unless ALL_TOUCHED),
@@ -66,8 +66,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .errors import ConfigError, VectorError
-from .grid import RefGrid
+from ..errors import ConfigError, VectorError
+from ..grid import RefGrid
 
 #: constant added to the global pixel coordinates of the edit polygons (2^20 px): the rasterisation
 #: transform of a window is then a pure integer translation and never the identity (which rasterio
@@ -395,7 +395,7 @@ class _WrappedSource:
 
     def to_dask(self, chunks):
         """A dask array (height, width) that reads each chunk with :meth:`read`."""
-        from .io_read import windowed_to_dask
+        from ..io_read import windowed_to_dask
 
         return windowed_to_dask(self, chunks, prefix="scenario")
 

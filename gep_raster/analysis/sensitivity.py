@@ -50,9 +50,9 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .config import RunConfig
-from .errors import ConfigError, GepError, TableError
+from .. import __version__
+from ..config import RunConfig
+from ..errors import ConfigError, GepError, TableError
 
 log = logging.getLogger("gep_raster")
 
@@ -116,7 +116,7 @@ def load_ranges(path: str | Path | None = None) -> tuple[str, str, dict[str, Ran
     import hashlib
     import io
 
-    from .tables import _is_blank, _line, normalize_evidence
+    from ..tables import _is_blank, _line, normalize_evidence
 
     if path is None:
         data = resources.files("gep_raster.data").joinpath("ranges.csv").read_bytes()
@@ -338,11 +338,11 @@ def _tornado(table: pd.DataFrame, gep_c: float, path: Path, title: str) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .io_write import atomic_path
+    from ..outputs.io_write import atomic_path
 
     ctx, safe = contextlib.nullcontext(), (lambda s: s)
     with contextlib.suppress(Exception):
-        from .report import _mpl_context, _safe  # CJK-capable fonts when installed
+        from ..outputs.figures import _mpl_context, _safe  # CJK-capable fonts when installed
 
         ctx, safe = _mpl_context(), _safe
     t = table.sort_values("swing_yuan", ascending=True)
@@ -414,9 +414,9 @@ def run_sensitivity(cfg: RunConfig, *, ranges: str | Path | None = None, central
     GepError
         Any error of the central run or of a rerun (with the pipeline's message).
     """
-    from .io_write import atomic_write_json
-    from .pipeline import run as run_pipeline
-    from .tables import PriceBook
+    from ..outputs.io_write import atomic_write_json
+    from ..pipeline import run as run_pipeline
+    from ..tables import PriceBook
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -522,7 +522,7 @@ class _Evaluator:
 
     def rerun(self, tag: str, ends: dict[str, str], keep_layers: bool):
         """The pipeline rerun with the keys of ``ends`` at their ``"low"``/``"high"`` end (force, no progress)."""
-        from .pipeline import run as run_pipeline
+        from ..pipeline import run as run_pipeline
 
         pr, pa = _overrides(self.rows, ends, self.book)
         vcfg = _variant_config(self.cfg, self.work / tag, prices=pr, params=pa, keep_layers=keep_layers)
@@ -638,7 +638,7 @@ def _sensitivity_table(rows: list[_Row], gep_c: float) -> pd.DataFrame:
 
 def _write_outputs(cfg: RunConfig, table: pd.DataFrame, case_tables: dict, gep_c: float, sens_dir: Path) -> list:
     """sensitivity.csv, ``<layer>_{low,central,high}.csv`` and tornado.png (atomic); returns their manifest rows."""
-    from .io_write import atomic_to_csv
+    from ..outputs.io_write import atomic_to_csv
 
     outputs = []
     atomic_to_csv(table, sens_dir / "sensitivity.csv")
@@ -732,7 +732,7 @@ def register(app) -> None:
                     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
                     debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
         """GEP-R at the low and high end of every documented price/parameter range (OUT/sensitivity/)."""
-        from .config import load_config
+        from ..config import load_config
 
         if not quiet:
             logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -1,7 +1,7 @@
 """GEP-R offset report (占补平衡): the regulating value a development destroys and how to compensate it.
 
 Inputs: a **baseline** run, a **development-scenario** run (the same configuration with the parcel's
-land cover converted, e.g. to built-up, see :mod:`gep_raster.scenario`), the parcel polygon(s), the
+land cover converted, e.g. to built-up, see :mod:`gep_raster.analysis.scenario`), the parcel polygon(s), the
 **offset ratio** (a policy value, no default), a list of **candidate parcels** (polygons with ids)
 and, optionally, a **restoration-scenario** run (the candidates converted, e.g. to forest).
 
@@ -48,9 +48,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 from .change import RunInfo, check_same_grid, check_same_services, load_run, run_warnings
-from .errors import ConfigError, GepError, VectorError
+from ..errors import ConfigError, GepError, VectorError
 
 log = logging.getLogger("gep_raster")
 
@@ -227,7 +227,7 @@ def scenario_parcel(run: RunInfo):
     """
     import geopandas as gpd
 
-    from .config import ScenarioConfig, expand_vars
+    from ..config import ScenarioConfig, expand_vars
     from .scenario import scenario_polygons
 
     sc = (run.manifest.get("config") or {}).get("scenario")
@@ -338,7 +338,7 @@ def offset_report(baseline, scenario, out_dir, *, offset_ratio: float, parcel=No
     InputError, GridMismatchError, VectorError
         Runs not finished / not comparable; polygon files unusable (messages name the file and field).
     """
-    from .io_write import atomic_to_csv, atomic_write_json, atomic_write_text
+    from ..outputs.io_write import atomic_to_csv, atomic_write_json, atomic_write_text
 
     ratio = _offset_ratio(offset_ratio)
     if candidates is not None and not id_field:
@@ -432,7 +432,7 @@ def _parcel_coverage(parcel, parcel_layer, scen: RunInfo, grid, warnings: list) 
     (shapely geometry), ``unit2`` (m2 per squared CRS unit; NaN on a geographic grid), ``source``, ``area_km2``
     (NaN on a geographic grid), ``grid_area_km2`` (covered on the grid). A parcel partly outside: a warning.
     """
-    from .zonal import CoverageIndex
+    from ..zonal import CoverageIndex
 
     if parcel is not None:
         pgdf = read_polygons(parcel, grid, layer=parcel_layer, what="--parcel")
@@ -501,7 +501,7 @@ def _candidates(candidates, candidates_layer, id_field: str, name_field, base: R
     """Candidate compensation parcels: their values (baseline, or gain of the restoration run), rank, the greedy
     selection covering ``required`` (yuan/a), and the warnings (overlaps, no restoration run, shortfall).
     Returns (table, selection)."""
-    from .zonal import CoverageIndex
+    from ..zonal import CoverageIndex
 
     cgdf = read_polygons(candidates, base.grid, layer=candidates_layer, what="--candidates", id_field=id_field)
     if name_field and name_field not in cgdf.columns:

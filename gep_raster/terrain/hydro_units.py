@@ -1,10 +1,10 @@
 """Flow routing in bounded memory: the whole DEM at once, or one hydrological unit at a time, to disk.
 
-The LS factor needs the upslope contributing area of every cell (:mod:`gep_raster.routing`). Routing
+The LS factor needs the upslope contributing area of every cell (:mod:`gep_raster.terrain.routing`). Routing
 needs the whole drainage area of a cell at once, so it cannot be done chunk by chunk like the other
 terms. :func:`route_to_raster` routes within the memory budget
 (:data:`gep_raster.budget.ROUTING_BYTES_PER_PIXEL`) and writes the products of
-:func:`gep_raster.routing.route` (upslope cell counts, pit-filled DEM, aspect term, stream mask: one band
+:func:`gep_raster.terrain.routing.route` (upslope cell counts, pit-filled DEM, aspect term, stream mask: one band
 each, listed in the returned ``info["bands"]``) to a tiled GeoTIFF on the reference grid, which the block computation then reads window by window like any input:
 
 * when the whole DEM fits in the budget it is routed at once (one unit = the grid);
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .budget import FIXED_OVERHEAD_MB, ROUTING_BYTES_PER_PIXEL
-from .errors import GepError, InputError
-from .grid import RefGrid
+from ..budget import FIXED_OVERHEAD_MB, ROUTING_BYTES_PER_PIXEL
+from ..errors import GepError, InputError
+from ..grid import RefGrid
 
 log = logging.getLogger(__name__)
 _RASTERIZE_LOCK = threading.Lock()
@@ -154,7 +154,7 @@ def routing_key(dem_checksums: dict, method: str, options: dict, units_sha: str 
 
 
 def routing_products(options: dict) -> list[str]:
-    """Bands of the routing raster, in order: the products of :func:`gep_raster.routing.route` for ``options``."""
+    """Bands of the routing raster, in order: the products of :func:`gep_raster.terrain.routing.route` for ``options``."""
     out = ["upslope", "filled_dem", "flow_aspect"]
     if options.get("threshold_flow_accumulation") is not None:
         out.append("stream")
@@ -172,9 +172,9 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
     grid : RefGrid
         Reference grid (projected; ``"d8_flood"`` also geographic).
     method : {"d8", "mfd", "d8_flood"}
-        Routing method (:func:`gep_raster.routing.route`).
+        Routing method (:func:`gep_raster.terrain.routing.route`).
     options : dict
-        Options of :func:`gep_raster.routing.route` (``threshold_flow_accumulation``).
+        Options of :func:`gep_raster.terrain.routing.route` (``threshold_flow_accumulation``).
     out_path : pathlib.Path
         GeoTIFF to write: float32, one band per product of :func:`routing_products` (upslope cells including
         the cell, pit-filled DEM in m, flow-weighted aspect term, stream 0/1), NaN where not routed; written to a
@@ -247,7 +247,7 @@ def _route_whole(dem_source, grid: RefGrid, method: str, options: dict, out_path
     Raises RoutingBudgetError when the whole DEM does not fit in ``budget_mb``."""
     import rasterio
 
-    from .io_write import atomic_path
+    from ..outputs.io_write import atomic_path
     from .routing import route
 
     problem = budget_problem(method, budget_mb, grid)
@@ -276,7 +276,7 @@ def _merge_units(plans: list, parts: Path, args: dict, n_threads: int, out_path:
     import rasterio
     from rasterio.windows import Window
 
-    from .io_write import atomic_path
+    from ..outputs.io_write import atomic_path
 
     h, w = profile["height"], profile["width"]
     stats = {"routed_px": 0, "largest": (0, None), "max_up": 0.0, "n_stream": 0, "n_done": 0}
@@ -321,7 +321,7 @@ def _route_unit(args):
     from rasterio import features
     from shapely import wkb as _wkb
 
-    from .io_write import atomic_path
+    from ..outputs.io_write import atomic_path
     from .routing import route
 
     dem_source, geom_wkb, r0, r1, c0, c1, transform, method, options, latlon, bands, out = args

@@ -37,9 +37,9 @@ from typing import Optional
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 from .change import RunInfo, economic_columns, load_run
-from .errors import ConfigError, GepError
+from ..errors import ConfigError, GepError
 
 log = logging.getLogger("gep_raster")
 
@@ -140,7 +140,7 @@ def vep_account(run, layer: str, out_dir, *, years: int | None = None, growth: f
         Unknown layer, a layer whose role is not ``special_unit``, incomplete or invalid projection
         parameters.
     """
-    from .io_write import atomic_to_csv, atomic_write_json
+    from ..outputs.io_write import atomic_to_csv, atomic_write_json
 
     r = load_run(run)
     _check_special_unit_layer(r, layer)

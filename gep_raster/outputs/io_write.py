@@ -33,8 +33,8 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from .errors import GepError
-from .grid import RefGrid
+from ..errors import GepError
+from ..grid import RefGrid
 
 __all__ = [
     "write_failure",

@@ -1,7 +1,7 @@
 """Provenance of a run: package versions, input checksums, stage timings, machine.
 
 Everything here returns JSON-friendly dicts for the run manifest
-(write them with :func:`gep_raster.io_write.atomic_write_json`).
+(write them with :func:`gep_raster.outputs.io_write.atomic_write_json`).
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from . import faults
-from .errors import InputError
+from .. import faults
+from ..errors import InputError
 from .io_write import sha256_file
 
 __all__ = ["package_versions", "input_checksums", "StageTimer", "machine_info", "SHAPEFILE_SIDECARS"]
@@ -61,7 +61,7 @@ def package_versions() -> dict[str, str | None]:
         out[name] = _dist_version(name)
     if out["gep_raster"] is None:  # running from a source tree that is not installed
         with contextlib.suppress(Exception):
-            from . import __version__
+            from .. import __version__
             out["gep_raster"] = str(__version__)
     out["gdal"] = _lib_version("rasterio", "__gdal_version__") if out["rasterio"] else None
     out["proj"] = _lib_version("pyproj", "proj_version_str") if out["pyproj"] else None

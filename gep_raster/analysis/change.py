@@ -38,9 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import ConfigError, GepError, GridMismatchError, InputError
-from .grid import GRID_TOLERANCE, RefGrid
+from .. import __version__
+from ..errors import ConfigError, GepError, GridMismatchError, InputError
+from ..grid import GRID_TOLERANCE, RefGrid
 
 log = logging.getLogger("gep_raster")
 
@@ -324,7 +324,7 @@ def scenario_warnings(r: RunInfo) -> list[str]:
         src = next((v for v in inputs.values() if isinstance(v, dict) and v.get("name") == f"inputs.{key}"), None)
         if src is None or "scenario" not in src:
             out.append(f"run {r.label}: scenario set_inputs.{key} was NOT applied to inputs.{key} (pipeline hook "
-                       "gep_raster.scenario.wrap_inputs missing?)")
+                       "gep_raster.analysis.scenario.wrap_inputs missing?)")
     method = ((cfg.get("inputs") or {}).get("carbon") or {}).get("method")
     if method in ("nep", "npp") and "carbon" not in set_keys:
         out.append(f"run {r.label}: carbon comes from an {method.upper()} raster, which does not follow the scenario's "
@@ -349,7 +349,7 @@ def _read(ds, r0, r1, c0, c1) -> np.ndarray:
 def _delta_raster(key: str, a: RunInfo, b: RunInfo, out_path: Path, chunk: int, tags: dict) -> dict:
     import rasterio
 
-    from .io_write import BlockRasterWriter
+    from ..outputs.io_write import BlockRasterWriter
 
     ra, rb = a.rasters[key], b.rasters[key]
     grid = a.grid
@@ -484,7 +484,7 @@ def compare_runs(run_a, run_b, out_dir, *, include_physical: bool = True, chunk:
     ConfigError
         The runs computed different services, or a layer's id field differs between the runs.
     """
-    from .io_write import atomic_write_json
+    from ..outputs.io_write import atomic_write_json
 
     a, b = load_run(run_a), load_run(run_b)
     check_same_grid(a, b)
@@ -568,7 +568,7 @@ def _layer_change(name: str, a: RunInfo, b: RunInfo, out: Path) -> dict:
     ConfigError
         The layer's id field differs between the runs.
     """
-    from .io_write import atomic_to_csv
+    from ..outputs.io_write import atomic_to_csv
 
     la, lb = a.layers[name], b.layers[name]
     if la["id_field"] != lb["id_field"]:
@@ -601,7 +601,7 @@ def _change_gpkg(name: str, tab, la: dict, lb: dict, out: Path) -> str:
     import geopandas as gpd
     import pandas as pd
 
-    from .io_write import atomic_to_gpkg
+    from ..outputs.io_write import atomic_to_gpkg
 
     idf = la["id_field"]
     gpkg_src = la["gpkg"] or lb["gpkg"]

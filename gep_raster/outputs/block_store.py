@@ -3,7 +3,7 @@
 A run's output rasters are computed block by block (one block = one dask chunk of the reference grid).
 :class:`BlockStore` keeps, for every finished block,
 
-* one GeoTIFF tile per written output raster (:func:`gep_raster.io_write.write_tile`, atomic), and
+* one GeoTIFF tile per written output raster (:func:`gep_raster.outputs.io_write.write_tile`, atomic), and
 * one journal entry ``journal/b<index>.npz`` (atomic, written after the block's tiles): the block's
   output totals, valid-pixel counts and per-polygon partial sums and valid areas, and the sizes of its
   tiles.
@@ -30,7 +30,7 @@ At the end, :meth:`BlockStore.publish` turns each output's tiles into its final 
 ``layout="cog"``
     one Cloud-Optimized GeoTIFF ``rasters/<name>.tif`` is made from the VRT of the tiles (GDAL COG
     driver); the tiles are then removed. Costs one more read and write of every output; the tiles, which
-    no user opens, are written with ZSTD level 1 (:data:`gep_raster.io_write.TEMP_TILE_CODEC`, 4-5x faster
+    no user opens, are written with ZSTD level 1 (:data:`gep_raster.outputs.io_write.TEMP_TILE_CODEC`, 4-5x faster
     to write than DEFLATE 6) and the COG gets DEFLATE.
 """
 from __future__ import annotations
@@ -42,11 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import faults
-from .errors import GepError
-from .grid import RefGrid
+from .. import faults
+from ..errors import GepError
+from ..grid import RefGrid
 from .io_write import TEMP_TILE_CODEC, atomic_path, atomic_write_json, publish_cog, write_tile, write_vrt
-from .kernels.reduce import block_mean
+from ..kernels.reduce import block_mean
 
 __all__ = ["BlockStore", "TILES_SUFFIX", "output_fingerprint", "overview_factor"]
 

@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .grid import RefGrid
+from ..grid import RefGrid
 from .io_write import atomic_path
 
 __all__ = ["plot_gep_r_map", "plot_value_by_service", "DPI", "MAX_DISPLAY_PX"]
@@ -185,7 +185,7 @@ def plot_gep_r_map(array, grid: RefGrid, path: str | os.PathLike, *, title: str,
     ValueError
         If ``array`` is not 2-D with ``grid.shape``, ``pixel_area_m2`` is not positive,
         or the lengths of ``polygons`` and ``polygon_labels`` differ.
-    gep_raster.io_write.OutputError
+    gep_raster.outputs.io_write.OutputError
         If the PNG cannot be written.
 
     Notes
@@ -341,7 +341,7 @@ def plot_value_by_service(values: Mapping[str, float], path: str | os.PathLike, 
     ------
     ValueError
         If ``values`` is empty or holds a non-finite value.
-    gep_raster.io_write.OutputError
+    gep_raster.outputs.io_write.OutputError
         If the PNG cannot be written.
 
     Notes

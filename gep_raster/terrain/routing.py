@@ -2,7 +2,7 @@
 
 This is a **global** operation. One cell's upslope area can depend on every cell of the DEM, so
 it cannot be computed chunk by chunk with ``dask.array.map_overlap``. It runs in memory on the
-whole DEM (or on one hydrological unit at a time: :mod:`gep_raster.hydro_units`).
+whole DEM (or on one hydrological unit at a time: :mod:`gep_raster.terrain.hydro_units`).
 
 :func:`route` is the entry point of the pipeline. Its methods:
 
@@ -29,7 +29,7 @@ import math
 import numba
 import numpy as np
 
-from .kernels.priority_flood import MAX_CELLS, d8_accumulate_along_order, priority_flood_d8
+from ..kernels.priority_flood import MAX_CELLS, d8_accumulate_along_order, priority_flood_d8
 
 __all__ = ["flow_directions_d8", "upslope_cells_from_flwdir", "upslope_area", "fill_depressions_d8", "fill_pits",
            "route", "upslope_cells", "ROUTING_METHODS"]
@@ -426,7 +426,7 @@ def route(dem, transform=None, *, method: str = "d8", threshold_flow_accumulatio
     natcap/invest 3.20.2 ``sdr/sdr.py`` (the calls and ``trace_threshold_proportion=0.7``); natcap/invest 3.13
     ``sdr_core.calculate_average_aspect``.
     """
-    from .kernels import invest_routing as ir
+    from ..kernels import invest_routing as ir
 
     if method not in ROUTING_METHODS:
         raise ValueError(f"routing method must be one of {ROUTING_METHODS}, got {method!r}")
