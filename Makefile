@@ -74,5 +74,6 @@ bench: $(STAMP)  ## province-scale benchmarks, all cases up to 32k^2 (long: abou
 bench-quick: $(STAMP)  ## small benchmarks only (sample, synthetic 2048^2, zonal) -> bench/results/latest.json
 	$(BIN)/python bench/run_bench.py --cases quick
 
-clean:  ## remove outputs (keeps .venv)
+clean:  ## remove outputs and the Python/numba caches of the package (keeps .venv)
 	rm -rf out bench/results/latest.json
+	find gep_raster -name __pycache__ -type d -prune -exec rm -rf {} +

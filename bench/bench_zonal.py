@@ -79,7 +79,7 @@ def warm_up(engine: str) -> None:
     from rasterio.crs import CRS
 
     from gep_raster.grid import RefGrid
-    from gep_raster.zonal import CoverageIndex
+    from gep_raster.accounts.zonal import CoverageIndex
 
     g = RefGrid(CRS.from_epsg(32650), Affine(30.0, 0, 0.0, 0, -30.0, 960.0), 32, 32)
     lay = gpd.GeoDataFrame(geometry=[shapely.Point(480, 480).buffer(300.0),
@@ -90,7 +90,7 @@ def warm_up(engine: str) -> None:
 
 
 def run_ours(grid, polys, rasters, block: int, engine: str):
-    from gep_raster.zonal import CoverageIndex
+    from gep_raster.accounts.zonal import CoverageIndex
 
     t0 = time.perf_counter()
     ci = CoverageIndex.build(polys, grid, layer_name="voronoi", engine=engine)

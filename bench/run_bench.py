@@ -140,9 +140,9 @@ def child_io(a: dict) -> dict:
     from gep_raster.allocator import tune_for_blocks
     from gep_raster.budget import gdal_cache_bytes
     from gep_raster.config import load_config
-    from gep_raster.io_read import GridSource
+    from gep_raster.grid.io_read import GridSource
     from gep_raster.outputs.block_store import BlockStore
-    from gep_raster.run_inputs import open_inputs, raster_source, reference_grid
+    from gep_raster.grid.run_inputs import open_inputs, raster_source, reference_grid
     from gep_raster.services import ServiceModel
     from gep_raster.tables import PriceBook, load_legend
     from gep_raster.services.registry import required_legend_columns

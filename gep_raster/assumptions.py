@@ -84,7 +84,7 @@ def run_assumptions(cfg, legend, model, book, econ=None) -> list[str]:
     model : gep_raster.services.ServiceModel
     book : gep_raster.tables.PriceBook
         Its :meth:`used_records` must already hold the rows the services read (call after the model is built).
-    econ : gep_raster.economic.EconomicAccounts, optional
+    econ : gep_raster.accounts.economic.EconomicAccounts, optional
 
     Returns
     -------

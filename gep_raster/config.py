@@ -126,13 +126,13 @@ class PricesConfig(_Model):
 class EconomicAccountsConfig(_Model):
     """Provisioning (EPV) and cultural (ECV) accounts from statistics tables, allocated to pixels.
 
-    ``table``: CSV of statistics per unit (format in :mod:`gep_raster.economic`); ``layer``: the
+    ``table``: CSV of statistics per unit (format in :mod:`gep_raster.accounts.economic`); ``layer``: the
     ``layers.<name>`` whose ``id_field`` the table's ``unit_id`` refers to; ``exclude_outside_region``:
     subtract ``value_yuan × outside_share`` (GB/T 46869-2025); ``weight_rasters``: rasters a row may
     name in its ``weight`` column (e.g. NPP to weight crop output).
     """
 
-    table: str  # CSV of statistics per admin unit (see gep_raster/economic.py)
+    table: str  # CSV of statistics per admin unit (see gep_raster/accounts/economic.py)
     layer: str  # name of the layers.<name> whose id_field the table's unit ids refer to
     exclude_outside_region: bool = False  # GB/T 46869-2025: subtract value originating outside the region
     weight_rasters: dict[str, RasterInput] = {}  # name -> raster, usable in the table's `weight` column

@@ -197,7 +197,7 @@ class _Sampled:
 
 def _check_grid(cfg: RunConfig, rep: ValidationReport):
     """The reference grid (None if it cannot be made), and whether the enabled services can use it."""
-    from .run_inputs import reference_grid
+    from .grid.run_inputs import reference_grid
 
     grid = _attempt(rep, lambda: reference_grid(cfg))
     if grid is None:
@@ -325,7 +325,7 @@ def _check_model(cfg: RunConfig, grid, legend, book, sampled_max: dict, rep: Val
     import tempfile
 
     from .assumptions import run_assumptions
-    from .run_inputs import SCAN_CHUNK, class_histogram, open_inputs
+    from .grid.run_inputs import SCAN_CHUNK, class_histogram, open_inputs
     from .services import ServiceModel
 
     # services that cache a derived raster while they configure (flood regulation's water bodies) write it
@@ -361,7 +361,7 @@ def _check_layers(cfg: RunConfig, grid, rep: ValidationReport) -> None:
     """Every polygon layer opens, overlaps the rasters (polygons outside: a warning) and has valid geometry."""
     import shapely
 
-    from .accounts import load_layer
+    from .accounts.layers import load_layer
 
     box = shapely.box(*grid.bounds)
     for name in cfg.layers:
@@ -386,7 +386,7 @@ def _check_layers(cfg: RunConfig, grid, rep: ValidationReport) -> None:
 
 def _check_scenario(cfg: RunConfig, grid, rep: ValidationReport) -> None:
     """The land-cover scenario's edit polygons open and cover at least one pixel centre of the grid."""
-    from .run_inputs import SCAN_CHUNK, raster_source
+    from .grid.run_inputs import SCAN_CHUNK, raster_source
     from .analysis.scenario import ScenarioSource
 
     try:
@@ -406,8 +406,8 @@ def _check_scenario(cfg: RunConfig, grid, rep: ValidationReport) -> None:
 
 def _check_economic_table(cfg: RunConfig, grid, legend, rep: ValidationReport) -> None:
     """The statistics table of the economic accounts (EPV, ECV) loads against its layer's unit ids."""
-    from .accounts import load_layer
-    from .economic import load_statistics
+    from .accounts.layers import load_layer
+    from .accounts.economic import load_statistics
 
     ea = cfg.economic_accounts
     if ea.layer not in cfg.layers:
@@ -514,7 +514,7 @@ def _check_processing(cfg, rep: ValidationReport) -> None:
 
 def _check_nesting(cfg, grid, rep: ValidationReport) -> None:
     """Children (``nests_in``) lying partly outside their parent layer: a warning naming them and the share."""
-    from .accounts import load_layer
+    from .accounts.layers import load_layer
 
     for name, lc in cfg.layers.items():
         parent = getattr(lc, "nests_in", None)

@@ -3,7 +3,7 @@ level or inside functions; imports under ``if TYPE_CHECKING:`` are not made at r
 
 * kernels (``gep_raster.kernels``) are pure numpy/numba functions: they import nothing of the package;
 * services and the checks of ``gep validate`` do not import the pipeline; the input opening
-  (``gep_raster.run_inputs``) neither;
+  (``gep_raster.grid.run_inputs``) neither;
 * outputs (writers, block store, figures, provenance, progress) import no service;
 * the stages of the pipeline (``gep_raster.pipeline.*``) do not import :mod:`gep_raster.pipeline` itself;
 * the package has no import cycle. The configuration builds its ``services:`` schema from the service registry
@@ -123,7 +123,7 @@ def test_kernels_import_nothing_of_the_package():
 def test_services_validate_and_inputs_do_not_import_the_pipeline():
     graph = import_graph()
     users = [m for m in graph if m.startswith("gep_raster.services") or m in ("gep_raster.validate",
-                                                                               "gep_raster.run_inputs")]
+                                                                               "gep_raster.grid.run_inputs")]
     assert len(users) > 10
     bad = {m: sorted(t for t in graph[m] if t == "gep_raster.pipeline" or t.startswith("gep_raster.pipeline."))
            for m in users}
@@ -167,12 +167,12 @@ def test_pipeline_stages_do_not_import_the_pipeline_package():
 
 
 def test_zonal_imports_only_grid_and_errors():
-    """The coverage index (``gep_raster.zonal``) is the accounts' geometry engine: it needs the reference grid and
+    """The coverage index (``gep_raster.accounts.zonal``) is the accounts' geometry engine: it needs the reference grid and
     the error types, nothing of the services, the configuration or the pipeline."""
     graph = import_graph()
-    zonal = [m for m in graph if m == "gep_raster.zonal" or m.startswith("gep_raster.zonal.")]
+    zonal = [m for m in graph if m == "gep_raster.accounts.zonal" or m.startswith("gep_raster.accounts.zonal.")]
     assert len(zonal) >= 8
-    bad = {m: sorted(t for t in graph[m] if not t.startswith("gep_raster.zonal")
+    bad = {m: sorted(t for t in graph[m] if not t.startswith("gep_raster.accounts.zonal")
                      and t not in ("gep_raster.grid", "gep_raster.errors")) for m in zonal}
     assert {m: t for m, t in bad.items() if t} == {}
 

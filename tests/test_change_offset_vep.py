@@ -41,7 +41,7 @@ def rect_wkt(x0, x1, y0, y1):
 
 def lc_source(folder: Path):
     from gep_raster.grid import RefGrid
-    from gep_raster.io_read import GridSource
+    from gep_raster.grid.io_read import GridSource
 
     grid = RefGrid.from_raster(folder / "lc.tif")
     return GridSource("inputs.land_cover", [folder / "lc.tif"], grid, "categorical"), grid
@@ -212,7 +212,7 @@ def test_wkt_in_another_crs(tiny):
 
 def test_set_inputs_override_follows_the_assigned_pixels(tiny):
     from gep_raster.grid import RefGrid
-    from gep_raster.io_read import GridSource
+    from gep_raster.grid.io_read import GridSource
     from gep_raster.analysis.scenario import InputOverrideSource, ScenarioSource, wrap_inputs
 
     folder = tiny.parent
@@ -241,7 +241,7 @@ def test_set_inputs_override_follows_the_assigned_pixels(tiny):
 
 def test_sample_development_parcel_converts_340_forest_pixels():
     """The sample development scenario (pipelines/sample_development.yaml) on the sample land cover."""
-    from gep_raster.run_inputs import raster_source, reference_grid
+    from gep_raster.grid.run_inputs import raster_source, reference_grid
     from gep_raster.analysis.scenario import ScenarioSource
 
     cfg = load_config(REPO / "pipelines" / "sample_development.yaml")

@@ -176,7 +176,7 @@ def _stack_of_sources(tmp_path, h=150, w=170, chunk=32):
     import dask.array as da
 
     from gep_raster.grid import RefGrid
-    from gep_raster.io_read import GridSource
+    from gep_raster.grid.io_read import GridSource
 
     rng = np.random.default_rng(1)
     a = rng.normal(size=(h, w)).astype(np.float32)
@@ -206,7 +206,7 @@ class _Collect:
 
 
 def test_grid_source_pickles_without_its_open_handles(tmp_path):
-    from gep_raster.io_read import SumSource
+    from gep_raster.grid.io_read import SumSource
 
     _, ref, _, (sa, sb) = _stack_of_sources(tmp_path)
     sa.read(0, 10, 0, 10)  # opens a handle in this thread
@@ -257,7 +257,7 @@ def test_block_sink_sums_do_not_depend_on_arrival_order():
 
     from gep_raster.grid import RefGrid
     from gep_raster.services import OutputSpec
-    from gep_raster.zonal import CoverageIndex
+    from gep_raster.accounts.zonal import CoverageIndex
 
     h, w, ch = 90, 110, 16
     grid = RefGrid(CRS.from_epsg(32650), Affine(30, 0, 500000, 0, -30, 3000000), w, h)
@@ -395,7 +395,7 @@ def test_class_histogram_independent_of_threads_and_rejects_huge_codes(tmp_path)
 
     from gep_raster.errors import InputError
     from gep_raster.grid import RefGrid
-    from gep_raster.run_inputs import class_histogram
+    from gep_raster.grid.run_inputs import class_histogram
 
     class Src:
         name = "inputs.land_cover"

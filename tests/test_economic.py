@@ -19,14 +19,14 @@ import pandas as pd
 import pytest
 import rasterio
 
-from gep_raster.accounts import load_layer
+from gep_raster.accounts.layers import load_layer
 from gep_raster.config import load_config
-from gep_raster.economic import EconomicAccounts, load_statistics
+from gep_raster.accounts.economic import EconomicAccounts, load_statistics
 from gep_raster.errors import ConfigError, TableError
 from gep_raster.pipeline import run
-from gep_raster.run_inputs import raster_source, reference_grid
+from gep_raster.grid.run_inputs import raster_source, reference_grid
 from gep_raster.tables import load_legend
-from gep_raster.zonal import CoverageIndex
+from gep_raster.accounts.zonal import CoverageIndex
 
 from conftest import REPO, write_raster
 

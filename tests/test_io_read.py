@@ -8,7 +8,7 @@ from affine import Affine
 from conftest import write_raster
 from gep_raster.errors import RasterError
 from gep_raster.grid import RefGrid
-from gep_raster.io_read import GridSource, grid_from_files
+from gep_raster.grid.io_read import GridSource, grid_from_files
 
 T = Affine(30, 0, 500000, 0, -30, 3000000)
 
@@ -39,7 +39,7 @@ def test_tiles_read_identical_to_single_file(tmp_path):
 
 def test_open_handles_per_thread_are_bounded(tmp_path, monkeypatch):
     # 12 tiles of one row; a thread keeps the HANDLES_PER_THREAD most recent open, reopens a closed one
-    import gep_raster.io_read as io_read
+    import gep_raster.grid.io_read as io_read
 
     monkeypatch.setattr(io_read, "HANDLES_PER_THREAD", 3)
     a = np.arange(10 * 120, dtype=np.float32).reshape(10, 120)

@@ -368,7 +368,7 @@ def test_stream_cells_retain_nothing(tiny):
 
 def test_routed_service_on_a_whole_dem(tiny):
     """What the pipeline does for a routed LS method: route the whole DEM, slope of the filled DEM, blocks."""
-    from gep_raster.run_inputs import open_inputs, reference_grid
+    from gep_raster.grid.run_inputs import open_inputs, reference_grid
 
     cfg = load_config(tiny, overrides={"services": {"soil_retention": {"routing": "mfd",
                                                                        "threshold_flow_accumulation": 50}}})

@@ -10,7 +10,7 @@ import rasterio
 
 from gep_raster.config import load_config
 from gep_raster.pipeline import run
-from gep_raster.run_inputs import open_inputs, reference_grid
+from gep_raster.grid.run_inputs import open_inputs, reference_grid
 from gep_raster.services import ServiceModel
 from gep_raster.tables import PriceBook, load_legend
 from gep_raster.services.registry import required_legend_columns

@@ -12,7 +12,7 @@ from rasterio.crs import CRS
 from gep_raster.config import HydroUnitsInput, load_config
 from gep_raster.grid import RefGrid
 from gep_raster.terrain.hydro_units import RoutingBudgetError, route_to_raster
-from gep_raster.io_read import GridSource
+from gep_raster.grid.io_read import GridSource
 from gep_raster.pipeline import run
 from gep_raster.terrain.routing import upslope_cells
 

@@ -253,7 +253,7 @@ def test_flood_bound_on_a_real_gura_block(shared):
     every forest and grass pixel (without it, WC + flood exceeded the P - ET surplus there: the reported issue)."""
     import pathlib
 
-    from gep_raster.run_inputs import open_inputs, reference_grid
+    from gep_raster.grid.run_inputs import open_inputs, reference_grid
 
     repo = pathlib.Path(__file__).resolve().parents[1]
     off = {k: {"enabled": False} for k in ("soil_retention", "carbon_sequestration", "oxygen_release",
@@ -491,7 +491,7 @@ def test_numpy_equals_dask_for_odd_chunkings(legend_cfg):
     import dask
     import dask.array as da
 
-    from gep_raster.run_inputs import class_histogram, open_inputs, reference_grid
+    from gep_raster.grid.run_inputs import class_histogram, open_inputs, reference_grid
 
     write_water_bodies(legend_cfg.parent)
     cfg = load_config(legend_cfg, overrides={"services": {

@@ -15,7 +15,7 @@ chunk boundary (``output.chunk_size`` 128). Every raster in the manifest must be
 
 Negative controls show that the comparison can fail: a 2 x 2 tile set with one tile shifted by one
 pixel, and one with a single altered DEM value, give another mosaic (read through
-:class:`gep_raster.io_read.GridSource`, no full run).
+:class:`gep_raster.grid.io_read.GridSource`, no full run).
 """
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ def split_runs(tmp_path_factory):
         pytest.skip("the embedded sample (pipelines/sample.yaml, sample_tiles/data) is missing")
     from gep_raster.config import load_config
     from gep_raster.pipeline import run
-    from gep_raster.run_inputs import reference_grid
+    from gep_raster.grid.run_inputs import reference_grid
 
     tmp = tmp_path_factory.mktemp("tiling")
     lc, lc_t, lc_prof = _assemble(SAMPLE_DATA / "land_cover")
@@ -329,13 +329,13 @@ def test_comparison_is_not_vacuous(split_runs):
 # negative controls: a wrong tile set gives another mosaic, and the comparison notices
 # --------------------------------------------------------------------------------------------------
 def _mosaic(paths, grid, kind):
-    from gep_raster.io_read import GridSource
+    from gep_raster.grid.io_read import GridSource
 
     return GridSource("control", list(paths), grid, kind).read_all()
 
 
 def test_negative_control_shifted_or_altered_tile_changes_the_mosaic(split_runs):
-    from gep_raster.io_read import grid_from_files
+    from gep_raster.grid.io_read import grid_from_files
 
     tmp = split_runs["tmp"] / "controls"
     lc, dem, t = split_runs["lc"], split_runs["dem"], split_runs["transform"]

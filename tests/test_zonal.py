@@ -1,4 +1,4 @@
-"""Tests of gep_raster.zonal: exact coverage fractions (exactextract) and block accumulation."""
+"""Tests of gep_raster.accounts.zonal: exact coverage fractions (exactextract) and block accumulation."""
 from __future__ import annotations
 
 import geopandas as gpd
@@ -12,7 +12,7 @@ from rasterio.crs import CRS
 
 from gep_raster.errors import CRSError, VectorError
 from gep_raster.grid import RefGrid
-from gep_raster.zonal import CoverageIndex
+from gep_raster.accounts.zonal import CoverageIndex
 
 UTM50 = CRS.from_epsg(32650)
 
@@ -345,7 +345,7 @@ def test_invalid_and_non_polygon_geometries_rejected():
 # ---------------------------------------------------------------------------------------
 def exactextract_cells(geoms, grid):
     """{(polygon, row, col): fraction} from exactextract on the whole polygons."""
-    from gep_raster.zonal.exactextract_engine import _exactextract_coverage
+    from gep_raster.accounts.zonal.exactextract_engine import _exactextract_coverage
 
     res = _exactextract_coverage(list(shapely.to_wkb(np.asarray(geoms, dtype=object))), grid)
     out = {}
@@ -399,7 +399,7 @@ def edge_case_polygons(g):
 @pytest.mark.parametrize("engine", ["native", "exactextract"])
 @pytest.mark.parametrize("band,merge", [(None, None), (1, 0), (3, 100000)])
 def test_cells_match_exactextract(engine, band, merge, monkeypatch):
-    import gep_raster.zonal as zonal
+    import gep_raster.accounts.zonal as zonal
 
     if band is not None:  # small / merged boxes: many box edges through the polygons
         monkeypatch.setitem(zonal.BAND_ROWS, engine, band)

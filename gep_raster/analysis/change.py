@@ -49,7 +49,7 @@ __all__ = ["RunInfo", "load_run", "check_same_grid", "check_same_services", "com
 
 #: table columns that are not quantities (not compared)
 _AREA_COLUMNS = ("area_km2", "grid_area_km2", "valid_area_km2")
-#: services of the economic accounts (:mod:`gep_raster.economic`): EPV, ECV rasters and the GEP raster
+#: services of the economic accounts (:mod:`gep_raster.accounts.economic`): EPV, ECV rasters and the GEP raster
 ECONOMIC_SERVICES = ("provisioning", "cultural", "gep")
 #: account totals written by the economic accounts: EPV ``provisioning_yuan``, ECV ``cultural_yuan``,
 #: GEP ``gep_yuan`` (also accepted: ``epv_yuan``, ``ecv_yuan``); items ``epv_<item>_yuan``, ``ecv_<item>_yuan``
@@ -58,7 +58,7 @@ _ITEM = re.compile(r"^(epv|ecv)_[a-z0-9_]+_yuan$")
 
 
 def economic_columns(columns) -> dict[str, list[str]]:
-    """EPV/ECV/GEP columns of an account table (names of :mod:`gep_raster.economic`).
+    """EPV/ECV/GEP columns of an account table (names of :mod:`gep_raster.accounts.economic`).
 
     Returns
     -------

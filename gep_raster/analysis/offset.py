@@ -5,7 +5,7 @@ land cover converted, e.g. to built-up, see :mod:`gep_raster.analysis.scenario`)
 **offset ratio** (a policy value, no default), a list of **candidate parcels** (polygons with ids)
 and, optionally, a **restoration-scenario** run (the candidates converted, e.g. to forest).
 
-Computation (all sums with exact coverage fractions, :class:`gep_raster.zonal.CoverageIndex`, on the
+Computation (all sums with exact coverage fractions, :class:`gep_raster.accounts.zonal.CoverageIndex`, on the
 runs' grid; a pixel cut by a polygon edge counts by its covered fraction):
 
 * loss per service s inside the parcel: ``L_s = Σ_px f · (baseline_s − scenario_s)`` (yuan/a; also the
@@ -65,7 +65,7 @@ def pair_sums(index, path_a: Path, path_b: Path | None = None, chunk: int = 1024
 
     Parameters
     ----------
-    index : gep_raster.zonal.CoverageIndex
+    index : gep_raster.accounts.zonal.CoverageIndex
         Coverage of the polygons on the rasters' grid.
     path_a, path_b : Path
         Single-band rasters on ``index.grid`` (per-pixel amounts; NaN = nodata). ``path_b`` optional.
@@ -428,11 +428,11 @@ def _offset_runs(baseline, scenario, restoration):
 def _parcel_coverage(parcel, parcel_layer, scen: RunInfo, grid, warnings: list) -> dict:
     """The development parcel (a polygon file, or the scenario's own edits) as one union coverage index.
 
-    Returns a dict: ``gdf``, ``index`` (:class:`~gep_raster.zonal.CoverageIndex` of the union), ``union``
+    Returns a dict: ``gdf``, ``index`` (:class:`~gep_raster.accounts.zonal.CoverageIndex` of the union), ``union``
     (shapely geometry), ``unit2`` (m2 per squared CRS unit; NaN on a geographic grid), ``source``, ``area_km2``
     (NaN on a geographic grid), ``grid_area_km2`` (covered on the grid). A parcel partly outside: a warning.
     """
-    from ..zonal import CoverageIndex
+    from ..accounts.zonal import CoverageIndex
 
     if parcel is not None:
         pgdf = read_polygons(parcel, grid, layer=parcel_layer, what="--parcel")
@@ -501,7 +501,7 @@ def _candidates(candidates, candidates_layer, id_field: str, name_field, base: R
     """Candidate compensation parcels: their values (baseline, or gain of the restoration run), rank, the greedy
     selection covering ``required`` (yuan/a), and the warnings (overlaps, no restoration run, shortfall).
     Returns (table, selection)."""
-    from ..zonal import CoverageIndex
+    from ..accounts.zonal import CoverageIndex
 
     cgdf = read_polygons(candidates, base.grid, layer=candidates_layer, what="--candidates", id_field=id_field)
     if name_field and name_field not in cgdf.columns:

@@ -395,7 +395,7 @@ class _WrappedSource:
 
     def to_dask(self, chunks):
         """A dask array (height, width) that reads each chunk with :meth:`read`."""
-        from ..io_read import windowed_to_dask
+        from ..grid.io_read import windowed_to_dask
 
         return windowed_to_dask(self, chunks, prefix="scenario")
 
@@ -566,7 +566,7 @@ def wrap_inputs(sources: dict, scenario_cfg, grid: RefGrid, cfg=None) -> dict:
     Parameters
     ----------
     sources : dict
-        The run's sources (:func:`gep_raster.run_inputs.open_inputs`), keyed by model input key (``lc``
+        The run's sources (:func:`gep_raster.grid.run_inputs.open_inputs`), keyed by model input key (``lc``
         = the land cover); each has a ``name`` such as ``inputs.carbon``.
     scenario_cfg : gep_raster.config.ScenarioConfig or None
         The scenario (None: ``sources`` returned unchanged).

@@ -9,7 +9,7 @@ plus, where the run has them, the provisioning (EPV) and cultural (ECV) values a
 Account (``vep_account.csv``), one row per unit: id, name, area, every service's physical quantity
 and value, GEP-R, the EPV/ECV (and GEP) columns when present, and
 
-* ``vep_yuan`` = ``gep_yuan`` when the run wrote a GEP column (:mod:`gep_raster.economic`: GEP-R +
+* ``vep_yuan`` = ``gep_yuan`` when the run wrote a GEP column (:mod:`gep_raster.accounts.economic`: GEP-R +
   ``provisioning_yuan`` + ``cultural_yuan``), else GEP-R + EPV + ECV (EPV = ``provisioning_yuan``, or
   ``epv_yuan``, or the sum of the ``epv_<item>_yuan`` columns; ECV likewise with ``cultural_yuan``);
   a missing account counts 0 and is named in ``vep_basis``;

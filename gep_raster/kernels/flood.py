@@ -212,7 +212,7 @@ def spread_window(poly, row, col, frac, valid, share_m3_per_m2, row_area_m2, sha
     Parameters
     ----------
     poly : int32 (n,)
-        Body position of each coverage entry (:meth:`gep_raster.zonal.CoverageIndex.entries`).
+        Body position of each coverage entry (:meth:`gep_raster.accounts.zonal.CoverageIndex.entries`).
     row, col : int32 (n,)
         Row and column of the entry relative to the window.
     frac : float64 (n,)

@@ -9,10 +9,10 @@ Stages (timed, recorded in the manifest):
 1. ``prepare`` (:mod:`.prepare`): config, legend, prices, inputs opened lazily on the reference grid, polygon layers;
    block (chunk) size from ``processing.memory_budget_mb`` (:mod:`gep_raster.budget`) and output layout.
 2. ``legend_check`` (:mod:`.prepare`): class histogram of the land cover; every class present must have a legend row.
-3. ``coverage`` (:mod:`.coverage`): exact polygon coverage, once per layer and grid (:class:`gep_raster.zonal.CoverageIndex`,
+3. ``coverage`` (:mod:`.coverage`): exact polygon coverage, once per layer and grid (:class:`gep_raster.accounts.zonal.CoverageIndex`,
    cached by content hash in ``processing.coverage_cache``).
    With ``economic_accounts``: ``economic_prepass`` reads land cover (and weight rasters) once more to
-   sum the allocation denominators per unit (:mod:`gep_raster.economic`).
+   sum the allocation denominators per unit (:mod:`gep_raster.accounts.economic`).
 4. ``routing`` (:mod:`.flow_routing`): flow accumulation for the LS factor, whole DEM or per hydrological unit, within the
    memory budget, to a GeoTIFF read per block (:mod:`gep_raster.terrain.hydro_units`).
 5. ``compute_write`` (:mod:`.compute_write`, :mod:`.block_sink`, :mod:`.distributed`): one dask graph computes every output block in one pass over the inputs

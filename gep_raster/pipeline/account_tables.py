@@ -1,6 +1,6 @@
-"""Stage ``tables``: one account table per polygon layer (CSV and GeoPackage, :func:`gep_raster.accounts.build_table`),
+"""Stage ``tables``: one account table per polygon layer (CSV and GeoPackage, :func:`gep_raster.accounts.layers.build_table`),
 the EPV/ECV columns of the economic accounts, and the nesting identity of every child layer against its parent
-(children's sums = the parent's covered part; :func:`gep_raster.accounts.nesting_report`).
+(children's sums = the parent's covered part; :func:`gep_raster.accounts.layers.nesting_report`).
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import numpy as np
 
 from .. import faults
-from ..accounts import add_gep_columns, build_table, nesting_report, roll_up
+from ..accounts.layers import add_gep_columns, build_table, nesting_report, roll_up
 from .state import RunState
 
 log = logging.getLogger("gep_raster")
@@ -49,7 +49,7 @@ def tables(st: RunState) -> None:
 def _nesting_checks(st: RunState, name: str) -> list[dict]:
     """The nesting identity of child layer ``name`` against its parent, on the service columns (raster sums; the
     EPV/ECV columns of the allocation layer and its parents are statistics and their sums, see
-    gep_raster.economic); each result logged."""
+    gep_raster.accounts.economic); each result logged."""
     layer = st.layers[name]
     parent_name = layer.config.nests_in
     idx, kept = st.nest_idx[name]

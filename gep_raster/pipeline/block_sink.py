@@ -41,7 +41,7 @@ class BlockSink:
     store : BlockStore or None
         Where the written outputs' tiles and the journal go (None: nothing is written, only summed).
     indices : dict
-        Layer name -> :class:`~gep_raster.zonal.CoverageIndex`.
+        Layer name -> :class:`~gep_raster.accounts.zonal.CoverageIndex`.
     zonal_keys : list of str
         Output keys summed per polygon (columns of ``sums``).
     chunks : (tuple of int, tuple of int), optional

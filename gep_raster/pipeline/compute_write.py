@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from ..io_read import GridSource
+from ..grid.io_read import GridSource
 from ..progress import BlockProgress
 from ..services.base import TERRAIN_KEYS
 from .block_sink import BlockSink, store_local

@@ -1,13 +1,13 @@
 """Stages ``coverage`` and ``economic_prepass``: the exact polygon coverage of every layer on the reference grid
-(:class:`gep_raster.zonal.CoverageIndex`, cached by content hash in ``processing.coverage_cache``), the coverage of
+(:class:`gep_raster.accounts.zonal.CoverageIndex`, cached by content hash in ``processing.coverage_cache``), the coverage of
 each parent ∩ union(its children) for the nesting identity, and the allocation denominators of the economic
-accounts (:mod:`gep_raster.economic`).
+accounts (:mod:`gep_raster.accounts.economic`).
 """
 from __future__ import annotations
 
 import logging
 
-from ..accounts import assign_parents
+from ..accounts.layers import assign_parents
 from .state import RunState
 
 log = logging.getLogger("gep_raster")
@@ -16,7 +16,7 @@ log = logging.getLogger("gep_raster")
 def _index(st: RunState, gdf, label: str):
     """Exact coverage index of a layer, reused from the cache when the polygons and grid are the same (content
     hash: CoverageIndex.cache_key); a damaged cache file is rebuilt."""
-    from ..zonal import CoverageIndex
+    from ..accounts.zonal import CoverageIndex
 
     cfg = st.cfg
     cache = cfg.resolve(cfg.processing.coverage_cache) if cfg.processing.coverage_cache else st.state_dir / "coverage"

@@ -10,7 +10,7 @@ import logging
 import numpy as np
 
 from .. import __version__
-from ..accounts import polygon_area_km2
+from ..accounts.layers import polygon_area_km2
 from .state import RunState
 
 log = logging.getLogger("gep_raster")

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..accounts import load_layer
-from ..economic import EconomicAccounts
+from ..accounts.layers import load_layer
+from ..accounts.economic import EconomicAccounts
 from ..errors import ConfigError, GridMismatchError, TableError
-from ..io_read import StackSource, SumSource
-from ..run_inputs import SCAN_CHUNK, class_histogram, open_inputs, raster_source, reference_grid
+from ..grid.io_read import StackSource, SumSource
+from ..grid.run_inputs import SCAN_CHUNK, class_histogram, open_inputs, raster_source, reference_grid
 from ..services import ServiceModel
 from ..tables import PriceBook, load_legend
 from ..services.registry import required_legend_columns

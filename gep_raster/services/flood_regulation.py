@@ -23,7 +23,7 @@ water conservation + flood regulation never exceed the available P − ET water
 
 Spreading rule of the water bodies (methods note §5.3): a body's volume is spread to the pixels it
 covers in proportion to the covered area, using exact coverage fractions
-(:class:`gep_raster.zonal.CoverageIndex`), over the pixels with a valid land cover: pixel value =
+(:class:`gep_raster.accounts.zonal.CoverageIndex`), over the pixels with a valid land cover: pixel value =
 Σ_bodies C_body · frac · pixel_area / valid_covered_area(body). The pixels of a body therefore add up to
 C_body exactly; a body only partly inside the grid puts its whole volume on its part inside (listed in
 the method note).
@@ -249,9 +249,9 @@ class Service(ServiceBase):
         per-body table; returns the note part."""
         import pandas as pd
 
-        from ..accounts import polygon_area_km2
+        from ..accounts.layers import polygon_area_km2
         from ..outputs.io_write import atomic_to_csv
-        from ..run_inputs import reference_grid
+        from ..grid.run_inputs import reference_grid
         from .water_bodies import body_volumes, placement_note, read_water_bodies, reservoir_capacity, spread_to_grid
 
         cfg, book = ctx.cfg, ctx.book

@@ -3,7 +3,7 @@
 Formulas (Garzê GEP 2010, 白玛卓嘎 et al. 2017, 生态学报 37(19) §2.4.4 **[V]**): lakes C_l = a · A_km2^b · T · 10⁴
 (m3/a), reservoirs C_r = share · C_t (C_t = total storage, m3), marshes C_m = depth · A (m3). Spreading rule
 (methods note §5.3): pixel value = Σ_bodies C_body · frac · pixel_area / valid_covered_area(body), with exact
-coverage fractions (:class:`gep_raster.zonal.CoverageIndex`) over the pixels with a valid land cover. Used by
+coverage fractions (:class:`gep_raster.accounts.zonal.CoverageIndex`) over the pixels with a valid land cover. Used by
 :meth:`gep_raster.services.flood_regulation.Service.configure`; see that module for the service itself.
 """
 from __future__ import annotations
@@ -198,8 +198,8 @@ def spread_to_grid(cfg, legend, gdf, grid, key: str, volume: np.ndarray, raster_
 
     from ..outputs.io_write import atomic_path
     from ..kernels.flood import spread_window
-    from ..run_inputs import raster_source
-    from ..zonal import CoverageIndex
+    from ..grid.run_inputs import raster_source
+    from ..accounts.zonal import CoverageIndex
 
     idx = CoverageIndex.build(gdf.geometry, grid, layer_name=key)
     lc_src = raster_source(cfg, "land_cover", cfg.inputs.land_cover, grid, "categorical")

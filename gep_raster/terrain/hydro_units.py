@@ -167,7 +167,7 @@ def route_to_raster(dem_source, grid: RefGrid, method: str, options: dict, out_p
 
     Parameters
     ----------
-    dem_source : gep_raster.io_read.GridSource
+    dem_source : gep_raster.grid.io_read.GridSource
         DEM on the reference grid (float32 m, NaN nodata).
     grid : RefGrid
         Reference grid (projected; ``"d8_flood"`` also geographic).

@@ -4,14 +4,14 @@
 ``clip_by_rect(Polygon(ring), box)`` (GEOS rectangle clipping), in batches of at most
 :data:`~.settings.BATCH_CELLS` cells; also exactextract on whole polygons
 (:func:`_exactextract_coverage`, the reference the tests compare with). See *How the coverage is
-built* in :mod:`gep_raster.zonal`.
+built* in :mod:`gep_raster.accounts.zonal`.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from ..grid import RefGrid
+from ...grid import RefGrid
 from .arrays import _grow1, _grow2
 from .geometry import _polygonal
 from .settings import _CLIP_SPLIT_VERTICES, _EPS, BATCH_CELLS

@@ -62,7 +62,7 @@ those whose land-cover class is in ``allocate_to``; the amount of row k in pixel
     a_k(p) = V_k · f_u(p) · A(p) · w_k(p) / D_k,      D_k = Σ_q f_u(q) · A(q) · w_k(q)
 
 with ``f_u(p)`` the exact coverage fraction of pixel p by unit u (exactextract, the allocation
-layer's :class:`~gep_raster.zonal.CoverageIndex`), ``A(p)`` the pixel area (m2), ``w_k(p)`` = 1
+layer's :class:`~gep_raster.accounts.zonal.CoverageIndex`), ``A(p)`` the pixel area (m2), ``w_k(p)`` = 1
 for ``weight: area`` or the weight raster's value (NaN, nodata and negative weights count as 0),
 and the sum over every eligible pixel of the grid. The pixel value of an item is Σ_k a_k(p) over
 the rows of that item; ``provisioning_yuan`` / ``cultural_yuan`` are the sums over the items of
@@ -114,15 +114,15 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import pandas as pd
 
-from .config_base import ECOSYSTEMS
-from .errors import ConfigError, TableError
-from .services.base import OutputSpec
+from ..config_base import ECOSYSTEMS
+from ..errors import ConfigError, TableError
+from ..services.base import OutputSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .accounts import Layer
-    from .config import RunConfig
-    from .grid import RefGrid
-    from .tables import Legend
+    from .layers import Layer
+    from ..config import RunConfig
+    from ..grid import RefGrid
+    from ..tables import Legend
     from .zonal import CoverageIndex
 
 log = logging.getLogger("gep_raster")
@@ -685,7 +685,7 @@ class EconomicAccounts:
 
     def open_weight_sources(self, cfg: "RunConfig", grid: "RefGrid") -> dict:
         """Lazy sources of every configured weight raster, keyed ``econ_weight.<name>``."""
-        from .io_read import GridSource
+        from ..grid.io_read import GridSource
 
         out = {}
         for name, spec in self.weight_specs.items():

@@ -2,7 +2,7 @@
 
 Every ring segment marks the cells it can touch; the marks are grouped per band of
 :data:`~.settings.BAND_ROWS` rows into disjoint boxes; an even-odd scanline at the row
-centres gives the fully covered cells outside the boxes as runs. See :mod:`gep_raster.zonal`.
+centres gives the fully covered cells outside the boxes as runs. See :mod:`gep_raster.accounts.zonal`.
 """
 from __future__ import annotations
 

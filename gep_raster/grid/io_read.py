@@ -33,8 +33,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from .errors import CRSError, RasterError
-from .grid import GRID_TOLERANCE, RefGrid
+from ..errors import CRSError, RasterError
+from .reference import GRID_TOLERANCE, RefGrid
 
 CATEGORICAL_NODATA = -1
 #: Files of one source kept open per thread (least recently used closed first): a block (with its halo) reads at
@@ -289,7 +289,7 @@ class GridSource:
         fractional source pixel-centre coordinates, and interpolated from the 4 neighbours
         (:func:`gep_raster.kernels.resample.bilinear_sample`); the value of a pixel depends only on its
         position, never on the window."""
-        from .kernels.resample import bilinear_sample
+        from ..kernels.resample import bilinear_sample
 
         h, w = r1 - r0, c1 - c0
         t = self.grid.transform
@@ -416,7 +416,7 @@ class StackSource:
         self.dtype = np.dtype(np.float32)
 
     def read(self, r0, r1, c0, c1):
-        from .errors import InputError
+        from ..errors import InputError
 
         stack = np.empty((len(self.sources), r1 - r0, c1 - c0), dtype=np.float32)
         for i, s in enumerate(self.sources):

@@ -1,7 +1,7 @@
 """The reference grid: one CRS, one affine transform, one shape for every raster of a run.
 
 A :class:`RefGrid` is immutable and hashable (like odc-geo's ``GeoBox``). Every input is
-brought onto it (see :mod:`gep_raster.io_read`); every output is written on it. Grid
+brought onto it (see :mod:`gep_raster.grid.io_read`); every output is written on it. Grid
 equality uses a tolerance relative to the pixel size, because real data carry float noise
 (the InVEST Gura land cover stores its pixel size as 15.000000000000014 against the DEM's 15.0).
 """
@@ -16,7 +16,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from .errors import CRSError, GridMismatchError, RasterError
+from ..errors import CRSError, GridMismatchError, RasterError
 
 #: Default relative tolerance for grid equality (fraction of a pixel).
 GRID_TOLERANCE = 1e-6

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import CRSError, VectorError
-from ..grid import RefGrid
+from ...errors import CRSError, VectorError
+from ...grid import RefGrid
 
 
 def _grid_rings(geoms, grid: RefGrid):

@@ -3,7 +3,7 @@
 Per ring, the cell areas by cover/area accumulation along the ring (the signed area left of a
 piece of ring inside a cell, plus the winding height carried to the cells on its right), rounded
 to float32 and added in exactextract's order. See *How the coverage is built* in
-:mod:`gep_raster.zonal`.
+:mod:`gep_raster.accounts.zonal`.
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ Numba's on-disk cache (``cache=True``) keys a compiled function by its own sourc
 change to a helper here is not seen by the cached callers in the sibling modules
 (:mod:`.boundary_scan`, :mod:`.native_engine`, :mod:`.exactextract_engine`, :mod:`.accumulate`)
 until their cache is cleared (``make clean`` removes the ``__pycache__`` folders) or their file
-changes. A fresh install or clone has no cache.
+changes. The same holds after moving a folder of the package with its ``__pycache__`` (the cached
+functions name their old module). A fresh install or clone has no cache.
 """
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import VectorError
-from ..grid import RefGrid
+from ...errors import VectorError
+from ...grid import RefGrid
 from .accumulate import _accumulate, _window_entries
 from .arrays import _concat
 from .boundary_scan import _scan_layer
@@ -647,7 +647,7 @@ def _coverage_key(geoms, grid: RefGrid, union: bool) -> str:
     except Exception:  # pragma: no cover - metadata missing
         ee_version = "unknown"
     h = hashlib.sha256()
-    h.update(f"gep_raster.zonal.CoverageIndex/{_FORMAT_VERSION}/exactextract {ee_version}/"
+    h.update(f"gep_raster.accounts.zonal.CoverageIndex/{_FORMAT_VERSION}/exactextract {ee_version}/"
              f"union={bool(union)}/n={len(geoms)}\n".encode())
     h.update(_grid_key_parts(grid))
     if len(geoms):

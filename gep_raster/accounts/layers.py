@@ -1,6 +1,6 @@
 """Accounts: per-polygon tables of physical quantities, values, GEP-R (and GEP), and nesting checks.
 
-Sums come from exact coverage fractions (:mod:`gep_raster.zonal`): a pixel cut by a polygon
+Sums come from exact coverage fractions (:mod:`gep_raster.accounts.zonal`): a pixel cut by a polygon
 edge counts by its covered fraction, a polygon smaller than a pixel still gets its share, and
 overlapping layers (special units over townships) are each complete because every layer has
 its own coverage index.
@@ -15,11 +15,11 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from .errors import VectorError
-from .grid import RefGrid
+from ..errors import VectorError
+from ..grid import RefGrid
 
 if TYPE_CHECKING:
-    from .config import LayerConfig, RunConfig
+    from ..config import LayerConfig, RunConfig
 
 #: relative tolerance of the nesting identity (children sum = parent ∩ union(children))
 NESTING_RTOL = 1e-6

@@ -1,6 +1,6 @@
 """Storage layout of a coverage index (numba): runs and partial cells sorted and row-indexed.
 
-See *Storage layout* in :mod:`gep_raster.zonal`.
+See *Storage layout* in :mod:`gep_raster.accounts.zonal`.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The run's inputs as lazy sources on the reference grid: the grid, one source per input, the land-cover histogram.
 
 Used by the pipeline, by ``gep validate`` and by services that read an input of their own before the blocks
-(flood regulation's water bodies). Reading and resampling are :class:`gep_raster.io_read.GridSource`'s.
+(flood regulation's water bodies). Reading and resampling are :class:`gep_raster.grid.io_read.GridSource`'s.
 """
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .errors import ConfigError, InputError
-from .grid import RefGrid
+from ..errors import ConfigError, InputError
+from .reference import RefGrid
 from .io_read import GridSource, StackSource, SumSource, grid_from_files
-from .services.base import ROUTING_PRODUCTS, TERRAIN_KEYS
+from ..services.base import ROUTING_PRODUCTS, TERRAIN_KEYS
 
 if TYPE_CHECKING:
-    from .config import RunConfig
+    from ..config import RunConfig
 
 #: Window (pixels) of the land-cover histogram scans when output.chunk_size is not set.
 SCAN_CHUNK = 1024
@@ -117,7 +117,7 @@ def class_histogram(source: GridSource, chunk: int, *, with_area: bool = False, 
     InputError
         A class code above 65536 (codes are 0..65536; negative = nodata).
     """
-    from .kernels.reduce import class_counts
+    from ..kernels.reduce import class_counts
 
     g = source.grid
 
