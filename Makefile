@@ -70,6 +70,10 @@ sample-tiles: $(STAMP)  ## regenerate sample_tiles/data with the deterministic g
 bench: $(STAMP)  ## province-scale benchmarks, all cases up to 32k^2 (long: about 45 min) -> bench/results/latest.json
 	$(BIN)/python bench/run_bench.py
 
+.PHONY: bench-invest
+bench-invest: $(STAMP)  ## InVEST 3.20.2 vs gep run, same 3 services and inputs, 2000^2 and 4000^2, 3 alternated pairs (needs the peer: ../shared/tools/invest-peer) -> bench/results/invest.json
+	$(BIN)/python bench/bench_invest.py
+
 .PHONY: bench-quick
 bench-quick: $(STAMP)  ## small benchmarks only (sample, synthetic 2048^2, zonal) -> bench/results/latest.json
 	$(BIN)/python bench/run_bench.py --cases quick
