@@ -78,6 +78,10 @@ bench-invest: $(STAMP)  ## InVEST 3.20.2 vs gep run, same 3 services and inputs,
 bench-quick: $(STAMP)  ## small benchmarks only (sample, synthetic 2048^2, zonal) -> bench/results/latest.json
 	$(BIN)/python bench/run_bench.py --cases quick
 
+.PHONY: bench-first-run
+bench-first-run: $(STAMP)  ## first-run cost of a fresh install: wheel into new venvs, cold vs warm gep run of the sample, with and without gep warmup, read-only site-packages (about 5 min) -> bench/results/first_run.json
+	$(BIN)/python bench/bench_first_run.py
+
 clean:  ## remove outputs and the Python/numba caches of the package (keeps .venv)
 	rm -rf out bench/results/latest.json
 	find gep_raster -name __pycache__ -type d -prune -exec rm -rf {} +
