@@ -15,22 +15,41 @@ class _Model(BaseModel):
 class RasterInput(_Model):
     """One raster input: a file, a folder of GeoTIFF tiles, a glob, or a list of files (mosaicked lazily)."""
 
-    path: str | list[str]
-    band: int = Field(1, ge=1)
-    nodata: float | None = None  # overrides (or supplies) the file's nodata value
-    scale: float = 1.0  # multiply values by this (e.g. 0.1 for scaled integer products)
-    resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = None
+    path: str | list[str] = Field(description=(
+        "Raster file, folder (every .tif/.tiff/.vrt inside), glob pattern, or a list of these; several files are "
+        "mosaicked lazily (first valid value wins in sorted path order). Relative paths are resolved from the "
+        "config file's folder; ${VAR} is expanded from the environment."))
+    band: int = Field(1, ge=1, description="Band of the file(s) to read (1 = first band).")
+    nodata: float | None = Field(None, description=(
+        "Nodata value of the file(s): overrides the value the files declare, or supplies one when they declare "
+        "none; null: the files' own nodata."))
+    scale: float = Field(1.0, description=(
+        "Factor the values are multiplied by after reading (e.g. 0.1 for a product stored as scaled integers)."))
+    resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = Field(None, description=(
+        "Resampling onto the reference grid when the raster is not on its lattice; null: by the kind of variable "
+        "(classes: nearest, mode when the source is finer; continuous fields: bilinear, average when finer)."))
 
 
 class ClimateInput(_Model):
     """Precipitation or ET0: an annual raster (``path``) or 12 monthly rasters (``monthly``)."""
 
-    path: str | list[str] | None = None
-    monthly: str | list[str] | None = None
-    band: int = Field(1, ge=1)
-    nodata: float | None = None
-    scale: float = 1.0
-    resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = None
+    path: str | list[str] | None = Field(None, description=(
+        "Annual raster (file, folder, glob or list, as for any raster input), in mm/a; exactly one of path and "
+        "monthly is required."), json_schema_extra={"unit": "mm/a"})
+    monthly: str | list[str] | None = Field(None, description=(
+        "12 monthly rasters (a folder, glob or list of exactly 12 files), in mm/month; summed to the annual value "
+        "(soil retention's r_method wischmeier_monthly also uses the months). Exactly one of path and monthly is "
+        "required."),
+        json_schema_extra={"unit": "mm/month"})
+    band: int = Field(1, ge=1, description="Band of the file(s) to read (1 = first band).")
+    nodata: float | None = Field(None, description=(
+        "Nodata value of the file(s): overrides the value the files declare, or supplies one when they declare "
+        "none; null: the files' own nodata."))
+    scale: float = Field(1.0, description=(
+        "Factor the values are multiplied by after reading (e.g. 0.1 for a product stored as scaled integers)."))
+    resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = Field(None, description=(
+        "Resampling onto the reference grid when the raster is not on its lattice; null: bilinear, average when "
+        "the source is finer than the grid."))
 
     @model_validator(mode="after")
     def _one_of(self):
@@ -42,4 +61,6 @@ class ClimateInput(_Model):
 class ServiceConfigBase(_Model):
     """Common switch of every service section ``services.<name>``."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description=(
+        "Compute this service. Default: on for water_conservation, soil_retention, carbon_sequestration and "
+        "air_purification; off for the others."))

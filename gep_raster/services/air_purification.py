@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from ..config_base import ServiceConfigBase
 from .base import BuildContext, OutputSpec, ServiceBase
@@ -19,7 +20,8 @@ POLLUTANTS = ("so2", "nox", "dust")
 class Config(ServiceConfigBase):
     """``services.air_purification``: ``pollutants`` (subset of so2, nox, dust)."""
 
-    pollutants: list[Literal["so2", "nox", "dust"]] = list(POLLUTANTS)
+    pollutants: list[Literal["so2", "nox", "dust"]] = Field(list(POLLUTANTS), description=(
+        "Pollutants computed, each from the legend column <pollutant>_kg_ha (kg/ha/a)."))
 
 
 class Service(ServiceBase):

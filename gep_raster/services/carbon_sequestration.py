@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from ..config_base import ServiceConfigBase
 from ..errors import ConfigError, TableError
@@ -19,7 +20,8 @@ from .base import BuildContext, OutputSpec, ServiceBase
 class Config(ServiceConfigBase):
     """``services.carbon_sequestration``: ``negative_values`` keep (net emission, default) or clip to 0."""
 
-    negative_values: Literal["clip", "keep"] = "keep"
+    negative_values: Literal["clip", "keep"] = Field("keep", description=(
+        "keep: negative fluxes kept (net emission); clip: set to 0."))
 
 
 class Service(ServiceBase):

@@ -53,12 +53,21 @@ class Config(ServiceConfigBase):
         Count the humidifier term E_w × γ of the water-surface equation (Garzê: yes).
     """
 
-    hot_days: float | None = Field(None, ge=0, le=HOT_DAYS_MAX)
-    hot_days_raster: RasterInput | None = None
-    hot_season_et_factor: float | None = Field(None, gt=0, le=10)
-    vegetation_ecosystems: list[Ecosystem] = ["forest", "shrub", "grassland"]
-    water_ecosystems: list[Ecosystem] = ["water", "wetland"]
-    humidifier: bool = True
+    hot_days: float | None = Field(None, ge=0, le=HOT_DAYS_MAX, description=(
+        "D, days per year with daily mean temperature > 26 C, one value for the whole run; exactly one of hot_days "
+        "and hot_days_raster when enabled."), json_schema_extra={"unit": "days/a"})
+    hot_days_raster: RasterInput | None = Field(None, description=(
+        "D per pixel; exactly one of hot_days and hot_days_raster when enabled."),
+        json_schema_extra={"unit": "days/a"})
+    hot_season_et_factor: float | None = Field(None, gt=0, le=10, description=(
+        "Daily ET during the hot days / (annual ET / 365); null: parameter climate_regulation.hot_season_et_factor "
+        "(1.0 = no seasonal adjustment, [U])."))
+    vegetation_ecosystems: list[Ecosystem] = Field(["forest", "shrub", "grassland"], description=(
+        "Ecosystem types counted by the transpiration term (disjoint from water_ecosystems)."))
+    water_ecosystems: list[Ecosystem] = Field(["water", "wetland"], description=(
+        "Ecosystem types counted by the water-surface evaporation term (disjoint from vegetation_ecosystems)."))
+    humidifier: bool = Field(True, description=(
+        "Count the humidifier term E_w x gamma of the water-surface equation (Garze: yes)."))
 
 
 class Service(ServiceBase):

@@ -65,16 +65,24 @@ class WaterBodiesConfig(_Model):
     ``lake_exponent_b``, ``lake_renewals_T`` override the parameters ``flood_regulation.lake_coef_a``,
     ``lake_exponent_b``, ``lake_renewals`` (Qinghai–Tibet plateau regression)."""
 
-    path: str
-    layer: str | None = None
-    id_field: str
-    type_field: str
-    type_map: dict[str, Literal["lake", "reservoir", "marsh"]] = {}
-    capacity_field: str | None = None
-    capacity_unit: Literal["m3", "1e4_m3"] = "m3"
-    lake_coef_a: float | None = Field(None, gt=0)
-    lake_exponent_b: float | None = Field(None, gt=0)
-    lake_renewals_T: float | None = Field(None, gt=0)
+    path: str = Field(description="Polygon file of the lakes, reservoirs and marshes (any CRS).")
+    layer: str | None = Field(None, description="Layer name inside path (a GeoPackage with several layers).")
+    id_field: str = Field(description="Attribute holding the unique id of each water body.")
+    type_field: str = Field(description=(
+        "Attribute holding the type: lake, reservoir or marsh (case-insensitive), or values mapped by type_map."))
+    type_map: dict[str, Literal["lake", "reservoir", "marsh"]] = Field({}, description=(
+        "Value of type_field -> lake, reservoir or marsh (e.g. {湖泊: lake, 水库: reservoir, 沼泽: marsh})."))
+    capacity_field: str | None = Field(None, description=(
+        "Attribute holding the total storage of reservoirs, in capacity_unit; required when the layer holds "
+        "reservoirs."))
+    capacity_unit: Literal["m3", "1e4_m3"] = Field("m3", description=(
+        "Unit of capacity_field: m3 or 1e4_m3 (10^4 m3)."))
+    lake_coef_a: float | None = Field(None, gt=0, description=(
+        "a of the lake regression C_l = a x A_km2^b x T (10^4 m3/a); null: parameter flood_regulation.lake_coef_a."))
+    lake_exponent_b: float | None = Field(None, gt=0, description=(
+        "b of the lake regression; null: parameter flood_regulation.lake_exponent_b."))
+    lake_renewals_T: float | None = Field(None, gt=0, description=(
+        "T of the lake regression (renewals per year); null: parameter flood_regulation.lake_renewals."))
 
 
 class Config(ServiceConfigBase):
@@ -89,11 +97,19 @@ class Config(ServiceConfigBase):
     ``services.flood_regulation.<key>``): a storm key given without ``vegetation_storm: true``; both or
     neither storm input with it; an empty ``vegetation_ecosystems``."""
 
-    vegetation_storm: bool = False
-    storm_precip_mm: float | None = Field(None, gt=0, le=10000)
-    storm_precip_raster: RasterInput | None = None
-    vegetation_ecosystems: list[Literal[ECOSYSTEMS]] = ["forest", "shrub", "grassland"]
-    water_bodies: WaterBodiesConfig | None = None
+    vegetation_storm: bool = Field(False, description=(
+        "Opt in to vegetation storm retention (formula [U]), bounded per pixel by the water balance P - ET - "
+        "water conservation; needs exactly one of storm_precip_mm and storm_precip_raster."))
+    storm_precip_mm: float | None = Field(None, gt=0, le=10000, description=(
+        "Constant storm rainfall depth, per storm event or per storm season (not a monthly or annual total); "
+        "only with vegetation_storm: true."), json_schema_extra={"unit": "mm"})
+    storm_precip_raster: RasterInput | None = Field(None, description=(
+        "Storm rainfall depth per pixel (as storm_precip_mm); only with vegetation_storm: true."),
+        json_schema_extra={"unit": "mm"})
+    vegetation_ecosystems: list[Literal[ECOSYSTEMS]] = Field(["forest", "shrub", "grassland"], description=(
+        "Ecosystem types of vegetation storm retention (not empty); only with vegetation_storm: true."))
+    water_bodies: WaterBodiesConfig | None = Field(None, description=(
+        "Lake, reservoir and marsh polygons (the default term); null: no water-body term."))
 
     @model_validator(mode="after")
     def _vegetation_opt_in(self):

@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from ..config_base import ServiceConfigBase
 from ..errors import ConfigError
@@ -45,7 +46,9 @@ class Config(ServiceConfigBase):
     """``services.oxygen_release``: ``method`` ``co2_ratio`` (default; needs ``services.carbon_sequestration``
     enabled) or ``garze_npp`` (needs ``inputs.carbon.method: npp``)."""
 
-    method: Literal["co2_ratio", "garze_npp"] = "co2_ratio"
+    method: Literal["co2_ratio", "garze_npp"] = Field("co2_ratio", description=(
+        "co2_ratio: 32/44 x the CO2 flux of carbon sequestration (needs it enabled); garze_npp: 1.19 t O2 per t NPP "
+        "dry matter, the Garze GEP 2010 rule (needs inputs.carbon.method npp)."))
 
 
 def npp_to_dry_matter_factor(unit: str, c_per_dry_matter: float) -> float:

@@ -45,13 +45,17 @@ class SoilTextureConfig(_Model):
     the Zhang Keli et al. (2007) regression applied to K_EPIC in US units (``us_units``) or SI units
     (``si_units``), or none (plain EPIC, Williams 1995)."""
 
-    sand: RasterInput
-    silt: RasterInput
-    clay: RasterInput
-    organic_carbon: RasterInput
-    texture_unit: Literal["percent", "g/kg"] = "percent"
-    oc_unit: Literal["percent", "g/kg", "dg/kg", "fraction"] = "percent"
-    china_correction: Literal["us_units", "si_units"] | None = None
+    sand: RasterInput = Field(description="Sand content raster, in texture_unit.")
+    silt: RasterInput = Field(description="Silt content raster, in texture_unit.")
+    clay: RasterInput = Field(description="Clay content raster, in texture_unit.")
+    organic_carbon: RasterInput = Field(description="Soil organic carbon raster, in oc_unit.")
+    texture_unit: Literal["percent", "g/kg"] = Field("percent", description=(
+        "Unit of sand, silt and clay: percent, or g/kg (SoilGrids 2.0)."))
+    oc_unit: Literal["percent", "g/kg", "dg/kg", "fraction"] = Field("percent", description=(
+        "Unit of organic_carbon: percent, g/kg, dg/kg (SoilGrids 2.0 soc) or fraction."))
+    china_correction: Literal["us_units", "si_units"] | None = Field(None, description=(
+        "Zhang Keli et al. (2007) regression applied to K_EPIC in US units (us_units) or SI units (si_units); "
+        "null: plain EPIC (Williams 1995)."))
 
 
 class DailyPrecipitationConfig(_Model):
@@ -59,20 +63,26 @@ class DailyPrecipitationConfig(_Model):
     per calendar year, one band per day (365, or 366 in a leap year), daily rainfall in mm/d. ``years``: the
     calendar year of each file in the sorted file order; None reads a 4-digit year (1900-2099) from each name."""
 
-    path: str | list[str]
-    years: list[int] | None = None
-    nodata: float | None = None
-    scale: float = 1.0
-    resampling: Literal["nearest", "bilinear", "cubic", "average"] | None = None
+    path: str | list[str] = Field(description=(
+        "Daily rainfall rasters (file, folder, glob or list): one multi-band file per calendar year, one band per "
+        "day (365 or 366), in mm/d."), json_schema_extra={"unit": "mm/d"})
+    years: list[int] | None = Field(None, description=(
+        "Calendar year of each file, in sorted file order; null: a 4-digit year (1900-2099) read from each name."))
+    nodata: float | None = Field(None, description=(
+        "Nodata value of the files (overrides or supplies theirs); null: the files' own."))
+    scale: float = Field(1.0, description="Factor the values are multiplied by after reading.")
+    resampling: Literal["nearest", "bilinear", "cubic", "average"] | None = Field(None, description=(
+        "Resampling onto the reference grid; null: bilinear, average when the source is finer."))
 
 
 class VegetationCoverConfig(_Model):
     """``services.soil_retention.vegetation_cover`` (``c_method: cai_2000``): an NDVI raster and the NDVI of bare
     soil and of full cover of the dimidiate pixel model (often the 5 % and 95 % NDVI of the study area)."""
 
-    ndvi: RasterInput
-    ndvi_soil: float = Field(ge=-1, le=1)
-    ndvi_veg: float = Field(ge=-1, le=1)
+    ndvi: RasterInput = Field(description="NDVI raster (-1..1).")
+    ndvi_soil: float = Field(ge=-1, le=1, description=(
+        "NDVI of bare soil (e.g. the 5 % NDVI of the study area); must be below ndvi_veg."))
+    ndvi_veg: float = Field(ge=-1, le=1, description="NDVI of full vegetation cover (e.g. the 95 % NDVI).")
 
     @model_validator(mode="after")
     def _order(self):
@@ -86,20 +96,46 @@ R_METHODS = ("wischmeier_monthly", "zhang_2002_daily", "renard_freimund_1994")
 
 
 class Config(ServiceConfigBase):
-    ls_method: Literal["invest_3_13", "invest_3_20", "slope_based"] = "invest_3_13"
-    routing: Literal["d8", "mfd", "d8_flood"] = "d8"  # flow routing of the routed LS methods
-    threshold_flow_accumulation: float | None = Field(None, gt=0)  # stream cells (InVEST SDR); None: no streams
-    slope_length_m: float | None = Field(None, gt=0)  # slope_based only; None: the cell size
-    l_max: float = Field(122.0, gt=0)  # cap on the L factor (InVEST SDR semantics)
-    max_slope_length_m: float | None = Field(None, gt=0)  # None: parameter soil_retention.max_slope_length_m
-    slope_length_cap: bool = True  # False: no slope-length cap (InVEST's LS)
-    r_method: Literal["wischmeier_monthly", "zhang_2002_daily", "renard_freimund_1994"] = "wischmeier_monthly"
-    daily_precipitation: DailyPrecipitationConfig | None = None  # r_method zhang_2002_daily
-    k_method: Literal["auto", "raster", "epic", "constant"] = "auto"
-    soil_texture: SoilTextureConfig | None = None  # k_method epic
-    c_method: Literal["auto", "legend", "raster", "cai_2000"] = "auto"
-    vegetation_cover: VegetationCoverConfig | None = None  # c_method cai_2000
-    exclude_ecosystems: list[str] = ["water", "urban"]
+    ls_method: Literal["invest_3_13", "invest_3_20", "slope_based"] = Field("invest_3_13", description=(
+        "LS factor: invest_3_13 (InVEST SDR 3.9-3.13 L on routed flow accumulation), invest_3_20 (InVEST "
+        "3.14-3.20 L), slope_based (no routing, one slope length slope_length_m)."))
+    routing: Literal["d8", "mfd", "d8_flood"] = Field("d8", description=(
+        "Flow routing of the routed LS methods: d8 (steepest descent, as pygeoprocessing), mfd (multiple flow "
+        "direction, InVEST SDR's default), d8_flood (priority-flood D8)."))  # flow routing of the routed LS methods
+    threshold_flow_accumulation: float | None = Field(None, gt=0, description=(
+        "Routed LS methods: cells with a flow accumulation above this number of cells are streams and excluded "
+        "(as InVEST SDR); null: no streams."), json_schema_extra={"unit": "cells"})
+    slope_length_m: float | None = Field(None, gt=0, description=(
+        "slope_based only: the slope length lambda; null: the cell size (an assumption)."),
+        json_schema_extra={"unit": "m"})  # slope_based only; None: the cell size
+    l_max: float = Field(122.0, gt=0, description=(
+        "Cap on the L factor (InVEST SDR semantics)."))  # cap on the L factor (InVEST SDR semantics)
+    max_slope_length_m: float | None = Field(None, gt=0, description=(
+        "Cap on the contributing hillslope length when slope_length_cap is true; null: parameter "
+        "soil_retention.max_slope_length_m."), json_schema_extra={"unit": "m"})
+    slope_length_cap: bool = Field(True, description=(
+        "Cap the hillslope length at max_slope_length_m; false: no cap (InVEST's LS)."))
+    r_method: Literal["wischmeier_monthly", "zhang_2002_daily", "renard_freimund_1994"] = Field(
+        "wischmeier_monthly", description=(
+            "R factor when no inputs.r_factor is given: wischmeier_monthly (12 monthly precipitation rasters), "
+            "zhang_2002_daily (daily rainfall, daily_precipitation), renard_freimund_1994 (US annual-precipitation "
+            "regression, an assumption outside the US)."))
+    daily_precipitation: DailyPrecipitationConfig | None = Field(None, description=(
+        "Daily rainfall of r_method zhang_2002_daily (required there, not read otherwise)."))
+    k_method: Literal["auto", "raster", "epic", "constant"] = Field("auto", description=(
+        "K factor: raster (inputs.k_factor), epic (from soil_texture), constant (parameter "
+        "soil_retention.k_constant, an assumption); auto: raster if inputs.k_factor, else epic if soil_texture, "
+        "else constant."))
+    soil_texture: SoilTextureConfig | None = Field(None, description=(
+        "Soil texture rasters of k_method epic."))  # k_method epic
+    c_method: Literal["auto", "legend", "raster", "cai_2000"] = Field("auto", description=(
+        "C factor: legend (column usle_c), raster (inputs.c_factor), cai_2000 (from NDVI, vegetation_cover); "
+        "auto: raster if inputs.c_factor, else cai_2000 if vegetation_cover, else legend."))
+    vegetation_cover: VegetationCoverConfig | None = Field(None, description=(
+        "NDVI raster and end members of c_method cai_2000."))  # c_method cai_2000
+    exclude_ecosystems: list[str] = Field(["water", "urban"], description=(
+        "Ecosystem types where soil retention is not computed (0); each one of forest, shrub, grassland, wetland, "
+        "cropland, urban, water, bare."))
 
     @field_validator("ls_method", mode="before")
     @classmethod

@@ -33,14 +33,28 @@ _AWY_ONLY = ("seasonality_z", "depth_to_root_restricting_layer", "pawc", "soil_d
 
 
 class Config(ServiceConfigBase):
-    method: Literal["water_balance", "invest_awy"] = "water_balance"
-    negative_values: Literal["clip", "keep"] = "clip"
+    method: Literal["water_balance", "invest_awy"] = Field("water_balance", description=(
+        "water_balance: Q = (P - alpha*P - ET) x A with legend runoff_coef alpha (Garze GEP); invest_awy: InVEST "
+        "Annual Water Yield (Budyko curve; needs inputs.et0, seasonality_z, the soil depth, PAWC and legend kc, "
+        "root_depth, lulc_veg)."))
+    negative_values: Literal["clip", "keep"] = Field("clip", description=(
+        "clip: negative balances (ET > P - R) set to 0, the deficit reported in the manifest; keep: kept."))
     # --- invest_awy only ---------------------------------------------------------------
-    seasonality_z: float | None = Field(None, gt=0)  # Z of omega = Z*AWC/P + 1.25 (InVEST: typically 1-30)
-    depth_to_root_restricting_layer: RasterInput | None = None  # mm
-    pawc: RasterInput | None = None  # plant available water content, fraction 0-1
-    soil_depth_mm: float | None = Field(None, ge=0)  # constant instead of the raster (an ASSUMPTION)
-    pawc_fraction: float | None = Field(None, ge=0, le=1)  # constant instead of the raster (an ASSUMPTION)
+    seasonality_z: float | None = Field(None, gt=0, description=(
+        "invest_awy only (required there): Z of omega = Z x AWC/P + 1.25; no default, calibrate it or take it from a "
+        "study of the region (InVEST: typically 1-30)."))  # Z of omega = Z*AWC/P + 1.25 (InVEST: typically 1-30)
+    depth_to_root_restricting_layer: RasterInput | None = Field(None, description=(
+        "invest_awy: raster of the depth to the root-restricting layer; exactly one of it and soil_depth_mm."),
+        json_schema_extra={"unit": "mm"})  # mm
+    pawc: RasterInput | None = Field(None, description=(
+        "invest_awy: raster of the plant available water content (fraction 0-1); exactly one of it and "
+        "pawc_fraction."))  # plant available water content, fraction 0-1
+    soil_depth_mm: float | None = Field(None, ge=0, description=(
+        "invest_awy: constant depth to the root-restricting layer instead of the raster (an assumption)."),
+        json_schema_extra={"unit": "mm"})  # constant instead of the raster (an ASSUMPTION)
+    pawc_fraction: float | None = Field(None, ge=0, le=1, description=(
+        "invest_awy: constant plant available water content (fraction 0-1) instead of the raster (an assumption)."
+        ))  # constant instead of the raster (an ASSUMPTION)
 
     @model_validator(mode="after")
     def _method_keys(self):

@@ -34,9 +34,12 @@ _LIMITS = {"cod": 100000.0, "nh3n": 20000.0, "tp": 5000.0}
 class EmissionsCap(_Model):
     """Regional annual emissions (t/a) of the run area, per pollutant; omitted pollutants are not capped."""
 
-    cod_t: float | None = Field(None, ge=0)
-    nh3n_t: float | None = Field(None, ge=0)
-    tp_t: float | None = Field(None, ge=0)
+    cod_t: float | None = Field(None, ge=0, description="Regional COD emissions; null: COD not capped.",
+                                json_schema_extra={"unit": "t/a"})
+    nh3n_t: float | None = Field(None, ge=0, description="Regional NH3-N emissions; null: NH3-N not capped.",
+                                 json_schema_extra={"unit": "t/a"})
+    tp_t: float | None = Field(None, ge=0, description="Regional TP emissions; null: TP not capped.",
+                               json_schema_extra={"unit": "t/a"})
 
 
 class Config(ServiceConfigBase):
@@ -48,8 +51,11 @@ class Config(ServiceConfigBase):
         Regional emissions (t/a) over the run area (the reference grid's valid land cover).
     """
 
-    pollutants: list[Literal["cod", "nh3n", "tp"]] = list(POLLUTANTS)
-    emissions_cap: EmissionsCap | None = None
+    pollutants: list[Literal["cod", "nh3n", "tp"]] = Field(list(POLLUTANTS), description=(
+        "Pollutants computed, each from the legend column <pollutant>_kg_ha (kg/ha/a)."))
+    emissions_cap: EmissionsCap | None = Field(None, description=(
+        "Regional annual emissions of the run area: where the total removal capacity exceeds them, every pixel is "
+        "scaled so the total equals the emissions; null: no cap."))
 
 
 class Service(ServiceBase):
