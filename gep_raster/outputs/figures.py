@@ -4,15 +4,23 @@ Rendering uses matplotlib's Agg canvas directly (``matplotlib.figure.Figure`` +
 ``FigureCanvasAgg``): no pyplot, no global backend switch, no window, safe in worker threads.
 PNG files are written atomically (temp file in the same folder, then ``os.replace``).
 
-Text: labels made by this module are ASCII English. Caller text (titles, service names)
-may contain Chinese; it is drawn with a CJK font when one is installed (Noto Sans CJK,
-Source Han Sans, SimHei, Microsoft YaHei, WenQuanYi, ...), otherwise every character the
-default font cannot draw is replaced by ``?`` (never an error, never a missing-glyph box).
+The map carries a colour bar (with its unit), a north arrow, a scale bar (a round length in m
+or km, from the grid's CRS) and a key naming the outline style of each polygon layer drawn.
+
+Language: the labels made by this module (axis labels, colour-bar label, notes, legend
+title, bar-chart unit and total, and the run titles of :func:`figure_labels`) are English
+(``lang="en"``) or Chinese (``lang="zh"``). Chinese labels need a CJK font; when none is
+installed (Noto Sans CJK, Source Han Sans, SimHei, Microsoft YaHei, WenQuanYi, ...), ``"zh"``
+falls back to the English labels and logs one warning per process (never boxes for missing
+glyphs). Caller text (titles, service and layer names) may contain Chinese; it is drawn with
+the CJK font when one is installed, otherwise every character the default font cannot draw
+is replaced by ``?`` (never an error, never a missing-glyph box).
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import os
 import warnings
@@ -24,12 +32,17 @@ import numpy as np
 from ..grid import RefGrid
 from .io_write import atomic_path
 
-__all__ = ["plot_gep_r_map", "plot_value_by_service", "DPI", "MAX_DISPLAY_PX"]
+__all__ = ["plot_gep_r_map", "plot_value_by_service", "figure_labels", "scale_bar_length", "LANGS", "DPI",
+           "MAX_DISPLAY_PX"]
+
+log = logging.getLogger(__name__)
 
 #: Resolution of the PNG files.
 DPI = 150
 #: Longest side, in pixels, of the raster drawn in a map (larger rasters are strided).
 MAX_DISPLAY_PX = 2000
+#: Label languages of the figures.
+LANGS = ("en", "zh")
 
 _CJK_FONT_CANDIDATES = (
     "Noto Sans CJK SC", "Noto Sans SC", "Noto Sans CJK JP", "Source Han Sans SC",
@@ -40,10 +53,49 @@ _CJK_FONT_CANDIDATES = (
 _LINE_STYLES = ("-", "--", ":", "-.")
 _LINE_COLOURS = ("black", "crimson", "royalblue", "darkorange", "purple", "dimgray")
 _LINE_WIDTHS = (1.2, 0.9, 0.8, 0.7)
+#: Fraction of the map width that a scale bar may take at most.
+_SCALE_BAR_FRACTION = 0.25
+
+#: Label strings of the figures, per language (``{...}`` fields are filled in by the plotting code).
+_LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "density": "GEP-R density", "unit_density": "yuan/ha/a", "with_unit": "{name} ({unit})",
+        "easting": "Easting", "northing": "Northing", "longitude": "Longitude", "latitude": "Latitude",
+        "deg": "deg", "axis": "{axis} ({unit}), {crs}", "north": "N",
+        "note_stretch": "colour stretch: 2-98th percentile", "note_sep": "; ",
+        "note_display": "display: 1 pixel in {step} per row and column", "no_data": "no data",
+        "note_no_scale": "no scale bar: CRS units unknown", "legend_title": "Outlines", "layer": "layer {n}",
+        "value": "Value", "total": "Total", "yuan": "yuan", "yuan_1e4": "10^4 yuan", "yuan_1e8": "10^8 yuan",
+        "per_year": "/a",
+        "title_map": "GEP-R, {name}", "title_services": "Value per service, whole run area, {name}",
+        "title_gep": "GEP by service (EPV, GEP-R services, ECV), whole run area, {name}",
+    },
+    "zh": {
+        "density": "GEP-R 密度", "unit_density": "元/公顷/年", "with_unit": "{name}（{unit}）",
+        "easting": "东坐标", "northing": "北坐标", "longitude": "经度", "latitude": "纬度",
+        "deg": "度", "axis": "{axis}（{unit}），{crs}", "north": "北",
+        "note_stretch": "色标拉伸：第 2–98 百分位", "note_sep": "；",
+        "note_display": "显示：每行每列每 {step} 个像元取 1 个", "no_data": "无数据",
+        "note_no_scale": "无比例尺：坐标系单位未知", "legend_title": "边界", "layer": "图层 {n}",
+        "value": "价值", "total": "合计", "yuan": "元", "yuan_1e4": "万元", "yuan_1e8": "亿元",
+        "per_year": "/年",
+        "title_map": "GEP-R，{name}", "title_services": "各服务价值，全区，{name}",
+        "title_gep": "各服务 GEP（EPV、GEP-R 服务、ECV），全区，{name}",
+    },
+}
+#: Chinese names of the usual layer names (matched case-insensitively, ``_``/``-`` read as spaces).
+_LAYER_NAMES_ZH = {
+    "county": "县", "counties": "县", "district": "区", "city": "市", "province": "省", "township": "乡镇",
+    "townships": "乡镇", "town": "乡镇", "towns": "乡镇", "village": "村", "villages": "村",
+    "special unit": "特殊单元", "special units": "特殊单元", "protected area": "保护地",
+    "protected areas": "保护地", "nature reserve": "自然保护区", "nature reserves": "自然保护区",
+    "parcel": "地块", "parcels": "地块",
+}
+_warned_no_cjk = False
 
 
 # ---------------------------------------------------------------------------------------
-# fonts and text
+# fonts, text and languages
 # ---------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def _fonts() -> tuple[list[str], frozenset[int]]:
@@ -67,10 +119,62 @@ def _fonts() -> tuple[list[str], frozenset[int]]:
     return families, frozenset(covered)
 
 
+def _has_cjk_font() -> bool:
+    """True when a CJK font that draws every character of the Chinese label table is installed."""
+    _, covered = _fonts()
+    return all(ord(c) in covered for text in _LABELS["zh"].values() for c in text if ord(c) > 127)
+
+
 def _safe(text: str) -> str:
     """``text`` with each character no available font can draw replaced by ``?``."""
     _, covered = _fonts()
     return "".join(c if (c in "\n\t" or ord(c) in covered) else "?" for c in str(text))
+
+
+def _check_lang(lang) -> str:
+    if lang not in LANGS:
+        raise ValueError(f"lang must be one of {', '.join(repr(x) for x in LANGS)}; got {lang!r}")
+    return lang
+
+
+def figure_labels(lang: str = "en") -> dict[str, str]:
+    """The label strings the figures use in ``lang`` (a copy; ``{...}`` fields are format fields).
+
+    Parameters
+    ----------
+    lang : {"en", "zh"}, default "en"
+        Label language. ``"zh"`` gives the Chinese labels when a CJK font is installed, and
+        otherwise the English ones, with a logged warning (once per process).
+
+    Returns
+    -------
+    dict of str to str
+        Keys include ``title_map``, ``title_services``, ``title_gep`` (``{name}``: run name),
+        ``density``, ``unit_density``, ``value``, ``total``, ``legend_title``, ``note_no_scale``;
+        the key ``lang`` holds the language actually used (``"en"`` after a fallback).
+
+    Raises
+    ------
+    ValueError
+        If ``lang`` is not ``"en"`` or ``"zh"``.
+    """
+    global _warned_no_cjk
+    used = _check_lang(lang)
+    if used == "zh" and not _has_cjk_font():
+        if not _warned_no_cjk:
+            log.warning("figures: lang='zh' but no CJK font is installed (e.g. Debian's fonts-noto-cjk or "
+                        "fonts-wqy-microhei); the figure labels are in English")
+            _warned_no_cjk = True
+        used = "en"
+    return {**_LABELS[used], "lang": used}
+
+
+def _layer_label(name: str, labels: Mapping[str, str]) -> str:
+    """``name`` of a polygon layer, in Chinese for the usual names when the labels are Chinese."""
+    if labels["lang"] != "zh":
+        return str(name)
+    key = " ".join(str(name).replace("_", " ").replace("-", " ").lower().split())
+    return _LAYER_NAMES_ZH.get(key, str(name))
 
 
 @contextlib.contextmanager
@@ -121,21 +225,113 @@ def _outline_collection(geoms, **style):
     return LineCollection(np.split(coords, cuts) if coords.size else [], **style)
 
 
-def _crs_label(grid: RefGrid) -> tuple[str, str, str]:
-    """(crs name, x-axis label, y-axis label)."""
-    name = grid.crs.to_string()
-    unit = "m"
+def _pyproj_crs(grid: RefGrid):
     with contextlib.suppress(Exception):
         from pyproj import CRS as PCRS
 
-        pcrs = PCRS.from_user_input(grid.crs.to_wkt())
+        return PCRS.from_user_input(grid.crs.to_wkt())
+    return None
+
+
+def _crs_label(grid: RefGrid, labels: Mapping[str, str] = _LABELS["en"]) -> tuple[str, str, str]:
+    """(crs name, x-axis label, y-axis label)."""
+    name = grid.crs.to_string()
+    unit = "m"
+    pcrs = _pyproj_crs(grid)
+    if pcrs is not None:
         name = pcrs.name
         if not grid.is_geographic and pcrs.axis_info:
             unit = pcrs.axis_info[0].unit_name or unit
             unit = {"metre": "m", "meter": "m"}.get(unit, unit)
     if grid.is_geographic:
-        return name, f"Longitude (deg), {name}", f"Latitude (deg), {name}"
-    return name, f"Easting ({unit}), {name}", f"Northing ({unit}), {name}"
+        axes, unit = ("longitude", "latitude"), labels["deg"]
+    else:
+        axes = ("easting", "northing")
+    x, y = (labels["axis"].format(axis=labels[a], unit=unit, crs=name) for a in axes)
+    return name, x, y
+
+
+# ---------------------------------------------------------------------------------------
+# scale bar
+# ---------------------------------------------------------------------------------------
+def scale_bar_length(span_m: float, fraction: float = _SCALE_BAR_FRACTION) -> tuple[float, str] | None:
+    """The round length of a scale bar for a map ``span_m`` metres wide, and its label.
+
+    Parameters
+    ----------
+    span_m : float
+        Width of the map, in metres (at the map's centre latitude for a geographic grid).
+    fraction : float, default 0.25
+        The bar is the longest of 1, 2 or 5 × 10^k metres that is at most ``fraction × span_m``.
+
+    Returns
+    -------
+    (float, str) or None
+        Length in metres and its label (``"500 m"``, ``"2 km"``, ``"0.5 m"``: metres below
+        1 km, km from 1 km); ``None`` when ``span_m`` or ``fraction`` is not a positive number.
+
+    Examples
+    --------
+    A map 9 900 m wide: at most 2 475 m, so 2 000 m, ``"2 km"``.
+    """
+    target = float(span_m) * float(fraction)
+    if not (math.isfinite(target) and target > 0):
+        return None
+    exp = math.floor(math.log10(target))
+    length = next(m * 10.0 ** exp for m in (5, 2, 1) if m * 10.0 ** exp <= target * (1 + 1e-12))
+    length = float(f"{length:.12g}")
+    label = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
+    return length, label
+
+
+def _metres_per_x_unit(grid: RefGrid) -> float | None:
+    """Metres per unit of the map's x axis: the linear unit of a projected CRS, the length of one degree of
+    longitude at the map's centre latitude (on the CRS's ellipsoid) for a geographic one; ``None`` if unknown."""
+    pcrs = _pyproj_crs(grid)
+    if pcrs is None or not pcrs.axis_info:
+        return None
+    if grid.is_geographic:
+        ell = pcrs.ellipsoid
+        a = ell.semi_major_metre if ell is not None else 6378137.0
+        inv_f = ell.inverse_flattening if ell is not None else 298.257223563
+        e2 = (2 - 1 / inv_f) / inv_f if inv_f else 0.0
+        _, bottom, _, top = grid.bounds
+        phi = math.radians((top + bottom) / 2)
+        return math.pi / 180 * a * math.cos(phi) / math.sqrt(1 - e2 * math.sin(phi) ** 2)
+    axis = pcrs.axis_info[0]
+    factor = axis.unit_conversion_factor
+    if (axis.unit_name or "unknown").lower() in ("unknown", "") or not (factor and math.isfinite(factor)
+                                                                        and factor > 0):
+        return None
+    return float(factor)
+
+
+def _scale_bar_spec(grid: RefGrid) -> tuple[float, str] | None:
+    """(bar length in x-axis units, label) of the map of ``grid``; ``None`` when the CRS units are unknown."""
+    per_unit = _metres_per_x_unit(grid)
+    if per_unit is None or not per_unit > 0:
+        return None
+    left, _, right, _ = grid.bounds
+    spec = scale_bar_length((right - left) * per_unit)
+    return None if spec is None else (spec[0] / per_unit, spec[1])
+
+
+def _draw_scale_bar(ax, grid: RefGrid) -> bool:
+    """A scale bar in the lower left corner of ``ax``; False (nothing drawn) when the CRS units are unknown."""
+    from matplotlib.font_manager import FontProperties
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    spec = _scale_bar_spec(grid)
+    if spec is None:
+        return False
+    _, bottom, _, top = grid.bounds
+    bar = AnchoredSizeBar(ax.transData, spec[0], spec[1], "lower left", pad=0.35, borderpad=0.6, sep=3,
+                          frameon=True, size_vertical=(top - bottom) * 0.006, color="black",
+                          fontproperties=FontProperties(size=7))
+    bar.patch.set(alpha=0.8, edgecolor="none")
+    bar.set_gid("scale_bar")
+    ax.add_artist(bar)
+    return True
 
 
 # ---------------------------------------------------------------------------------------
@@ -144,6 +340,7 @@ def _crs_label(grid: RefGrid) -> tuple[str, str, str]:
 def plot_gep_r_map(array, grid: RefGrid, path: str | os.PathLike, *, title: str,
                    polygons: Sequence | None = None, pixel_area_m2: float | None = None,
                    polygon_labels: Sequence[str] | None = None, north_arrow: bool = True,
+                   scale_bar: bool = True, show_units: bool = True, lang: str = "en",
                    cmap: str = "viridis", max_display_px: int = MAX_DISPLAY_PX) -> Path:
     """Map of GEP-R density (yuan per hectare per year) as a PNG, written atomically.
 
@@ -155,21 +352,35 @@ def plot_gep_r_map(array, grid: RefGrid, path: str | os.PathLike, *, title: str,
         only every ``step``-th row and column is read, where
         ``step = ceil(max(height, width) / max_display_px)``.
     grid : RefGrid
-        Grid of ``array``; gives the map extent and, by default, the pixel areas.
+        Grid of ``array``; gives the map extent, the scale bar and, by default, the pixel areas.
     path : path-like
         Output PNG path (150 dpi).
     title : str
-        Figure title (ASCII recommended; see module notes on CJK text).
+        Figure title, drawn as given (see module notes on CJK text; :func:`figure_labels`
+        has run titles in both languages).
     polygons : list of geopandas.GeoDataFrame, optional
         Layers whose outlines are drawn over the raster (layer *i* gets line style
         ``-``, ``--``, ``:``, ``-.`` in turn). Reprojected to ``grid.crs`` if their CRS differs.
+        ``None`` or empty layers are skipped (and get no key entry).
     pixel_area_m2 : float, optional
         Area of one pixel in m². Default: ``grid.row_pixel_area_m2`` (per row; true
         ellipsoidal areas for geographic grids).
     polygon_labels : list of str, optional
-        Legend label of each polygon layer (no legend if omitted).
+        Name of each polygon layer in the key (usual names such as ``county``, ``township``,
+        ``special_units`` are translated for ``lang="zh"``). Default: ``layer 1``, ``layer 2`` ...
+        The key lists each layer drawn with its line style, in the order of ``polygons``.
     north_arrow : bool, default True
         Draw a north arrow (grids are north-up).
+    scale_bar : bool, default True
+        Draw a scale bar: a round length (1, 2 or 5 × 10^k m, at most a quarter of the map
+        width) from the CRS's linear unit (projected) or the metres per degree of longitude at
+        the map's centre latitude (geographic). If the CRS units are unknown no bar is drawn
+        and a note on the figure says so.
+    show_units : bool, default True
+        Put the unit (``yuan/ha/a``) in the colour-bar label.
+    lang : {"en", "zh"}, default "en"
+        Language of the labels made here (see :func:`figure_labels` for the fallback to
+        English without a CJK font).
     cmap : str, default ``"viridis"``
         Matplotlib colour map; nodata is transparent.
     max_display_px : int, default 2000
@@ -184,7 +395,8 @@ def plot_gep_r_map(array, grid: RefGrid, path: str | os.PathLike, *, title: str,
     ------
     ValueError
         If ``array`` is not 2-D with ``grid.shape``, ``pixel_area_m2`` is not positive,
-        or the lengths of ``polygons`` and ``polygon_labels`` differ.
+        the lengths of ``polygons`` and ``polygon_labels`` differ, or ``lang`` is not
+        ``"en"`` or ``"zh"``.
     gep_raster.outputs.io_write.OutputError
         If the PNG cannot be written.
 
@@ -194,6 +406,7 @@ def plot_gep_r_map(array, grid: RefGrid, path: str | os.PathLike, *, title: str,
     percentiles of the displayed finite values (colour bar arrows mark values beyond).
     An all-NaN raster gives a map with the note "no data".
     """
+    _check_lang(lang)
     shape = tuple(getattr(array, "shape", ()))
     if shape != grid.shape:
         raise ValueError(f"{path}: array shape {shape} differs from grid shape {grid.shape}")
@@ -205,54 +418,66 @@ def plot_gep_r_map(array, grid: RefGrid, path: str | os.PathLike, *, title: str,
 
     step = max(1, math.ceil(max(grid.shape) / max(1, int(max_display_px))))
     density = _display_density(array, grid, step, pixel_area_m2)
+    with _mpl_context():
+        fig = _map_figure(density, grid, title=title, polygons=polygons, polygon_labels=polygon_labels,
+                          labels=figure_labels(lang), step=step, north_arrow=north_arrow, scale_bar=scale_bar,
+                          show_units=show_units, cmap=cmap)
+        return _save_png(fig, path)
+
+
+def _map_figure(density: np.ndarray, grid: RefGrid, *, title: str, polygons: list, polygon_labels,
+                labels: Mapping[str, str], step: int = 1, north_arrow: bool = True, scale_bar: bool = True,
+                show_units: bool = True, cmap: str = "viridis"):
+    """The map's Figure (call inside :func:`_mpl_context`): ``density`` (yuan/ha/a, the displayed pixels) over
+    ``grid``'s extent, outlines and their key, colour bar, north arrow, scale bar and notes."""
+    import matplotlib
+
     finite = density[np.isfinite(density)]
     vmin, vmax, extend = _colour_stretch(finite)
     left, bottom, right, top = grid.bounds
-    crs_name, xlabel, ylabel = _crs_label(grid)
-
-    import matplotlib
-
-    with _mpl_context():
-        ratio = (top - bottom) / (right - left)
-        if grid.is_geographic:
-            ratio /= max(0.05, math.cos(math.radians((top + bottom) / 2)))
-        fig_w = 9.0
-        fig = _new_figure((fig_w, min(14.0, max(4.0, fig_w * 0.85 * ratio + 1.2))))
-        ax = fig.add_subplot(1, 1, 1)
-        colours = matplotlib.colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))
-        im = ax.imshow(np.ma.masked_invalid(density), extent=(left, right, bottom, top),
-                       origin="upper", cmap=colours, vmin=vmin, vmax=vmax,
-                       interpolation="nearest")
-        if grid.is_geographic:
-            ax.set_aspect(1.0 / max(0.05, math.cos(math.radians((top + bottom) / 2))))
-        else:
-            ax.set_aspect("equal")
-        cbar = fig.colorbar(im, ax=ax, extend=extend, shrink=0.85, pad=0.03)
-        cbar.set_label("GEP-R density (yuan/ha/a)")
-        handles = _draw_outlines(ax, polygons, polygon_labels, grid)
-        ax.set_xlim(left, right)
-        ax.set_ylim(bottom, top)
-        if handles:
-            ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.8)
-        ax.set_title(_safe(title))
-        ax.set_xlabel(_safe(xlabel), fontsize=8)
-        ax.set_ylabel(_safe(ylabel), fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.ticklabel_format(useOffset=False, style="plain")
-        if north_arrow:
-            ax.annotate("N", xy=(0.06, 0.95), xytext=(0.06, 0.83), xycoords="axes fraction",
-                        textcoords="axes fraction", ha="center", va="center", fontsize=11,
-                        fontweight="bold",
-                        arrowprops=dict(facecolor="black", edgecolor="black", width=3, headwidth=9))
-        notes = ["colour stretch: 2-98th percentile"]
-        if step > 1:
-            notes.append(f"display: 1 pixel in {step} per row and column")
-        if not finite.size:
-            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center",
-                    fontsize=14, color="gray")
-        ax.annotate("; ".join(notes), xy=(0, 0), xycoords="axes fraction", xytext=(0, -34),
-                    textcoords="offset points", fontsize=6, color="gray", ha="left", va="top")
-        return _save_png(fig, path)
+    _, xlabel, ylabel = _crs_label(grid, labels)
+    ratio = (top - bottom) / (right - left)
+    if grid.is_geographic:
+        ratio /= max(0.05, math.cos(math.radians((top + bottom) / 2)))
+    fig_w = 9.0
+    fig = _new_figure((fig_w, min(14.0, max(4.0, fig_w * 0.85 * ratio + 1.2))))
+    ax = fig.add_subplot(1, 1, 1)
+    colours = matplotlib.colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))
+    im = ax.imshow(np.ma.masked_invalid(density), extent=(left, right, bottom, top),
+                   origin="upper", cmap=colours, vmin=vmin, vmax=vmax, interpolation="nearest")
+    if grid.is_geographic:
+        ax.set_aspect(1.0 / max(0.05, math.cos(math.radians((top + bottom) / 2))))
+    else:
+        ax.set_aspect("equal")
+    cbar = fig.colorbar(im, ax=ax, extend=extend, shrink=0.85, pad=0.03)
+    cbar.set_label(_safe(labels["with_unit"].format(name=labels["density"], unit=labels["unit_density"])
+                         if show_units else labels["density"]))
+    handles = _draw_outlines(ax, polygons, polygon_labels, grid, labels)
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)
+    if handles:
+        ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.8,
+                  title=_safe(labels["legend_title"]), title_fontsize=8)
+    ax.set_title(_safe(title))
+    ax.set_xlabel(_safe(xlabel), fontsize=8)
+    ax.set_ylabel(_safe(ylabel), fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.ticklabel_format(useOffset=False, style="plain")
+    if north_arrow:
+        ax.annotate(_safe(labels["north"]), xy=(0.06, 0.95), xytext=(0.06, 0.83), xycoords="axes fraction",
+                    textcoords="axes fraction", ha="center", va="center", fontsize=11, fontweight="bold",
+                    arrowprops=dict(facecolor="black", edgecolor="black", width=3, headwidth=9))
+    notes = [labels["note_stretch"]]
+    if step > 1:
+        notes.append(labels["note_display"].format(step=step))
+    if scale_bar and not _draw_scale_bar(ax, grid):
+        notes.append(labels["note_no_scale"])
+    if not finite.size:
+        ax.text(0.5, 0.5, _safe(labels["no_data"]), transform=ax.transAxes, ha="center", va="center",
+                fontsize=14, color="gray")
+    ax.annotate(_safe(labels["note_sep"].join(notes)), xy=(0, 0), xycoords="axes fraction", xytext=(0, -34),
+                textcoords="offset points", fontsize=6, color="gray", ha="left", va="top", gid="notes")
+    return fig
 
 
 def _display_density(array, grid: RefGrid, step: int, pixel_area_m2: float | None) -> np.ndarray:
@@ -283,11 +508,13 @@ def _colour_stretch(finite: np.ndarray) -> tuple[float, float, str]:
                         (True, True): "both"}[(extend_lo, extend_hi)]
 
 
-def _draw_outlines(ax, polygons: list, polygon_labels, grid: RefGrid) -> list:
-    """Outlines of every polygon layer (in the grid's CRS; layer i gets the i-th line style); returns the legend
-    handles (empty without labels)."""
+def _draw_outlines(ax, polygons: list, polygon_labels, grid: RefGrid,
+                   labels: Mapping[str, str] | None = None) -> list:
+    """Outlines of every non-empty polygon layer (in the grid's CRS; layer i gets the i-th line style); returns the
+    key's handles, one per layer drawn, labelled ``polygon_labels[i]`` (default ``layer i+1``)."""
     from matplotlib.lines import Line2D
 
+    labels = labels if labels is not None else figure_labels("en")
     handles = []
     for i, gdf in enumerate(polygons):
         if gdf is None or len(gdf) == 0:
@@ -304,23 +531,25 @@ def _draw_outlines(ax, polygons: list, polygon_labels, grid: RefGrid) -> list:
                      color=_LINE_COLOURS[i % len(_LINE_COLOURS)],
                      linewidth=_LINE_WIDTHS[min(i, len(_LINE_WIDTHS) - 1)])
         ax.add_collection(_outline_collection(layer.geometry.values, **style))
-        if polygon_labels is not None:
-            handles.append(Line2D([], [], label=_safe(polygon_labels[i]), **style))
+        name = (_layer_label(polygon_labels[i], labels) if polygon_labels is not None
+                else labels["layer"].format(n=i + 1))
+        handles.append(Line2D([], [], label=_safe(name), **style))
     return handles
 
 
 # ---------------------------------------------------------------------------------------
 # bar chart
 # ---------------------------------------------------------------------------------------
-def _scale(max_abs: float) -> tuple[float, str]:
+def _scale(max_abs: float, labels: Mapping[str, str] = _LABELS["en"]) -> tuple[float, str]:
     if max_abs >= 1e8:
-        return 1e8, "10^8 yuan"
+        return 1e8, labels["yuan_1e8"]
     if max_abs >= 1e4:
-        return 1e4, "10^4 yuan"
-    return 1.0, "yuan"
+        return 1e4, labels["yuan_1e4"]
+    return 1.0, labels["yuan"]
 
 
-def plot_value_by_service(values: Mapping[str, float], path: str | os.PathLike, *, title: str) -> Path:
+def plot_value_by_service(values: Mapping[str, float], path: str | os.PathLike, *, title: str,
+                          show_units: bool = True, lang: str = "en") -> Path:
     """Horizontal bar chart of value per ecosystem service, as a PNG written atomically.
 
     Parameters
@@ -331,6 +560,11 @@ def plot_value_by_service(values: Mapping[str, float], path: str | os.PathLike, 
         Output PNG path (150 dpi).
     title : str
         Figure title; the total value is added as a second line.
+    show_units : bool, default True
+        Put the unit in the axis label and after the total.
+    lang : {"en", "zh"}, default "en"
+        Language of the axis label, the total and the units (see :func:`figure_labels` for
+        the fallback to English without a CJK font). Service labels are drawn as given.
 
     Returns
     -------
@@ -340,17 +574,18 @@ def plot_value_by_service(values: Mapping[str, float], path: str | os.PathLike, 
     Raises
     ------
     ValueError
-        If ``values`` is empty or holds a non-finite value.
+        If ``values`` is empty or holds a non-finite value, or ``lang`` is not ``"en"`` or ``"zh"``.
     gep_raster.outputs.io_write.OutputError
         If the PNG cannot be written.
 
     Notes
     -----
     The axis unit follows the largest absolute value: ``yuan``, ``10^4 yuan`` (万元) from
-    1e4, ``10^8 yuan`` (亿元) from 1e8 — labels are ASCII so no CJK font is needed. Each bar
-    is annotated with its value in that unit and its share of the total (sum of the
+    1e4, ``10^8 yuan`` (亿元) from 1e8 — English labels are ASCII so no CJK font is needed.
+    Each bar is annotated with its value in that unit and its share of the total (sum of the
     values; no share shown when the total is 0).
     """
+    _check_lang(lang)
     if not values:
         raise ValueError(f"{path}: no service values to plot")
     items = []
@@ -363,7 +598,9 @@ def plot_value_by_service(values: Mapping[str, float], path: str | os.PathLike, 
     labels = [_safe(k) for k, _ in items]
     raw = np.array([v for _, v in items], dtype=np.float64)
     total = float(raw.sum())
-    div, unit = _scale(float(np.abs(raw).max()))
+    text = figure_labels(lang)
+    div, unit = _scale(float(np.abs(raw).max()), text)
+    unit_a = f"{unit}{text['per_year']}"
     scaled = raw / div
 
     with _mpl_context():
@@ -385,8 +622,10 @@ def plot_value_by_service(values: Mapping[str, float], path: str | os.PathLike, 
         hi = max(scaled.max(), 0.0)
         ax.set_xlim(lo - (0.35 * span if lo < 0 else 0.0), hi + (0.35 * span if hi > 0 else 0.02 * span))
         ax.axvline(0, color="black", linewidth=0.6)
-        ax.set_xlabel(f"Value ({unit}/a)")
-        ax.set_title(_safe(title) + f"\nTotal: {total / div:,.2f} {unit}/a", fontsize=10)
+        ax.set_xlabel(_safe(text["with_unit"].format(name=text["value"], unit=unit_a) if show_units
+                            else text["value"]))
+        total_txt = f"{text['total']}: {total / div:,.2f}" + (f" {unit_a}" if show_units else "")
+        ax.set_title(_safe(title) + "\n" + _safe(total_txt), fontsize=10)
         ax.grid(axis="x", linestyle=":", linewidth=0.5, alpha=0.7)
         ax.set_axisbelow(True)
         return _save_png(fig, path)

@@ -14,22 +14,30 @@ from .state import RunState
 
 
 def draw(st: RunState) -> list[dict]:
-    """Write ``figures/gep_r_map.png`` and ``figures/value_by_service.png``; returns their manifest records."""
-    from ..outputs.figures import plot_gep_r_map, plot_value_by_service
+    """Write ``figures/gep_r_map.png`` and ``figures/value_by_service.png``; returns their manifest records.
+
+    The map's key names each polygon layer of the run by its name in the configuration. Labels are in the
+    language of ``cfg.output.lang`` (``"en"`` or ``"zh"``; ``"en"``
+    otherwise); a bad value raises ValueError."""
+    from ..outputs.figures import figure_labels, plot_gep_r_map, plot_value_by_service
 
     cfg, grid = st.cfg, st.grid
+    lang = cfg.output.lang  # label language, "en" or "zh" (English without a CJK font)
+    text = figure_labels(lang)
     fig_dir = st.out_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     gep = read_decimated(st.out_dir / st.rel_path["gep_r_yuan"], 2000)
-    plot_gep_r_map(gep, decimated_grid(grid, gep.shape), fig_dir / "gep_r_map.png", title=f"GEP-R, {cfg.name}",
-                   polygons=[layer.gdf for layer in st.layers.values()],
-                   pixel_area_m2=float(np.mean(grid.row_pixel_area_m2)))
+    layers = list(st.layers.values())
+    plot_gep_r_map(gep, decimated_grid(grid, gep.shape), fig_dir / "gep_r_map.png",
+                   title=text["title_map"].format(name=cfg.name),
+                   polygons=[layer.gdf for layer in layers], polygon_labels=[layer.name for layer in layers],
+                   pixel_area_m2=float(np.mean(grid.row_pixel_area_m2)), lang=lang)
     vals = {s.label: st.totals[s.value_key] for s in st.model.services}
-    title = f"Value per service, whole run area, {cfg.name}"
+    title = text["title_services"].format(name=cfg.name)
     if st.econ is not None:  # EPV and ECV beside the regulating services
         vals.update(st.econ.plot_values())
-        title = f"GEP by service (EPV, GEP-R services, ECV), whole run area, {cfg.name}"
-    plot_value_by_service(vals, fig_dir / "value_by_service.png", title=title)
+        title = text["title_gep"].format(name=cfg.name)
+    plot_value_by_service(vals, fig_dir / "value_by_service.png", title=title, lang=lang)
     return [{"path": "figures/gep_r_map.png", "service": "gep_r", "kind": "figure", "unit": "yuan/ha/a"},
             {"path": "figures/value_by_service.png", "service": "all", "kind": "figure", "unit": "yuan/a"}]
 
