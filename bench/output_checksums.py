@@ -4,7 +4,8 @@ Runs ``pipelines/sample.yaml``, ``pipelines/gura.yaml`` and ``pipelines/willamet
 first on ``sys.path``: this checkout, or another one given with ``--code``) into a scratch folder, with
 ``SOURCE_DATE_EPOCH`` set so GeoPackages carry a fixed timestamp, and writes the SHA-256 of every output file
 (rasters, their tiles, tables, figures) and of the manifest with its run-dependent fields removed (creation
-time, timings, CPU seconds, machine, paths of the scratch folder, validation seconds, execution seconds).
+time, timings, CPU seconds, machine, absolute paths of the inputs and folders, paths of the scratch folder,
+validation seconds, execution seconds).
 
 Usage::
 
@@ -29,8 +30,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES = ("sample", "gura", "willamette")
-#: manifest fields that depend on when, where and how fast a run ran (not on its numbers)
-VOLATILE = {"created_utc", "timings_s", "cpu_s", "machine", "config_file", "allocator"}
+#: manifest fields that depend on when, where and how fast a run ran (not on its numbers); ``abs_path`` (absolute
+#: input paths) and ``paths`` (config, base and run folders) depend on where the checkout and the scratch folder lie;
+#: the inputs' ``path`` fields (relative to the config's folder) and ``input_checksums`` (keyed by them) are kept
+VOLATILE = {"created_utc", "timings_s", "cpu_s", "machine", "config_file", "allocator", "abs_path", "paths"}
 
 _RUNNER = r"""
 import os, sys, json

@@ -1,11 +1,13 @@
-"""Command-line interface: ``gep run``, ``gep validate``.
+"""Command-line interface: ``gep run``, ``gep validate`` and the commands registered by their engine modules
+(``compare``, ``offset``, ``vep``, ``sensitivity``...).
 
-User mistakes (bad config, missing file, wrong column...) print one clear message and exit
-with status 2 (validation problems: 1); no traceback. ``--debug`` shows tracebacks.
+Every command shares one logging setup (``-q``, ``-v``, ``--log-level``, ``--log-file``, ``--log-json``) and one
+exit-code table (0 done, 1 input/data problems, 2 usage or config error, 3 could not finish, 130 interrupted and
+resumable): :mod:`gep_raster.cli_common`. User mistakes print one clear message, no traceback; ``--debug`` shows
+tracebacks.
 """
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from pathlib import Path
@@ -13,22 +15,16 @@ from typing import Optional
 
 import typer
 
-from . import __version__
+from ._version import __version__
+from .cli_common import (EXIT_PROBLEMS, command, debug_option, log_file_option, log_json_option, log_level_option,
+                         quiet_option, verbose_option)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="gep_raster: GEP-R (regulating-service value) maps and accounts from rasters.")
-
-
-#: libraries whose log lines are not for the user: GDAL's errors reach us as exceptions, which gep_raster turns
-#: into messages naming the file, band and problem (rasterio logs each GDAL error at INFO before raising it)
-QUIET_LOGGERS = ("rasterio", "fiona", "pyogrio", "numba", "distributed", "urllib3", "matplotlib", "PIL")
-
-
-def _setup_logging(verbose: bool):
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gep_raster").setLevel(logging.INFO)
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+# rich_markup_mode=None: plain click help, which shows flags as flags (typer's rich help prints "<bool>" after
+# every flag as if it took a value)
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="gep_raster: GEP-R (regulating-service value) maps and accounts from rasters. "
+                       "Exit codes: 0 done, 1 input/data problems, 2 usage or config error, 3 could not finish, "
+                       "130 interrupted (rerun resumes).")
 
 
 def _version(value: bool):
@@ -41,6 +37,22 @@ def _version(value: bool):
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")):
     pass
+
+
+def _print_run_summary(out, res, cfg, seconds: float) -> None:
+    """The one-line result of ``gep run`` and, unless ``-q``, the totals and nesting checks."""
+    m = res.manifest
+    out.result(f"run '{cfg.name}' finished in {seconds:.1f} s -> {res.output_dir}")
+    for k, v in m["totals"].items():
+        if k.endswith("_yuan"):
+            out.detail(f"  {k:32s} {v['sum']:>20,.0f} yuan/a")
+    for chk in m["hierarchy_checks"]:
+        g = chk["columns"]["gep_r_yuan"]
+        status = "ok" if chk["ok"] else "MISMATCH"
+        out.detail(f"  nesting {chk['child_layer']} in {chk['parent_layer']} {chk['parent_id']}: {status}; "
+                   f"children {g['children_sum']:,.0f} = covered part {g['covered_part_total']:,.0f} yuan/a "
+                   f"(parent total {g['parent_total']:,.0f}, uncovered {g['uncovered_remainder']:,.0f})")
+    out.detail(f"  manifest: {res.manifest_path}")
 
 
 @app.command()
@@ -63,94 +75,73 @@ def run(config: Path = typer.Argument(..., help="Run configuration (YAML)."),
             False, "--accept-warnings",
             help="Run although the checks of gep validate give warnings (recorded in the manifest); problems "
                  "always stop the run."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
-        debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
+        lang: Optional[str] = typer.Option(None, "--lang", metavar="en|zh",
+                                           help="Language of the figures' labels (output.lang; default en)."),
+        quiet: bool = quiet_option(), verbose: int = verbose_option(), log_level: Optional[str] = log_level_option(),
+        log_file: Optional[Path] = log_file_option(), log_json: bool = log_json_option(),
+        debug: bool = debug_option()):
     """Compute the GEP-R rasters, account tables, figures and manifest of CONFIG.
 
     Locally (threads) by default; with --scheduler on a Dask distributed cluster (e.g. dask-jobqueue on SLURM).
-    The progress (blocks, pixels, Mpx/s, ETA) goes to stderr."""
+    The progress (blocks, pixels, Mpx/s, ETA) goes to stderr. Ctrl-C keeps the finished blocks: the same command
+    resumes (exit code 130)."""
     from .config import load_config
-    from .errors import GepError
     from .pipeline import run as run_pipeline
 
-    _setup_logging(not quiet)
     t0 = time.perf_counter()
-    cfg = None
-    try:
+    with command(quiet, verbose, log_level, log_file, log_json, debug,
+                 resume_hint="finished blocks are kept in the output folder's .gep_state; run the same command "
+                             "again to resume (no final file is left half-written)") as out:
         overrides = {}
         if output:
             overrides["output"] = {"dir": str(output.resolve())}
+        if lang:
+            overrides.setdefault("output", {})["lang"] = lang
         if memory_budget:
             overrides["processing"] = {"memory_budget_mb": memory_budget}
         cfg = load_config(config, overrides=overrides or None)
         res = run_pipeline(cfg, workers=workers, progress=not quiet, force=force, scheduler=scheduler,
                            accept_warnings=accept_warnings)
-    except GepError as exc:
-        if debug:
-            raise
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        where = f" in {cfg.output_dir / '.gep_state'}" if cfg is not None else ""
-        typer.secho(f"interrupted: finished blocks are kept{where}; run the same command again to resume (no final "
-                    "file is left half-written)", fg=typer.colors.RED, err=True)
-        raise typer.Exit(130)
-    m = res.manifest
-    typer.echo(f"run '{cfg.name}' finished in {time.perf_counter() - t0:.1f} s -> {res.output_dir}")
-    tot = m["totals"]
-    for k, v in tot.items():
-        if k.endswith("_yuan"):
-            typer.echo(f"  {k:32s} {v['sum']:>20,.0f} yuan/a")
-    for chk in m["hierarchy_checks"]:
-        g = chk["columns"]["gep_r_yuan"]
-        status = "ok" if chk["ok"] else "MISMATCH"
-        typer.echo(f"  nesting {chk['child_layer']} in {chk['parent_layer']} {chk['parent_id']}: {status}; "
-                   f"children {g['children_sum']:,.0f} = covered part {g['covered_part_total']:,.0f} yuan/a "
-                   f"(parent total {g['parent_total']:,.0f}, uncovered {g['uncovered_remainder']:,.0f})")
-    typer.echo(f"  manifest: {res.manifest_path}")
+        _print_run_summary(out, res, cfg, time.perf_counter() - t0)
 
 
 @app.command()
 def validate(config: Path = typer.Argument(..., help="Run configuration (YAML)."),
-             debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
+             quiet: bool = quiet_option(), verbose: int = verbose_option(),
+             log_level: Optional[str] = log_level_option(), log_file: Optional[Path] = log_file_option(),
+             log_json: bool = log_json_option(), debug: bool = debug_option()):
     """Check CONFIG: inputs exist and open, CRSs, overlap, legend coverage, polygons, value ranges.
 
-    Reports every problem at once; exits 1 if there is any."""
+    Reports every problem once, all at once; exit code 1 if there is any, 2 if the config itself is invalid
+    (unknown key, bad value, not YAML)."""
     from .config import load_config
-    from .errors import GepError
-    from .validate import validate as run_validate
+    from .validation import validate as run_validate
 
-    try:
+    with command(quiet, verbose, log_level, log_file, log_json, debug) as out:
         cfg = load_config(config)
         rep = run_validate(cfg)
-    except GepError as exc:
-        if debug:
-            raise
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
-    for line in rep.info:
-        typer.echo(f"info: {line}")
-    for line in rep.warnings:
-        typer.secho(f"warning: {line}", fg=typer.colors.YELLOW)
-    for line in rep.assumptions:
-        typer.secho(f"warning: assumption: {line}", fg=typer.colors.YELLOW)
-    for line in rep.problems:
-        typer.secho(f"problem: {line}", fg=typer.colors.RED, err=True)
-    if rep.problems:
-        typer.secho(f"{len(rep.problems)} problem(s) found in {config}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1)
-    typer.secho(f"{config}: OK ({len(rep.warnings)} warning(s), {len(rep.assumptions)} assumption(s); gep run stops on "
-                "warnings unless --accept-warnings)" if rep.warnings else
-                f"{config}: OK ({len(rep.assumptions)} assumption(s))", fg=typer.colors.GREEN)
+        for line in rep.info:
+            out.detail(f"info: {line}")
+        for line in rep.warnings:
+            out.warning(line)
+        for line in rep.assumptions:
+            out.warning(f"assumption: {line}")
+        for line in rep.problems:
+            out.problem(line)
+        if rep.problems:
+            out.result(f"{config}: {len(rep.problems)} problem(s) found")
+            raise typer.Exit(EXIT_PROBLEMS)
+        out.result(f"{config}: OK ({len(rep.warnings)} warning(s), {len(rep.assumptions)} assumption(s); gep run "
+                   "stops on warnings unless --accept-warnings)" if rep.warnings else
+                   f"{config}: OK ({len(rep.assumptions)} assumption(s))")
 
 
 def _register_commands():
     """Commands defined next to their engine modules (each module has ``register(app)``)."""
+    from . import config_reference, warmup
     from .analysis import change, offset, sensitivity, vep
 
-    for module in (sensitivity, change, offset, vep):
+    for module in (sensitivity, change, offset, vep, warmup, config_reference):
         module.register(app)
 
 

@@ -61,16 +61,32 @@ class CarbonInput(_Model):
     ``stock_change`` (carbon-pool table and an alternate land-cover map, InVEST Carbon style).
     """
 
-    method: Literal["nep", "npp", "rates", "stock_change"] = "rates"
-    path: str | list[str] | None = None
-    unit: Literal["t_c_per_ha", "g_c_per_m2", "t_dm_per_ha"] | None = None
-    nodata: float | None = None
+    method: Literal["nep", "npp", "rates", "stock_change"] = Field("rates", description=(
+        "Carbon flux of carbon sequestration: rates (legend column carbon_tco2_ha, t CO2/ha/a), nep (NEP raster "
+        "x 44/12, a net flux), npp (NPP raster x 1.63 t CO2/t dry matter, a gross flux, flagged), stock_change "
+        "((stock of alternate_land_cover - stock of inputs.land_cover) / years x 44/12, InVEST Carbon pools)."))
+    path: str | list[str] | None = Field(None, description=(
+        "NEP or NPP raster (file, folder, glob or list); required by methods nep and npp, in the unit given by "
+        "unit."))
+    unit: Literal["t_c_per_ha", "g_c_per_m2", "t_dm_per_ha"] | None = Field(None, description=(
+        "Unit of the NEP/NPP raster: t_c_per_ha (t C/ha/a), g_c_per_m2 (g C/m2/a), t_dm_per_ha (t dry "
+        "matter/ha/a); required by methods nep and npp."))
+    nodata: float | None = Field(None, description=(
+        "Nodata value of the NEP/NPP raster (overrides or supplies the file's); null: the file's own."))
     # stock_change only
-    pools_table: str | None = None
-    code_column: str = "lucode"
-    pool_columns: list[str] = ["C_above", "C_below", "C_soil", "C_dead"]
-    alternate_land_cover: RasterInput | None = None
-    years: float | None = Field(None, gt=0)
+    pools_table: str | None = Field(None, description=(
+        "stock_change only (required there): CSV of carbon pools per land-cover class, InVEST Carbon style, "
+        "in Mg C/ha per pool column."))
+    code_column: str = Field("lucode", description="stock_change: column of pools_table holding the class codes.")
+    pool_columns: list[str] = Field(["C_above", "C_below", "C_soil", "C_dead"], description=(
+        "stock_change: columns of pools_table summed into the carbon stock of a class."),
+        json_schema_extra={"unit": "Mg C/ha"})
+    alternate_land_cover: RasterInput | None = Field(None, description=(
+        "stock_change only (required there): the other land-cover map (same class codes as the legend and "
+        "pools_table), compared with inputs.land_cover."))
+    years: float | None = Field(None, gt=0, description=(
+        "stock_change only (required there): years between inputs.land_cover and alternate_land_cover; the "
+        "stock change is divided by it."), json_schema_extra={"unit": "a"})
 
     @model_validator(mode="after")
     def _needs(self):
@@ -89,38 +105,64 @@ class CarbonInput(_Model):
 class TableJoin(_Model):
     """Extra parameter columns joined into the legend from another CSV (e.g. an InVEST biophysical table)."""
 
-    path: str
-    code_column: str = "lucode"
-    columns: dict[str, str]  # legend column name -> column name in this table
+    path: str = Field(description="CSV joined into the legend by class code (relative to the config file).")
+    code_column: str = Field("lucode", description="Column of this CSV holding the land-cover class codes.")
+    columns: dict[str, str] = Field(description=(
+        "Columns joined: legend column name -> column name in this CSV (a legend column that already exists is an "
+        "error)."))  # legend column name -> column name in this table
 
 
 class LegendConfig(_Model):
     """Land-cover legend: one row per class code with its ecosystem type and parameters."""
 
-    path: str
-    code_column: str = "code"
-    columns: dict[str, str] = {}  # rename: legend column name -> column in the CSV
-    join: list[TableJoin] = []
+    path: str = Field(description=(
+        "Legend CSV: one row per land-cover class code, with the column ecosystem (forest, shrub, grassland, "
+        "wetland, cropland, urban, water, bare) and the parameter columns the enabled services need."))
+    code_column: str = Field("code", description=(
+        "Column of the legend CSV holding the class codes (non-negative integers, at most 65535, unique)."))
+    columns: dict[str, str] = Field({}, description=(
+        "Rename map: legend column name -> column name in the CSV."))  # rename: legend column name -> column in the CSV
+    join: list[TableJoin] = Field([], description=(
+        "Tables whose parameter columns are joined into the legend by class code (e.g. an InVEST biophysical "
+        "table)."))
+
+
+_EVIDENCE = ("Evidence mark recorded with the value: V, V-calc, V2, U or EX (see the methods note), or user "
+             "(given by the user without a mark).")
 
 
 class PriceOverride(_Model):
-    value: float
-    unit: str
-    price_year: int
-    source: str
-    evidence: str = "user"
+    """``prices.overrides.<key>``: one unit price replacing the default of ``gep_raster/data/prices.csv``."""
+
+    value: float = Field(description="The unit price, in yuan per unit (in price_year yuan).")
+    unit: str = Field(description=(
+        "Unit of the price; must equal the default price's unit (e.g. yuan/t, yuan/m3, yuan/kWh)."))
+    price_year: int = Field(description=(
+        "Year whose yuan the value is in; with prices.price_index the value is moved to accounting_year."))
+    source: str = Field(description="Where the value comes from (recorded in the manifest).")
+    evidence: str = Field("user", description=_EVIDENCE)
 
 
 class ParameterOverride(_Model):
-    value: float
-    source: str
-    evidence: str = "user"
+    """``parameters.<key>``: one method parameter replacing the default of ``gep_raster/data/parameters.csv``."""
+
+    value: float = Field(description=(
+        "Value of the parameter, in the unit that gep_raster/data/parameters.csv gives for the key."))
+    source: str = Field(description="Where the value comes from (recorded in the manifest).")
+    evidence: str = Field("user", description=_EVIDENCE)
 
 
 class PricesConfig(_Model):
-    table: str | None = None  # CSV with columns key,service,value,unit,price_year,source,evidence
-    overrides: dict[str, PriceOverride] = {}
-    price_index: str | None = None  # CSV year,index (e.g. CPI): prices moved from price_year to accounting_year
+    """``prices``: unit prices of the services (defaults ``gep_raster/data/prices.csv``), their overrides and an index."""
+
+    table: str | None = Field(None, description=(
+        "CSV key,value,unit,price_year,source[,evidence][,service] overriding default prices by key; each unit "
+        "must equal the default's."))  # CSV with columns key,service,value,unit,price_year,source,evidence
+    overrides: dict[str, PriceOverride] = Field({}, description=(
+        "Price key -> replacement price, applied after prices.table."))
+    price_index: str | None = Field(None, description=(
+        "CSV year,index[,source] (e.g. a CPI): every price is moved from its price_year to accounting_year by the "
+        "index ratio; needs accounting_year."))  # CSV year,index (e.g. CPI): prices moved from price_year to accounting_year
 
 
 class EconomicAccountsConfig(_Model):
@@ -132,10 +174,19 @@ class EconomicAccountsConfig(_Model):
     name in its ``weight`` column (e.g. NPP to weight crop output).
     """
 
-    table: str  # CSV of statistics per admin unit (see gep_raster/accounts/economic.py)
-    layer: str  # name of the layers.<name> whose id_field the table's unit ids refer to
-    exclude_outside_region: bool = False  # GB/T 46869-2025: subtract value originating outside the region
-    weight_rasters: dict[str, RasterInput] = {}  # name -> raster, usable in the table's `weight` column
+    table: str = Field(description=(
+        "CSV of statistics, one row per (unit, item): unit_id, account (provisioning | cultural), item, value_yuan "
+        "(yuan/a), year, source, allocate_to, weight, outside_share (format in gep_raster.accounts.economic)."
+        ))  # CSV of statistics per admin unit (see gep_raster/accounts/economic.py)
+    layer: str = Field(description=(
+        "Name of the layers.<name> whose id_field values the table's unit_id refers to (the allocation layer)."
+        ))  # name of the layers.<name> whose id_field the table's unit ids refer to
+    exclude_outside_region: bool = Field(False, description=(
+        "Subtract value_yuan x outside_share (the value originating outside the region, GB/T 46869-2025) before "
+        "allocating."))  # GB/T 46869-2025: subtract value originating outside the region
+    weight_rasters: dict[str, RasterInput] = Field({}, description=(
+        "Name -> raster that a row may name in its weight column (e.g. NPP to weight crop output); names are "
+        "identifiers other than area."))  # name -> raster, usable in the table's `weight` column
 
     @field_validator("weight_rasters")
     @classmethod
@@ -172,14 +223,23 @@ class ScenarioEdit(_Model):
         where it comes from.
     """
 
-    path: str | None = None
-    layer: str | None = None
-    where: str | None = None
-    wkt: str | None = None
-    crs: str | None = None
-    to_class: int = Field(ge=0, le=65535)
-    from_classes: list[int] | None = None
-    set_inputs: dict[str, float] = {}
+    path: str | None = Field(None, description=(
+        "Polygon file (GeoPackage, shapefile ...), any CRS (reprojected to the grid); exactly one of path and wkt."))
+    layer: str | None = Field(None, description="Layer name inside path (a GeoPackage with several layers).")
+    where: str | None = Field(None, description=(
+        'Attribute filter "field == value" or "field != value" on the features of path (a quoted value is compared '
+        "as text, an unquoted one as a number when it is one)."))
+    wkt: str | None = Field(None, description=(
+        "Inline Polygon/MultiPolygon geometry (WKT); exactly one of path and wkt."))
+    crs: str | None = Field(None, description="CRS of wkt (e.g. EPSG:32650); null: the reference grid's CRS.")
+    to_class: int = Field(ge=0, le=65535, description=(
+        "Land-cover class code given to the pixels whose centre lies inside the polygon(s); it must have a legend "
+        "row."))
+    from_classes: list[int] | None = Field(None, description=(
+        "Only pixels of these class codes are edited; null: every class (nodata pixels stay nodata)."))
+    set_inputs: dict[str, float] = Field({}, description=(
+        "Input name -> value: on the pixels this edit changes, the continuous input inputs.<name> (e.g. carbon) "
+        "takes the value, in that input's unit (a user assumption: say where it comes from)."))
 
     @model_validator(mode="after")
     def _one_geometry(self):
@@ -201,9 +261,10 @@ class ScenarioConfig(_Model):
 
     ``edits`` are applied in order (a later edit wins where edits overlap)."""
 
-    name: str
-    description: str = ""
-    edits: list[ScenarioEdit] = Field(min_length=1)
+    name: str = Field(description="Scenario name (in messages and the manifest).")
+    description: str = Field("", description="Free text describing the scenario (recorded in the manifest).")
+    edits: list[ScenarioEdit] = Field(min_length=1, description=(
+        "Land-cover edits, applied in order (a later edit wins where edits overlap); at least one."))
 
 
 def _services_config_model():
@@ -215,7 +276,9 @@ def _services_config_model():
     fields = {}
     for name, mod in REGISTRY.items():
         default = mod.Config() if name in DEFAULT_ON else mod.Config(enabled=False)
-        fields[name] = (mod.Config, default)
+        title = (mod.__doc__ or name).strip().splitlines()[0].rstrip(".")
+        on = "on by default" if name in DEFAULT_ON else "off by default"
+        fields[name] = (mod.Config, Field(default, description=f"{title} ({on})."))
     model = create_model("ServicesConfig", __base__=_Model, **fields)
 
     def enabled(self) -> list[str]:
@@ -232,33 +295,60 @@ ServicesConfig = _services_config_model()
 class LayerConfig(_Model):
     """A polygon layer to aggregate to (township, county, special units ...)."""
 
-    path: str
-    id_field: str
-    name_field: str
-    layer: str | None = None  # layer name inside a GeoPackage
-    role: Literal["admin", "special_unit"] = "admin"
-    nests_in: str | None = None  # name of the layer this one nests in (townships in a county)
+    path: str = Field(description="Polygon file (GeoPackage, shapefile ...), any CRS (reprojected to the grid).")
+    id_field: str = Field(description="Attribute holding the unique id of each polygon.")
+    name_field: str = Field(description="Attribute holding the name of each polygon (may equal id_field).")
+    layer: str | None = Field(None, description=(
+        "Layer name inside path (a GeoPackage with several layers)."))  # layer name inside a GeoPackage
+    role: Literal["admin", "special_unit"] = Field("admin", description=(
+        "admin: administrative units; special_unit: units that may overlap or be smaller than a pixel (protected "
+        "areas, parcels), the units of the VEP account (gep vep)."))
+    nests_in: str | None = Field(None, description=(
+        "Name of the layer this one nests in (townships in a county): the children must add up to their parent."
+        ))  # name of the layer this one nests in (townships in a county)
 
 
 class HydroUnitsInput(_Model):
     """Polygon layer of hydrological units (sub-watersheds): flow routing is done unit by unit."""
 
-    path: str
-    id_field: str | None = None
+    path: str = Field(description="Polygon file of the hydrological units (sub-watersheds).")
+    id_field: str | None = Field(None, description="Attribute holding the unit id; null: 1-based row numbers.")
 
 
 class InputsConfig(_Model):
-    land_cover: RasterInput
-    dem: RasterInput | None = None
-    precipitation: ClimateInput | None = None
-    et: ClimateInput | None = None
-    et0: ClimateInput | None = None
-    carbon: CarbonInput = CarbonInput()
-    r_factor: RasterInput | None = None
-    k_factor: RasterInput | None = None
-    c_factor: RasterInput | None = None
-    p_factor: RasterInput | None = None
-    hydro_units: HydroUnitsInput | None = None  # route the LS factor per unit (large DEMs; gep_raster.terrain.hydro_units)
+    """``inputs``: the rasters (and polygons) of the run, each read onto the reference grid."""
+
+    land_cover: RasterInput = Field(description=(
+        "Land-cover class raster (integer class codes with a legend row each); its grid is the reference grid "
+        "unless reference says dem."))
+    dem: RasterInput | None = Field(None, description=(
+        "Elevation raster (soil retention: slope, LS factor and flow routing)."), json_schema_extra={"unit": "m"})
+    precipitation: ClimateInput | None = Field(None, description=(
+        "Precipitation: annual raster (path, mm/a) or 12 monthly rasters (monthly, mm/month); needed by water "
+        "conservation and soil retention."))
+    et: ClimateInput | None = Field(None, description=(
+        "Actual evapotranspiration: annual (path, mm/a) or 12 monthly rasters (monthly, mm/month); give et or et0, "
+        "not both."))
+    et0: ClimateInput | None = Field(None, description=(
+        "Reference evapotranspiration ET0: annual (path, mm/a) or monthly (mm/month); ET = legend kc x ET0. "
+        "Required by water_conservation method invest_awy."))
+    carbon: CarbonInput = Field(CarbonInput(), description="Carbon flux of carbon sequestration (and oxygen release).")
+    r_factor: RasterInput | None = Field(None, description=(
+        "RUSLE rainfall erosivity R raster; when given it replaces services.soil_retention.r_method."),
+        json_schema_extra={"unit": "MJ*mm/(ha*h*a)"})
+    k_factor: RasterInput | None = Field(None, description=(
+        "RUSLE soil erodibility K raster; null: services.soil_retention.k_method decides (EPIC from soil texture, "
+        "or the constant parameter soil_retention.k_constant, an assumption)."),
+        json_schema_extra={"unit": "t*ha*h/(ha*MJ*mm)"})
+    c_factor: RasterInput | None = Field(None, description=(
+        "RUSLE cover-management C raster (0..1); null: services.soil_retention.c_method decides (legend usle_c or "
+        "NDVI, cai_2000)."))
+    p_factor: RasterInput | None = Field(None, description=(
+        "RUSLE support-practice P raster (0..1); null: legend column usle_p."))
+    hydro_units: HydroUnitsInput | None = Field(None, description=(
+        "Polygon layer of hydrological units (sub-watersheds): the LS flow routing is done unit by unit (for DEMs "
+        "that do not fit in the memory budget)."
+        ))  # route the LS factor per unit (large DEMs; gep_raster.terrain.hydro_units)
 
     @model_validator(mode="after")
     def _et(self):
@@ -268,15 +358,26 @@ class InputsConfig(_Model):
 
 
 class OutputConfig(_Model):
-    dir: str
+    """``output``: where and how the maps and tables are written."""
+
+    dir: str = Field(description="Output folder (relative to the config file's folder).")
+    lang: Literal["en", "zh"] = Field("en", description=(
+        "Language of the figures' labels (titles, axes, colour bar, key, scale bar): en or zh. zh needs a CJK font "
+        "(e.g. Debian fonts-wqy-microhei or fonts-noto-cjk); without one the English labels are drawn and a warning "
+        "is logged."))
     # block (dask chunk) side in pixels; None: chosen from processing.memory_budget_mb (gep_raster.budget)
-    chunk_size: int | None = Field(None, ge=64, le=16384)
+    chunk_size: int | None = Field(None, ge=64, le=16384, description=(
+        "Block (dask chunk) side; null: chosen from processing.memory_budget_mb."), json_schema_extra={"unit": "px"})
     # "cog": one Cloud-Optimized GeoTIFF per output; "tiles": a VRT mosaic of per-block GeoTIFF tiles
     # (no second write); "auto": cog up to AUTO_COG_MAX_PIXELS pixels, tiles above
-    layout: Literal["auto", "cog", "tiles"] = "auto"
+    layout: Literal["auto", "cog", "tiles"] = Field("auto", description=(
+        "cog: one Cloud-Optimized GeoTIFF per output; tiles: a VRT mosaic per output over one GeoTIFF tile per "
+        "block (no second write); auto: cog up to 50 Mpx (AUTO_COG_MAX_PIXELS), tiles above."))
     # DEFLATE level of the block tiles of the tiles layout (GDAL's default 6; 1 halves the tile write time for ~7 % more
     # bytes); the cog layout's temporary tiles are ZSTD 1 (io_write.TEMP_TILE_CODEC)
-    deflate_level: int = Field(6, ge=1, le=9)
+    deflate_level: int = Field(6, ge=1, le=9, description=(
+        "DEFLATE level of the block tiles of the tiles layout (6 is GDAL's default; 1 about halves the tile write "
+        "time for about 7 % more bytes); not used by the cog layout."))
 
     def resolved_layout(self, n_pixels: int) -> str:
         if self.layout != "auto":
@@ -289,34 +390,56 @@ AUTO_COG_MAX_PIXELS = 50_000_000
 
 
 class ProcessingConfig(_Model):
-    workers: int | None = Field(None, ge=1, le=1024)
-    memory_budget_mb: int = Field(2048, ge=256)  # gep_raster.budget: chunk size and flow-routing limit
+    """``processing``: threads, memory budget and caches (do not change the results)."""
+
+    workers: int | None = Field(None, ge=1, le=1024, description=(
+        "Threads of the local dask scheduler; null: all cores (CLI --workers overrides)."))
+    memory_budget_mb: int = Field(2048, ge=256, description=(
+        "Memory budget of the run: sets the block size and limits flow routing (CLI --memory-budget overrides)."),
+        json_schema_extra={"unit": "MB"})  # gep_raster.budget: chunk size and flow-routing limit
     # folder of cached exact-coverage indexes (reused across runs, years and scenarios on the same grid);
     # None: <output.dir>/.gep_state/coverage
-    coverage_cache: str | None = None
+    coverage_cache: str | None = Field(None, description=(
+        "Folder of cached exact-coverage indexes, reused across runs, years and scenarios on the same grid and "
+        "polygons; null: <output.dir>/.gep_state/coverage."))
 
 
 class RunConfig(_Model):
-    """The whole run configuration (see README, section "Configuration reference")."""
+    """The whole run configuration (every key: docs/configuration.md, generated by gep_raster.config_reference)."""
 
-    name: str
-    description: str = ""
-    accounting_year: int | None = None
-    reference: str = "land_cover"  # input key whose grid is the reference grid
-    inputs: InputsConfig
-    legend: LegendConfig
-    prices: PricesConfig = PricesConfig()
-    parameters: dict[str, ParameterOverride] = {}  # overrides of gep_raster/data/parameters.csv
-    parameters_table: str | None = None  # regional parameter table (key,value,source[,evidence]) overriding defaults
-    economic_accounts: EconomicAccountsConfig | None = None
-    scenario: ScenarioConfig | None = None
-    services: ServicesConfig = ServicesConfig()
-    layers: dict[str, LayerConfig] = {}
-    output: OutputConfig
-    processing: ProcessingConfig = ProcessingConfig()
+    name: str = Field(description="Run label, written into every output and the manifest.")
+    description: str = Field("", description="Free text describing the run (recorded in the manifest).")
+    accounting_year: int | None = Field(None, description=(
+        "Year of the accounts (recorded in the outputs); prices are moved to it by prices.price_index, which "
+        "needs it."))
+    reference: str = Field("land_cover", description=(
+        "Input whose grid is the reference grid every input is read onto: land_cover or dem."),
+        json_schema_extra={"enum": ["land_cover", "dem"]})  # input key whose grid is the reference grid
+    inputs: InputsConfig = Field(description="The input rasters and polygons.")
+    legend: LegendConfig = Field(description="The land-cover legend (one row per class code).")
+    prices: PricesConfig = Field(PricesConfig(), description=(
+        "Unit prices (defaults: gep_raster/data/prices.csv), their overrides and a price index."))
+    parameters: dict[str, ParameterOverride] = Field({}, description=(
+        "Method parameters replaced: key of gep_raster/data/parameters.csv -> value and source; applied after "
+        "parameters_table."))  # overrides of gep_raster/data/parameters.csv
+    parameters_table: str | None = Field(None, description=(
+        "CSV key,value,source[,evidence][,unit] of regional parameters overriding gep_raster/data/parameters.csv "
+        "(a unit given must equal the default's)."
+        ))  # regional parameter table (key,value,source[,evidence]) overriding defaults
+    economic_accounts: EconomicAccountsConfig | None = Field(None, description=(
+        "Provisioning (EPV) and cultural (ECV) accounts from statistics tables, allocated to pixels; null: none."))
+    scenario: ScenarioConfig | None = Field(None, description=(
+        "Land-cover scenario applied when reading inputs.land_cover; null: the land cover as it is."))
+    services: ServicesConfig = Field(ServicesConfig(), description="The regulating services and their options.")
+    layers: dict[str, LayerConfig] = Field({}, description=(
+        "Polygon layers the maps are aggregated to: layer name -> layer (table <output.dir>/tables/<name>.csv)."))
+    output: OutputConfig = Field(description="Output folder and layout.")
+    processing: ProcessingConfig = Field(ProcessingConfig(), description="Threads, memory budget and caches.")
 
-    # not part of the YAML: where the config came from
+    # not part of the YAML: where the config came from, and the folder its relative paths are resolved from
+    # (the YAML's folder; for a config given as a dict, the caller's base_dir or the current folder)
     source_path: Path | None = Field(None, exclude=True)
+    config_dir: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
     def _cross(self):
@@ -337,6 +460,10 @@ class RunConfig(_Model):
     # -- helpers ---------------------------------------------------------------------
     @property
     def base_dir(self) -> Path:
+        """Folder that relative paths are resolved from: ``config_dir``, else the YAML's folder, else the current
+        folder."""
+        if self.config_dir is not None:
+            return self.config_dir
         return self.source_path.parent if self.source_path else Path.cwd()
 
     def resolve(self, p: str) -> Path:
@@ -381,7 +508,7 @@ class RunConfig(_Model):
         return hashlib.sha256(json.dumps(self.to_json_dict(), sort_keys=True).encode()).hexdigest()
 
 
-def _format_validation_error(path: Path, exc: ValidationError) -> str:
+def _format_validation_error(path, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after")) or "(top level)"
@@ -394,13 +521,45 @@ def _format_validation_error(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _merge_overrides(raw: dict, overrides: dict) -> dict:
+def merge_overrides(raw: dict, overrides: dict) -> dict:
     """``raw`` with ``overrides`` merged in, mappings key by key at every depth (a value that is not a
-    mapping replaces the one in ``raw``)."""
+    mapping replaces the one in ``raw``); neither argument is modified."""
     out = dict(raw)
     for k, v in overrides.items():
-        out[k] = _merge_overrides(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_overrides(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def load_config_dict(raw: dict, *, base_dir: Path | None = None, source_path: Path | None = None,
+                     where: str = "config") -> RunConfig:
+    """Validate a run configuration given as a mapping with the YAML's keys.
+
+    Parameters
+    ----------
+    raw : dict
+        The configuration (``name``, ``inputs``, ``legend``, ``output``...).
+    base_dir : Path, optional
+        Folder that relative paths are resolved from (default: the current folder at the time of the call).
+    source_path : Path, optional
+        The YAML the mapping came from, if any (recorded in the manifest).
+    where : str
+        What error messages name as the source (the YAML's path, or "config").
+
+    Raises
+    ------
+    ConfigError
+        ``raw`` is not a mapping, or a key is missing/unknown/invalid; the message names every offending key.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping of keys (name, inputs, legend, ...)")
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(where, exc)) from None
+    cfg.source_path = source_path
+    cfg.config_dir = Path(base_dir).resolve() if base_dir is not None else (
+        None if source_path is not None else Path.cwd().resolve())
+    return cfg
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
@@ -429,10 +588,5 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (name, inputs, legend, ...)")
     if overrides:
-        raw = _merge_overrides(raw, overrides)
-    try:
-        cfg = RunConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(path, exc)) from None
-    cfg.source_path = path.resolve()
-    return cfg
+        raw = merge_overrides(raw, overrides)
+    return load_config_dict(raw, source_path=path.resolve(), where=str(path))

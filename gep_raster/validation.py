@@ -159,13 +159,17 @@ def validate(cfg: RunConfig) -> ValidationReport:
     sampled = _Sampled()
     for key, spec, prange in raster_specs:
         _check_raster_input(cfg, key, spec, prange, grid, sampled, rep)
+    inputs_ok = not rep.problems
     _check_water_balance(sampled.mean, rep)
     _check_output_dir(cfg, [f for _, spec, _ in raster_specs for f in _spec_files(cfg, spec)], rep)
     _check_processing(cfg, rep)
     legend = _attempt(rep, lambda: load_legend(cfg, required_legend_columns(cfg)))
     book = _attempt(rep, lambda: PriceBook.from_config(cfg))
-    if grid is not None and legend is not None and book is not None:
+    if grid is not None and legend is not None and book is not None and inputs_ok:
         _check_model(cfg, grid, legend, book, sampled.max, rep)
+    elif not inputs_ok:
+        rep.info.append("the checks of the service model on the inputs (legend coverage, memory, plausibility, "
+                        "assumptions) were skipped: a raster input above cannot be used")
     if grid is not None:
         _check_layers(cfg, grid, rep)
         _check_nesting(cfg, grid, rep)
@@ -173,6 +177,8 @@ def validate(cfg: RunConfig) -> ValidationReport:
         _check_scenario(cfg, grid, rep)
     if cfg.economic_accounts is not None and grid is not None and legend is not None:
         _check_economic_table(cfg, grid, legend, rep)
+    # each problem (and warning) reported once, in the order found
+    rep.problems, rep.warnings = list(dict.fromkeys(rep.problems)), list(dict.fromkeys(rep.warnings))
     return rep
 
 

@@ -122,7 +122,7 @@ def test_kernels_import_nothing_of_the_package():
 
 def test_services_validate_and_inputs_do_not_import_the_pipeline():
     graph = import_graph()
-    users = [m for m in graph if m.startswith("gep_raster.services") or m in ("gep_raster.validate",
+    users = [m for m in graph if m.startswith("gep_raster.services") or m in ("gep_raster.validation",
                                                                                "gep_raster.grid.run_inputs")]
     assert len(users) > 10
     bad = {m: sorted(t for t in graph[m] if t == "gep_raster.pipeline" or t.startswith("gep_raster.pipeline."))

@@ -8,7 +8,7 @@ from gep_raster.config import load_config
 from gep_raster.services import ServiceModel
 from gep_raster.tables import PriceBook, load_legend
 from gep_raster.services.registry import required_legend_columns
-from gep_raster.validate import validate
+from gep_raster.validation import validate
 
 
 def assumptions_of(cfg_path, **over):

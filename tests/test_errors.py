@@ -9,7 +9,7 @@ from gep_raster.cli import app
 from gep_raster.config import load_config
 from gep_raster.errors import ConfigError, ValidationFailed
 from gep_raster.pipeline import run
-from gep_raster.validate import validate
+from gep_raster.validation import validate
 
 from conftest import write_raster
 

@@ -126,7 +126,7 @@ def test_file_size_limit_is_a_clear_error_and_the_rerun_resumes(reference, fresh
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
     failed = _gep_run(reference["cfg"], _env(), preexec=limit)
-    assert failed.returncode == 2, failed.stderr[-3000:]
+    assert failed.returncode == 3, failed.stderr[-3000:]
     msg = failed.stderr
     assert "error:" in msg and str(fresh) in msg and "writing the run's outputs failed" in msg
     assert "run the same command again" in msg and "Traceback" not in msg
@@ -146,7 +146,7 @@ def test_full_disk_is_a_clear_error_and_the_rerun_resumes(reference, fresh):
         pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
     try:
         failed = _gep_run(reference["cfg"], _env())
-        assert failed.returncode == 2, failed.stderr[-3000:]
+        assert failed.returncode == 3, failed.stderr[-3000:]
         assert "writing the run's outputs failed" in failed.stderr and str(fresh) in failed.stderr
         assert "MB free there now" in failed.stderr and "Traceback" not in failed.stderr
         assert not (fresh / "manifest.json").exists()
@@ -177,7 +177,7 @@ def test_second_run_into_the_same_folder_is_refused(reference, fresh):
             run(load_config(reference["cfg"]), progress=False)
         assert str(first.pid) in str(err.value) and str(fresh) in str(err.value)
         second = _gep_run(reference["cfg"], _env())
-        assert second.returncode == 2 and "another gep run is writing this output folder" in second.stderr
+        assert second.returncode == 3 and "another gep run is writing this output folder" in second.stderr
     finally:
         os.kill(first.pid, signal.SIGCONT)
         _, stderr = first.communicate(timeout=300)

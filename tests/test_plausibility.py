@@ -225,7 +225,7 @@ def test_pre_run_hot_season_et_is_a_warning():
 
 
 def test_validate_lists_the_checks_and_reports_pre_run_findings(tiny):
-    from gep_raster.validate import validate
+    from gep_raster.validation import validate
 
     rep = validate(load_config(tiny))
     assert not rep.problems, rep.problems

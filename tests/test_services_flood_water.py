@@ -518,7 +518,7 @@ def test_numpy_equals_dask_for_odd_chunkings(legend_cfg):
 
 
 def test_validate_writes_nothing_into_the_output_folder(legend_cfg):
-    from gep_raster.validate import validate
+    from gep_raster.validation import validate
 
     write_water_bodies(legend_cfg.parent)
     cfg = load_config(legend_cfg, overrides={"services": {

@@ -32,19 +32,21 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-from .. import __version__
-from ..errors import ConfigError, GepError, GridMismatchError, InputError
+from .._version import __version__
+from ..errors import ConfigError, GridMismatchError, InputError
 from ..grid import GRID_TOLERANCE, RefGrid
 
 log = logging.getLogger("gep_raster")
 
-__all__ = ["RunInfo", "load_run", "check_same_grid", "check_same_services", "compare_runs", "growth_pct",
+__all__ = ["RunInfo", "load_run", "input_base_dir", "check_same_grid", "check_same_services", "compare_runs", "growth_pct",
            "economic_columns", "register"]
 
 #: table columns that are not quantities (not compared)
@@ -201,6 +203,43 @@ def load_run(path) -> RunInfo:
             layers[name] = {"id_field": lc["id_field"], "name_field": lc["name_field"],
                             "role": lc.get("role", "admin"), "csv": csv, "gpkg": gpkg if gpkg.is_file() else None}
     return RunInfo(p, m, grid, rasters, layers)
+
+
+def input_base_dir(r: RunInfo) -> Path:
+    """The folder a finished run's config-relative input paths resolve from (the run's config file folder).
+
+    The run folder may have been moved or copied since the run. Tried in order, the first that fits is returned:
+    the folder at ``manifest.paths.base_dir.from_run_dir`` from the run folder ``r.path`` (the run moved together
+    with its project folder), then ``paths.base_dir.abs_path`` and the folder of ``config_file`` (the inputs where
+    they were at run time); a candidate fits when it is a folder holding the config file (of the recorded name, when
+    the run had a config file).
+
+    Parameters
+    ----------
+    r : RunInfo
+        The run (:func:`load_run`).
+
+    Returns
+    -------
+    Path
+        The folder; the last recorded one (or the run folder, for a manifest without paths) when none fits, so that a
+        missing input is reported with the path it was expected at. Never raises.
+    """
+    m = r.manifest
+    rec = (m.get("paths") or {}).get("base_dir") or {}
+    cfile = m.get("config_file")
+    name = Path(cfile).name if cfile else None
+    candidates = []
+    if rec.get("from_run_dir"):
+        candidates.append(r.path / rec["from_run_dir"])
+    if rec.get("abs_path"):
+        candidates.append(Path(rec["abs_path"]))
+    if cfile:
+        candidates.append(Path(cfile).parent)
+    for c in candidates:
+        if c.is_dir() and (name is None or (c / name).is_file()):
+            return Path(os.path.normpath(c.absolute()))
+    return candidates[-1] if candidates else r.path
 
 
 def check_same_grid(a: RunInfo, b: RunInfo, tol: float = GRID_TOLERANCE) -> None:
@@ -642,35 +681,29 @@ def _run_entry(r: RunInfo) -> dict:
 # --------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------
-def _fail(exc: Exception, debug: bool):
-    import typer
-
-    if debug:
-        raise exc
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
 def register(app) -> None:
     """Add ``gep compare RUN_A RUN_B -o OUT`` to the typer ``app``."""
     import typer
+
+    from ..cli_common import (command, debug_option, log_file_option, log_json_option, log_level_option,
+                              quiet_option, verbose_option)
 
     @app.command("compare")
     def compare(run_a: Path = typer.Argument(..., help="Output folder of the first run (a)."),
                 run_b: Path = typer.Argument(..., help="Output folder of the second run (b); changes are b - a."),
                 output: Path = typer.Option(..., "--output", "-o", help="Output folder of the change report."),
                 no_physical: bool = typer.Option(False, "--no-physical", help="Only value and GEP-R Δ rasters."),
-                debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
+                quiet: bool = quiet_option(), verbose: int = verbose_option(),
+                log_level: Optional[str] = log_level_option(), log_file: Optional[Path] = log_file_option(),
+                log_json: bool = log_json_option(), debug: bool = debug_option()):
         """Change between two finished runs (b - a): Δ rasters, per-layer change tables, change_manifest.json."""
-        try:
+        with command(quiet, verbose, log_level, log_file, log_json, debug) as out:
             m = compare_runs(run_a, run_b, output, include_physical=not no_physical)
-        except GepError as exc:
-            _fail(exc, debug)
-        typer.echo(f"change {m['run_a']['run_name']} -> {m['run_b']['run_name']} written to {output}")
-        for k, t in m["totals"].items():
-            if k.endswith("_yuan"):
-                g = t["growth_pct"]
-                typer.echo(f"  {k:32s} a {t['a']:>18,.0f}  b {t['b']:>18,.0f}  Δ {t['delta']:>+18,.0f} yuan/a"
-                           + (f"  ({g:+.2f} %)" if g is not None and np.isfinite(g) else ""))
-        for w in m["warnings"]:
-            typer.secho(f"  warning: {w}", fg=typer.colors.YELLOW)
+            out.result(f"change {m['run_a']['run_name']} -> {m['run_b']['run_name']} written to {output}")
+            for k, t in m["totals"].items():
+                if k.endswith("_yuan"):
+                    g = t["growth_pct"]
+                    out.detail(f"  {k:32s} a {t['a']:>18,.0f}  b {t['b']:>18,.0f}  Δ {t['delta']:>+18,.0f} yuan/a"
+                               + (f"  ({g:+.2f} %)" if g is not None and np.isfinite(g) else ""))
+            for w in m["warnings"]:
+                out.warning(w)

@@ -48,8 +48,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .. import __version__
-from .change import RunInfo, check_same_grid, check_same_services, load_run, run_warnings
+from .._version import __version__
+from .change import RunInfo, check_same_grid, check_same_services, input_base_dir, load_run, run_warnings
 from ..errors import ConfigError, GepError, VectorError
 
 log = logging.getLogger("gep_raster")
@@ -220,10 +220,24 @@ def read_polygons(path, grid, *, layer: str | None = None, what: str = "polygons
 def scenario_parcel(run: RunInfo):
     """The polygons of a scenario run's edits (from its manifest's config), in the run's grid CRS.
 
+    Parameters
+    ----------
+    run : RunInfo
+        A finished scenario run (:func:`~gep_raster.analysis.change.load_run`). Relative polygon-file paths of its
+        edits resolve from its config's folder (:func:`~gep_raster.analysis.change.input_base_dir`: found also when
+        the run folder was moved).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        One row per edit polygon (column ``edit``), CRS of the run's grid.
+
     Raises
     ------
     ConfigError
-        The run has no scenario in its config.
+        The run has no scenario in its config (or an invalid one).
+    VectorError
+        An edit's polygon file cannot be read.
     """
     import geopandas as gpd
 
@@ -234,8 +248,7 @@ def scenario_parcel(run: RunInfo):
     if not sc:
         raise ConfigError(f"run {run.path} has no scenario in its config; give the development parcel with --parcel")
     scfg = ScenarioConfig.model_validate(sc)
-    cfile = run.manifest.get("config_file")
-    base = Path(cfile).parent if cfile else run.path
+    base = input_base_dir(run)  # the config's folder, also when the run folder was moved
 
     def resolve(p):
         q = Path(expand_vars(p)).expanduser()
@@ -639,6 +652,9 @@ def register(app) -> None:
     """Add ``gep offset`` to the typer ``app``."""
     import typer
 
+    from ..cli_common import (command, debug_option, log_file_option, log_json_option, log_level_option,
+                              quiet_option, verbose_option)
+
     @app.command("offset")
     def offset(baseline: Path = typer.Option(..., "--baseline", help="Finished run without the development."),
                scenario: Path = typer.Option(..., "--scenario", help="Finished run with the development scenario."),
@@ -658,24 +674,21 @@ def register(app) -> None:
                                                           help="Finished run with the candidates restored."),
                ratio_source: Optional[str] = typer.Option(None, "--ratio-source",
                                                           help="Where the offset ratio comes from (recorded)."),
-               debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
+               quiet: bool = quiet_option(), verbose: int = verbose_option(),
+               log_level: Optional[str] = log_level_option(), log_file: Optional[Path] = log_file_option(),
+               log_json: bool = log_json_option(), debug: bool = debug_option()):
         """GEP-R offset (占补平衡): value lost in the parcel, compensation required, candidate parcels ranked."""
-        try:
+        with command(quiet, verbose, log_level, log_file, log_json, debug) as out:
             rep = offset_report(baseline, scenario, output, offset_ratio=offset_ratio, parcel=parcel,
                                 parcel_layer=parcel_layer, candidates=candidates, id_field=id_field,
                                 name_field=name_field, candidates_layer=candidates_layer, restoration=restoration,
                                 ratio_source=ratio_source)
-        except GepError as exc:
-            if debug:
-                raise
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2)
-        typer.echo(f"GEP-R lost in the parcel: {rep['loss']['gep_r_yuan']:,.0f} yuan/a; required at ratio "
-                   f"{rep['offset_ratio']['value']:g}: {rep['required_compensation_yuan_per_year']:,.0f} yuan/a")
-        sel = rep["selection"]
-        if sel:
-            typer.echo(f"selected ({sel['basis']}): {', '.join(map(str, sel['selected'])) or 'none'} = "
-                       f"{sel['total_yuan']:,.0f} yuan/a; {'covered' if sel['covered'] else 'NOT covered'}")
-        for w in rep["warnings"]:
-            typer.secho(f"  warning: {w}", fg=typer.colors.YELLOW)
-        typer.echo(f"  report: {output / 'offset_summary.md'}")
+            out.result(f"GEP-R lost in the parcel: {rep['loss']['gep_r_yuan']:,.0f} yuan/a; required at ratio "
+                       f"{rep['offset_ratio']['value']:g}: {rep['required_compensation_yuan_per_year']:,.0f} yuan/a")
+            sel = rep["selection"]
+            if sel:
+                out.detail(f"selected ({sel['basis']}): {', '.join(map(str, sel['selected'])) or 'none'} = "
+                           f"{sel['total_yuan']:,.0f} yuan/a; {'covered' if sel['covered'] else 'NOT covered'}")
+            for w in rep["warnings"]:
+                out.warning(w)
+            out.detail(f"  report: {output / 'offset_summary.md'}")

@@ -50,9 +50,9 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from .. import __version__
+from .._version import __version__
 from ..config import RunConfig
-from ..errors import ConfigError, GepError, TableError
+from ..errors import ConfigError, TableError
 
 log = logging.getLogger("gep_raster")
 
@@ -309,7 +309,7 @@ def _variant_config(cfg: RunConfig, out_dir: Path, *, prices: dict, params: dict
         new = RunConfig.model_validate(d)
     except ValidationError as exc:  # pragma: no cover - the config was valid a moment ago
         raise ConfigError(f"sensitivity: cannot build the variant configuration: {exc}") from None
-    new.source_path = cfg.source_path
+    new.source_path, new.config_dir = cfg.source_path, cfg.config_dir
     return new
 
 
@@ -720,6 +720,9 @@ def register(app) -> None:
     """Add the command ``gep sensitivity CONFIG [-o OUT] [--ranges CSV]`` to a typer ``app``."""
     import typer
 
+    from ..cli_common import (command, debug_option, log_file_option, log_json_option, log_level_option,
+                              quiet_option, verbose_option)
+
     @app.command("sensitivity")
     def sensitivity(config: Path = typer.Argument(..., help="Run configuration (YAML)."),
                     output: Optional[Path] = typer.Option(None, "--output", "-o",
@@ -729,30 +732,24 @@ def register(app) -> None:
                                                                "shipped gep_raster/data/ranges.csv."),
                     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Dask threads."),
                     force: bool = typer.Option(False, "--force", help="Recompute the central run."),
-                    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-                    debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
+                    quiet: bool = quiet_option(), verbose: int = verbose_option(),
+                    log_level: Optional[str] = log_level_option(), log_file: Optional[Path] = log_file_option(),
+                    log_json: bool = log_json_option(), debug: bool = debug_option()):
         """GEP-R at the low and high end of every documented price/parameter range (OUT/sensitivity/)."""
         from ..config import load_config
 
-        if not quiet:
-            logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        try:
+        with command(quiet, verbose, log_level, log_file, log_json, debug) as out:
             cfg = load_config(config, overrides={"output": {"dir": str(output.resolve())}} if output else None)
             res = run_sensitivity(cfg, ranges=ranges, workers=workers, progress=not quiet, force=force)
-        except GepError as exc:
-            if debug:
-                raise
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2)
-        m = res.manifest
-        typer.echo(f"sensitivity of '{cfg.name}': central GEP-R {m['central_run']['gep_r_yuan']:,.0f} yuan/a")
-        for r in res.table.to_dict("records"):
-            typer.echo(f"  {r['rank']:>2}. {r['key']:40s} [{r['evidence']}] {r['low']:>10.4g} .. {r['high']:<10.4g} "
-                       f"-> {r['gep_r_low_yuan']:>18,.0f} .. {r['gep_r_high_yuan']:<18,.0f} "
-                       f"swing {100 * r['swing_share_of_central']:.1f} % ({r['method']})")
-        for s in m["skipped"]:
-            typer.echo(f"  skipped {s['key']}: {s['reason']}")
-        for case in ("low", "high"):
-            if case in m["combined"]:
-                typer.echo(f"  all {case}: GEP-R {m['combined'][case]['gep_r_yuan']:,.0f} yuan/a")
-        typer.echo(f"  outputs: {res.output_dir}")
+            m = res.manifest
+            out.result(f"sensitivity of '{cfg.name}': central GEP-R {m['central_run']['gep_r_yuan']:,.0f} yuan/a "
+                       f"-> {res.output_dir}")
+            for r in res.table.to_dict("records"):
+                out.detail(f"  {r['rank']:>2}. {r['key']:40s} [{r['evidence']}] {r['low']:>10.4g} .. "
+                           f"{r['high']:<10.4g} -> {r['gep_r_low_yuan']:>18,.0f} .. {r['gep_r_high_yuan']:<18,.0f} "
+                           f"swing {100 * r['swing_share_of_central']:.1f} % ({r['method']})")
+            for sk in m["skipped"]:
+                out.detail(f"  skipped {sk['key']}: {sk['reason']}")
+            for case in ("low", "high"):
+                if case in m["combined"]:
+                    out.detail(f"  all {case}: GEP-R {m['combined'][case]['gep_r_yuan']:,.0f} yuan/a")

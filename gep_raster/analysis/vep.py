@@ -37,9 +37,9 @@ from typing import Optional
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from .change import RunInfo, economic_columns, load_run
-from ..errors import ConfigError, GepError
+from ..errors import ConfigError
 
 log = logging.getLogger("gep_raster")
 
@@ -282,6 +282,9 @@ def register(app) -> None:
     """Add ``gep vep RUN --layer L [--years T --growth g --discount r] -o OUT`` to the typer ``app``."""
     import typer
 
+    from ..cli_common import (command, debug_option, log_file_option, log_json_option, log_level_option,
+                              quiet_option, verbose_option)
+
     @app.command("vep")
     def vep(run: Path = typer.Argument(..., help="Output folder of a finished run."),
             layer: str = typer.Option(..., "--layer", help="Layer with role special_unit."),
@@ -289,19 +292,18 @@ def register(app) -> None:
             years: Optional[int] = typer.Option(None, "--years", min=1, help="Projection horizon T (years)."),
             growth: Optional[float] = typer.Option(None, "--growth", help="Growth rate g of the annual value (0.02 = 2 %/a)."),
             discount: Optional[float] = typer.Option(None, "--discount", help="Discount rate r (0.045 = 4.5 %/a)."),
-            debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
+            quiet: bool = quiet_option(), verbose: int = verbose_option(),
+            log_level: Optional[str] = log_level_option(), log_file: Optional[Path] = log_file_option(),
+            log_json: bool = log_json_option(), debug: bool = debug_option()):
         """VEP account of the special units of RUN; with --years/--growth/--discount also the NPV of future value."""
-        try:
+        with command(quiet, verbose, log_level, log_file, log_json, debug) as out:
             res = vep_account(run, layer, output, years=years, growth=growth, discount=discount)
-        except GepError as exc:
-            if debug:
-                raise
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2)
-        idf, nmf = res["id_field"], res["name_field"]
-        for row in res["rows"]:
-            line = f"  {row[idf]} {row.get(nmf, '') if nmf != idf else ''}: VEP {row['vep_yuan']:,.0f} yuan/a"
-            if res["projection"]:
-                line += f"; NPV {res['projection']['years']} years {row['vep_npv_yuan']:,.0f} yuan"
-            typer.echo(line)
-        typer.echo(f"  basis: {res['vep_basis']}; written to {output}")
+            idf, nmf = res["id_field"], res["name_field"]
+            out.result(f"VEP of {len(res['rows'])} special unit(s) of layer {layer}: "
+                       f"{sum(r['vep_yuan'] for r in res['rows']):,.0f} yuan/a -> {output}")
+            for row in res["rows"]:
+                line = f"  {row[idf]} {row.get(nmf, '') if nmf != idf else ''}: VEP {row['vep_yuan']:,.0f} yuan/a"
+                if res["projection"]:
+                    line += f"; NPV {res['projection']['years']} years {row['vep_npv_yuan']:,.0f} yuan"
+                out.detail(line)
+            out.detail(f"  basis: {res['vep_basis']}; written to {output}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import sys
 import threading
 import time
@@ -19,7 +20,8 @@ from .. import faults
 from ..errors import InputError
 from .io_write import sha256_file
 
-__all__ = ["package_versions", "input_checksums", "StageTimer", "machine_info", "SHAPEFILE_SIDECARS"]
+__all__ = ["package_versions", "input_checksums", "StageTimer", "machine_info", "SHAPEFILE_SIDECARS", "is_remote_path",
+           "normalise_path", "portable_path", "portable_checksums", "portable_files"]
 
 #: Distribution names reported by :func:`package_versions` (besides python, GDAL, PROJ, GEOS).
 _DISTRIBUTIONS = (
@@ -61,7 +63,7 @@ def package_versions() -> dict[str, str | None]:
         out[name] = _dist_version(name)
     if out["gep_raster"] is None:  # running from a source tree that is not installed
         with contextlib.suppress(Exception):
-            from .. import __version__
+            from .._version import __version__
             out["gep_raster"] = str(__version__)
     out["gdal"] = _lib_version("rasterio", "__gdal_version__") if out["rasterio"] else None
     out["proj"] = _lib_version("pyproj", "proj_version_str") if out["pyproj"] else None
@@ -139,6 +141,124 @@ def input_checksums(paths: Iterable[str | os.PathLike]) -> dict[str, dict[str, i
         add(p)
         for side in _companions(p):
             add(side)
+    return out
+
+
+#: a URL (``https://``, ``s3://``, ``gs://`` ...) or a GDAL virtual file system path (``/vsicurl/``, ``/vsis3/`` ...)
+_REMOTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|/vsi[a-z0-9_]+/)")
+
+
+def is_remote_path(p: str | os.PathLike) -> bool:
+    """True for a URL (``scheme://...``) or a GDAL virtual path (``/vsicurl/...``, ``/vsizip/...``): paths that are
+    recorded verbatim, never normalised (``os.path.normpath`` would collapse the ``//`` of ``https://``).
+
+    Parameters
+    ----------
+    p : str or path-like
+        A path as given.
+
+    Returns
+    -------
+    bool
+    """
+    return bool(_REMOTE.match(os.fspath(p)))
+
+
+def normalise_path(p: str | os.PathLike, base: str | os.PathLike | None = None) -> str:
+    """The absolute, normalised form of a local path (``..`` and ``.`` segments and doubled separators removed,
+    ``~`` expanded; symbolic links are not followed); remote/virtual paths unchanged.
+
+    Parameters
+    ----------
+    p : str or path-like
+        The path. A relative path is taken relative to ``base`` (or the current folder).
+    base : str or path-like, optional
+        Folder a relative ``p`` is relative to.
+
+    Returns
+    -------
+    str
+        The absolute normalised path, or ``p`` itself (as str) when :func:`is_remote_path`. Never raises.
+    """
+    s = os.fspath(p)
+    if is_remote_path(s):
+        return s
+    s = os.path.expanduser(s)
+    if not os.path.isabs(s) and base is not None:
+        s = os.path.join(normalise_path(base), s)
+    return os.path.normpath(os.path.abspath(s))
+
+
+def portable_path(p: str | os.PathLike, base: str | os.PathLike) -> dict[str, str]:
+    """The two manifest fields of an input path: relative to ``base`` and absolute, both normalised.
+
+    Parameters
+    ----------
+    p : str or path-like
+        The input path (absolute, or relative to ``base``).
+    base : str or path-like
+        The folder relative paths are written from (the run's config file folder).
+
+    Returns
+    -------
+    dict
+        ``{"path": <relative to base>, "abs_path": <absolute, normalised>}``. A remote/virtual path (see
+        :func:`is_remote_path`) is kept verbatim in both; a path that has no relative form (another drive on
+        Windows) has its absolute path in both. Never raises.
+
+    Examples
+    --------
+    >>> portable_path("/data/pipelines/../tiles/a.tif", "/data/pipelines")
+    {'path': '../tiles/a.tif', 'abs_path': '/data/tiles/a.tif'}
+    """
+    absolute = normalise_path(p, base)
+    if is_remote_path(absolute):
+        return {"path": absolute, "abs_path": absolute}
+    try:
+        rel = os.path.relpath(absolute, normalise_path(base))
+    except ValueError:  # no relative path between drives
+        rel = absolute
+    return {"path": rel, "abs_path": absolute}
+
+
+def portable_files(files: Iterable[str | os.PathLike], base: str | os.PathLike) -> list[dict[str, str]]:
+    """:func:`portable_path` of every path of ``files``, in order.
+
+    Parameters
+    ----------
+    files : iterable of str or path-like
+    base : str or path-like
+        The folder relative paths are written from.
+
+    Returns
+    -------
+    list of dict
+        ``[{"path": ..., "abs_path": ...}, ...]``. Never raises.
+    """
+    return [portable_path(f, base) for f in files]
+
+
+def portable_checksums(checksums: dict[str, dict], base: str | os.PathLike) -> dict[str, dict]:
+    """:func:`input_checksums` as written to the manifest: keyed by the path relative to ``base``, each entry with
+    ``path`` (the key), ``abs_path``, ``sha256`` and ``bytes``.
+
+    Parameters
+    ----------
+    checksums : dict
+        ``{path: {"sha256": ..., "bytes": ...}}`` (:func:`input_checksums`).
+    base : str or path-like
+        The folder relative paths are written from (the config file's folder).
+
+    Returns
+    -------
+    dict
+        ``{relative path: {"path", "abs_path", "sha256", "bytes"}}`` in the order of ``checksums``; two keys
+        that normalise to the same file are listed once. Never raises.
+    """
+    out: dict[str, dict] = {}
+    for key, rec in checksums.items():
+        pp = portable_path(key, base)
+        out.setdefault(pp["path"], {**pp, **rec})
     return out
 
 

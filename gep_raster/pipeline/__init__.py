@@ -57,11 +57,46 @@ log = logging.getLogger("gep_raster")
 @dataclass
 class RunResult:
     """What :func:`run` returns: the output folder, the manifest's path and content, and the account table of
-    each polygon layer (GeoDataFrame)."""
+    each polygon layer (GeoDataFrame).
+
+    Attributes
+    ----------
+    output_dir : Path
+        The run's output folder (absolute).
+    manifest_path : Path
+        ``output_dir / "manifest.json"``.
+    manifest : dict
+        Its content (config, inputs and their checksums, methods, totals, diagnostics, versions...).
+    tables : dict of str to geopandas.GeoDataFrame
+        The account table of each polygon layer, by layer name: one row per unit, physical quantities (m3/a, t/a,
+        tCO2/a...) and values (yuan/a) per service, ``gep_r_yuan``, coverage columns.
+    """
     output_dir: Path
     manifest_path: Path
     manifest: dict
     tables: dict = field(default_factory=dict)
+
+    @property
+    def totals(self):
+        """The whole region's totals: ``pandas.DataFrame`` indexed by quantity (``water_conservation_m3``,
+        ``soil_retention_yuan``, ``gep_r_yuan``...), columns ``sum`` (float64, in ``unit``), ``unit`` (str: m3/a,
+        t/a, tCO2/a, yuan/a...) and ``valid_pixels`` (int)."""
+        import pandas as pd
+
+        df = pd.DataFrame.from_dict(self.manifest["totals"], orient="index")
+        df.index.name = "quantity"
+        return df[[c for c in ("sum", "unit", "valid_pixels") if c in df.columns]]
+
+    @property
+    def gep_r_yuan(self) -> float:
+        """GEP-R of the whole region, yuan/a (``totals.loc["gep_r_yuan", "sum"]``)."""
+        return float(self.manifest["totals"]["gep_r_yuan"]["sum"])
+
+    @property
+    def outputs(self) -> dict:
+        """Every output file of the run listed in the manifest: ``{relative path: absolute Path}`` (rasters,
+        tables, figures), e.g. ``outputs["rasters/value/gep_r_yuan.tif"]``."""
+        return {o["path"]: self.output_dir / o["path"] for o in self.manifest.get("outputs", []) if "path" in o}
 
 
 def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
@@ -87,7 +122,7 @@ def run(cfg: RunConfig, *, workers: int | None = None, progress: bool = True,
         tables and manifest are written by this process (:func:`~gep_raster.pipeline.distributed.store_distributed`). Default: local
         threads. Rasters and tables are identical either way.
     accept_warnings : bool
-        Run although the pre-flight checks (:func:`gep_raster.validate.validate`, the checks of ``gep validate``)
+        Run although the pre-flight checks (:func:`gep_raster.validation.validate`, the checks of ``gep validate``)
         give warnings; they are recorded in ``manifest.validation``. Problems always stop the run.
 
     Returns
@@ -155,7 +190,7 @@ def preflight_checks(cfg: RunConfig, *, accept_warnings: bool = False) -> dict:
     import time
 
     from ..errors import ValidationFailed
-    from ..validate import validate
+    from ..validation import validate
 
     t0 = time.perf_counter()
     rep = validate(cfg)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import shutil
 
-from .. import __version__, faults
+from .. import faults
+from .._version import __version__
 from .figures import start as start_figures
 from .state import RunState
 

@@ -1,15 +1,25 @@
 """Stage ``manifest``: ``manifest.json``, the record of what produced the run's numbers (config, legend, prices and
 parameters used, input checksums, methods, routing, execution, assumptions, validation warnings, totals,
 diagnostics and plausibility checks, nesting checks, package versions, machine, stage timings).
+
+Paths (a moved or shared output folder still says where its inputs were): every input path (rasters and their
+tiles, tables, polygon layers, legend, the config file) is recorded normalised, in two fields: ``path``, relative
+to the config file's folder, and ``abs_path``, absolute (``..`` segments removed, symbolic links not followed);
+URLs and GDAL virtual paths (``/vsicurl/``, ``https://``, ``s3://``) are kept verbatim in both
+(:func:`gep_raster.outputs.provenance.portable_path`). ``input_checksums`` is keyed by the relative path.
+``paths`` says what they are relative to and where that folder lies from the run folder. Output paths
+(``outputs[].path``) are relative to the run folder.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
+import re
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..accounts.layers import polygon_area_km2
 from .state import RunState
 
@@ -54,13 +64,121 @@ def _economic_record(st: RunState) -> dict:
                          polygon_area_km2(st.layers[name].gdf, st.grid))
 
 
+#: ``origin`` of a price or parameter read from a table: ``"<what>: <path> line <n>"``
+_ORIGIN = re.compile(r"^(prices\.table|parameters_table): (.+) line (\d+)$")
+
+
+def paths_record(cfg, out_dir) -> dict:
+    """``manifest.paths``: the folder the inputs' ``path`` fields are relative to, the config file and the run folder.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's config (its ``base_dir`` is the config file's folder, or the folder given for a config dict).
+    out_dir : path-like
+        The run (output) folder.
+
+    Returns
+    -------
+    dict
+        ``base_dir``: ``{"abs_path", "from_run_dir"}`` (the config's folder, absolute, and relative to the run
+        folder: where to look for the inputs when the run folder was moved together with its project folder);
+        ``config_file``: ``{"path", "abs_path"}`` (None for a config given as a dict); ``run_dir``: ``{"abs_path"}``
+        at run time; ``note``: what the fields mean. Never raises.
+    """
+    from ..outputs.provenance import normalise_path, portable_path
+
+    base, run_dir = normalise_path(cfg.base_dir), normalise_path(out_dir)
+    try:
+        from_run = os.path.relpath(base, run_dir)
+    except ValueError:  # another drive
+        from_run = base
+    return {"base_dir": {"abs_path": base, "from_run_dir": from_run},
+            "config_file": portable_path(cfg.source_path, base) if cfg.source_path else None,
+            "run_dir": {"abs_path": run_dir},
+            "note": "input 'path' fields are relative to base_dir (the config file's folder), 'abs_path' fields are "
+                    "absolute at run time (both normalised; URLs and /vsi paths verbatim); output paths are relative "
+                    "to the run folder"}
+
+
+def portable_tree(obj, base: str, keys: tuple | None = None):
+    """A copy of a manifest record with its input paths made portable: each ``files`` list of paths becomes a list
+    of ``{"path", "abs_path"}`` (:func:`~gep_raster.outputs.provenance.portable_files`), and each dict with a str
+    ``path`` (and no ``abs_path``) gets ``path`` relative to ``base`` and ``abs_path``.
+
+    Parameters
+    ----------
+    obj : dict, list or scalar
+        The record (e.g. ``{key: source.describe()}``).
+    base : str
+        The config file's folder.
+    keys : tuple of str, optional
+        Only these top-level keys of ``obj`` are rewritten (the others are copied as they are).
+
+    Returns
+    -------
+    The rewritten copy. Never raises.
+    """
+    from ..outputs.provenance import portable_files, portable_path
+
+    if isinstance(obj, list):
+        return [portable_tree(v, base) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    out = {}
+    for k, v in obj.items():
+        if keys is not None and k not in keys:
+            out[k] = v
+        elif k == "files" and isinstance(v, list) and all(isinstance(f, str) for f in v):
+            out[k] = portable_files(v, base)
+        elif k == "path" and isinstance(v, str) and "abs_path" not in obj:
+            out.update(portable_path(v, base))
+        else:
+            out[k] = portable_tree(v, base)
+    return out
+
+
+def _book_records(book, base: str) -> dict:
+    """:meth:`PriceBook.used_records` with the file paths normalised: ``price_index`` (``path`` relative,
+    ``abs_path``), each row's ``price_index`` and the path in a table row's ``origin`` (absolute, normalised)."""
+    from ..outputs.provenance import normalise_path
+
+    rec = book.used_records()
+
+    def row(r: dict) -> dict:
+        r = dict(r)
+        if isinstance(r.get("price_index"), str):
+            r["price_index"] = normalise_path(r["price_index"], base)
+        m = _ORIGIN.match(str(r.get("origin", "")))
+        if m:
+            r["origin"] = f"{m.group(1)}: {normalise_path(m.group(2), base)} line {m.group(3)}"
+        return r
+
+    return {"prices": [row(r) for r in rec["prices"]], "parameters": [row(r) for r in rec["parameters"]],
+            "price_index": portable_tree(rec["price_index"], base)}
+
+
 def build(st: RunState) -> dict:
-    """The manifest's content (without ``timings_s`` and ``cpu_s``, added when it is written)."""
+    """The manifest's content (without ``timings_s`` and ``cpu_s``, added when it is written).
+
+    Parameters
+    ----------
+    st : RunState
+        The state after the ``tables`` and ``figures`` stages.
+
+    Returns
+    -------
+    dict
+        JSON-ready manifest; input paths as ``path`` (relative to the config's folder) and ``abs_path`` (see the
+        module docstring), output paths relative to the run folder. Raises nothing of its own.
+    """
     from ..allocator import tune_for_blocks
     from ..assumptions import run_assumptions
-    from ..outputs.provenance import machine_info, package_versions
+    from ..outputs.provenance import (machine_info, normalise_path, package_versions, portable_checksums,
+                                      portable_files, portable_path)
 
     cfg, legend = st.cfg, st.legend
+    base = str(cfg.base_dir)
     diag = diagnostics(st)
     return {
         "gep_raster_version": __version__,
@@ -70,7 +188,8 @@ def build(st: RunState) -> dict:
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "run_hash": st.run_hash,
         "resumed_rasters": st.resumed,
-        "config_file": str(cfg.source_path) if cfg.source_path else None,
+        "config_file": normalise_path(cfg.source_path) if cfg.source_path else None,
+        "paths": paths_record(cfg, st.out_dir),
         "config": cfg.to_json_dict(),
         "config_sha256": cfg.config_hash(),
         "grid": st.grid.describe(),
@@ -78,12 +197,13 @@ def build(st: RunState) -> dict:
         "layout": st.layout,
         "memory": st.chunk_info,
         "allocator": tune_for_blocks(),
-        "inputs": {k: s.describe() for k, s in st.sources.items()},
-        "input_checksums": st.checksums,
+        "inputs": portable_tree({k: s.describe() for k, s in st.sources.items()}, base),
+        "input_checksums": portable_checksums(st.checksums, base),
+        "layers": {name: portable_path(layer.path, base) for name, layer in st.layers.items()},
         "land_cover_classes_px": st.hist,
-        "legend": {"path": str(legend.path), "sources": legend.sources,
+        "legend": {**portable_path(legend.path, base), "sources": portable_files(legend.sources, base),
                    "table": legend.table.reset_index().to_dict("records")},
-        **st.book.used_records(),
+        **_book_records(st.book, base),
         "methods": st.model.notes,
         "routing": st.routing_info,
         "execution": st.execution,
@@ -94,14 +214,33 @@ def build(st: RunState) -> dict:
                            "valid_pixels": st.valid_pixels[o.key]} for o in st.outputs if o.kind in TOTAL_KINDS},
         "diagnostics": diag,
         "hierarchy_checks": st.hierarchy,
-        **({"economic_accounts": _economic_record(st)} if st.econ is not None else {}),
+        **({"economic_accounts": portable_tree(_economic_record(st), base, keys=("table", "weight_rasters"))}
+           if st.econ is not None else {}),
         "package_versions": package_versions(),
         "machine": machine_info(),
     }
 
 
 def write(st: RunState, manifest: dict):
-    """Add the stage timings and write ``manifest.json`` atomically; returns its path."""
+    """Add the stage timings and write ``manifest.json`` atomically.
+
+    Parameters
+    ----------
+    st : RunState
+        The run's state (its timer and output folder).
+    manifest : dict
+        :func:`build`'s content; ``timings_s`` and ``cpu_s`` are added to it.
+
+    Returns
+    -------
+    Path
+        ``<output>/manifest.json``.
+
+    Raises
+    ------
+    OSError
+        The file cannot be written (the pipeline turns this into an OutputError).
+    """
     from ..outputs.io_write import atomic_write_json
 
     manifest["timings_s"] = st.timer.as_dict()

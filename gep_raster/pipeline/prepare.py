@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..accounts.layers import load_layer
 from ..accounts.economic import EconomicAccounts
 from ..errors import ConfigError, GridMismatchError, TableError
