@@ -514,7 +514,7 @@ def _format_validation_error(path, exc: ValidationError) -> str:
         loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after")) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling against the README's configuration reference)"
+            msg = "unknown key (check the spelling against docs/configuration.md)"
         elif err["type"] == "missing":
             msg = "required key is missing"
         lines.append(f"{path}: {loc}: {msg}")
