@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError
 
 if TYPE_CHECKING:  # imported lazily at run time (the config module imports the service registry)
     from .config import RunConfig
@@ -158,20 +158,13 @@ def read_run(run_dir: str | os.PathLike):
     InputError
         No ``manifest.json`` in ``run_dir`` (not a finished run), or it is not readable JSON.
     """
-    import json
-
     import geopandas as gpd
 
+    from .analysis.change import read_manifest
     from .pipeline import RunResult
 
     out = Path(run_dir).resolve()
-    mpath = out / "manifest.json"
-    if not mpath.is_file():
-        raise InputError(f"{out}: no manifest.json: not the output folder of a finished gep run")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{mpath}: not readable JSON ({exc})") from None
+    mpath, manifest = read_manifest(out)
     tables = {}
     for layer in manifest.get("config", {}).get("layers", {}):
         gpkg = out / "tables" / f"{layer}.gpkg"

@@ -147,6 +147,24 @@ class RunInfo:
             raise InputError(f"{info['csv']}: cannot read the account table of layer '{layer}' ({exc})") from None
 
 
+def read_manifest(run_dir: str | os.PathLike) -> tuple[Path, dict]:
+    """The ``manifest.json`` of a finished run folder: its path and its content.
+
+    Raises
+    ------
+    InputError
+        No ``manifest.json`` in ``run_dir`` (not a finished run), or it is not readable JSON.
+    """
+    p = Path(run_dir)
+    mpath = p / "manifest.json"
+    if not mpath.is_file():
+        raise InputError(f"{mpath}: not found; is {p} the output folder of a finished `gep run`? (no manifest.json)")
+    try:
+        return mpath, json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{mpath}: cannot read the manifest ({exc})") from None
+
+
 def load_run(path) -> RunInfo:
     """Open a finished run folder.
 
@@ -169,13 +187,7 @@ def load_run(path) -> RunInfo:
     from rasterio.crs import CRS
 
     p = Path(path)
-    mpath = p / "manifest.json"
-    if not mpath.is_file():
-        raise InputError(f"{mpath}: not found; is {p} the output folder of a finished `gep run`?")
-    try:
-        m = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{mpath}: cannot read the manifest ({exc})") from None
+    mpath, m = read_manifest(p)
     for key in ("grid", "outputs"):
         if key not in m:
             raise InputError(f"{mpath}: manifest has no '{key}' entry")
