@@ -10,6 +10,7 @@ year, and every output records the rows it used and where each came from.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -36,11 +37,27 @@ def _read_csv(path: Path, what: str) -> pd.DataFrame:
 
 @dataclass
 class Legend:
-    """The validated legend. ``table`` is indexed by integer class code."""
+    """The validated legend. ``table`` is indexed by integer class code.
+
+    ``path`` is the user's legend CSV (``legend.path``) or, with a product legend alone, the shipped product CSV;
+    ``sources`` lists every file read (product CSV, user table, join tables), real paths only, in that order;
+    ``product`` names the shipped product legend the table started from (``legend.product``), or None;
+    ``nodata_codes`` are the product's codes that mean no data (they have no row)."""
 
     table: pd.DataFrame
     path: Path
     sources: list[str]
+    product: str | None = None
+    nodata_codes: tuple[int, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The legend in words for messages: ``product 'clcd' + /path/user.csv``, or the CSV path."""
+        if self.product is None:
+            return str(self.path)
+        if self.sources and str(self.path) != self.sources[0]:  # a user table extends the product
+            return f"product '{self.product}' + {self.path}"
+        return f"product '{self.product}' ({self.path})"
 
     @property
     def codes(self) -> np.ndarray:
@@ -64,24 +81,93 @@ class Legend:
         return out
 
 
-def load_legend(cfg: RunConfig, required: dict[str, tuple] | None = None) -> Legend:
-    """Load, join and validate the land-cover legend.
+def _check_codes(df: pd.DataFrame, where: str, code_column: str) -> pd.DataFrame:
+    """Column ``code`` as int64: non-negative integers, unique, at most 65535 (TableError naming ``where``)."""
+    codes = pd.to_numeric(df["code"], errors="coerce")
+    if codes.isna().any() or (codes % 1 != 0).any() or (codes < 0).any():
+        bad = df.loc[codes.isna() | (codes % 1 != 0) | (codes < 0), "code"].tolist()
+        raise TableError(f"legend {where}: column '{code_column}' must hold non-negative integer class codes; "
+                         f"bad: {bad}")
+    df = df.copy()
+    df["code"] = codes.astype(np.int64)
+    if df["code"].duplicated().any():
+        raise TableError(f"legend {where}: duplicate class code(s) {df.loc[df['code'].duplicated(), 'code'].tolist()}")
+    if len(df) and df["code"].max() > 65535:
+        raise TableError(f"legend {where}: class codes above 65535 are not supported")
+    return df
 
-    Raises
-    ------
-    TableError
-        Naming the file, the column and the row (class code) that is wrong: missing column,
-        duplicate or non-integer code, unknown ecosystem type, value out of range.
-    """
+
+def _extend_product(base: pd.DataFrame, user: pd.DataFrame, product: str, user_path: Path) -> pd.DataFrame:
+    """The product's legend extended by a user table (both with an int64 ``code`` column).
+
+    A user row whose code is a product class overrides the cells it fills (empty cells keep the product's value)
+    and its ``notes`` are appended to the product's, with the overridden columns named; a user row with another
+    code adds a class (it must give an ecosystem type). Columns the product lacks are added (empty on the product
+    rows the user table does not fill)."""
+    base = base.set_index("code").astype(object)
+    user = user.set_index("code")
+    for col in user.columns:
+        if col not in base.columns:
+            base[col] = np.nan
+    new_codes = [c for c in user.index if c not in base.index]
+    if new_codes:
+        no_eco = [int(c) for c in new_codes
+                  if "ecosystem" not in user.columns or _is_blank(user.at[c, "ecosystem"])]
+        if no_eco:
+            raise TableError(f"legend {user_path}: class code(s) {no_eco} are not classes of the product '{product}' "
+                             f"(codes {base.index.tolist()}) and give no ecosystem type; add the column ecosystem "
+                             f"(one of {list(ECOSYSTEMS)}) for them")
+    for code, row in user.iterrows():
+        if code not in base.index:
+            base.loc[code] = pd.Series({c: (np.nan if _is_blank(row.get(c)) else row.get(c)) for c in base.columns})
+            continue
+        given = [c for c in user.columns if c != "notes" and not _is_blank(row[c])]
+        for c in given:
+            base.at[code, c] = row[c]
+        user_note = "" if "notes" not in user.columns or _is_blank(row["notes"]) else str(row["notes"]).strip()
+        if given or user_note:
+            what = (f"{', '.join(given)} from the user table {user_path.name}" if given
+                    else f"user table {user_path.name}")
+            kept = "" if _is_blank(base.at[code, "notes"]) else _drop_note_items(str(base.at[code, "notes"]), given)
+            base.at[code, "notes"] = " | ".join(x for x in (kept, what + (f": {user_note}" if user_note else "")) if x)
+    return base.infer_objects().reset_index()
+
+
+_NOTE_ITEM = re.compile(r"^(?P<cols>[a-z0-9_]+(?:, [a-z0-9_]+)*)(?P<rest>(?: \[|: ).*)$", re.S)
+
+
+def _drop_note_items(note: str, columns: list[str]) -> str:
+    """A product ``notes`` cell (items ``col[, col] [MARK] source`` or ``col: text`` joined by `` | ``) without
+    what it says about ``columns`` (the columns a user table replaced)."""
+    out = []
+    for item in note.split(" | "):
+        m = _NOTE_ITEM.match(item)
+        if not m:
+            out.append(item)
+            continue
+        cols = [c for c in m["cols"].split(", ") if c not in columns]
+        if cols:
+            out.append(", ".join(cols) + m["rest"])
+    return " | ".join(out)
+
+
+def _read_user_legend(cfg: RunConfig) -> tuple[Path | None, pd.DataFrame | None]:
+    """``legend.path`` read, its columns renamed (``legend.columns``) and its code column called ``code``."""
     lc = cfg.legend
+    if lc.path is None:
+        return None, None
     path = cfg.resolve(lc.path)
-    df = _read_csv(path, "legend.path")
-    if lc.code_column not in df.columns:
-        raise TableError(f"legend {path}: code column '{lc.code_column}' not found (columns: {list(df.columns)})")
-    sources = [str(path)]
-    df = df.rename(columns={v: k for k, v in lc.columns.items()})
-    df = df.rename(columns={lc.code_column: "code"})
-    for j in lc.join:
+    user = _read_csv(path, "legend.path")
+    if lc.code_column not in user.columns:
+        raise TableError(f"legend {path}: code column '{lc.code_column}' not found (columns: {list(user.columns)})")
+    user = user.rename(columns={v: k for k, v in lc.columns.items()})
+    return path, user.rename(columns={lc.code_column: "code"})
+
+
+def _join_tables(cfg: RunConfig, df: pd.DataFrame, where: str, product: str | None,
+                 sources: list[str]) -> pd.DataFrame:
+    """The ``legend.join`` tables merged into ``df`` by class code (each file appended to ``sources``)."""
+    for j in cfg.legend.join:
         jpath = cfg.resolve(j.path)
         jdf = _read_csv(jpath, "legend.join.path")
         missing = [c for c in [j.code_column, *j.columns.values()] if c not in jdf.columns]
@@ -91,38 +177,93 @@ def load_legend(cfg: RunConfig, required: dict[str, tuple] | None = None) -> Leg
             columns={v: k for k, v in j.columns.items()} | {j.code_column: "code"})
         overlap = [c for c in j.columns if c in df.columns]
         if overlap:
-            raise TableError(f"legend join table {jpath}: column(s) {overlap} already in the legend {path}; remove one")
+            hint = " (to change a product legend's column, give it in legend.path)" if product else ""
+            raise TableError(f"legend join table {jpath}: column(s) {overlap} already in the legend {where}; remove "
+                             f"one{hint}")
+        if product is not None:  # product codes are int64 already: join on the same type
+            jdf = _check_codes(jdf, str(jpath), j.code_column)
         df = df.merge(jdf, on="code", how="left")
         sources.append(str(jpath))
-    codes = pd.to_numeric(df["code"], errors="coerce")
-    if codes.isna().any() or (codes % 1 != 0).any() or (codes < 0).any():
-        bad = df.loc[codes.isna() | (codes % 1 != 0) | (codes < 0), "code"].tolist()
-        raise TableError(f"legend {path}: column '{lc.code_column}' must hold non-negative integer class codes; bad: {bad}")
-    df["code"] = codes.astype(np.int64)
-    if df["code"].duplicated().any():
-        raise TableError(f"legend {path}: duplicate class code(s) {df.loc[df['code'].duplicated(), 'code'].tolist()}")
-    if df["code"].max() > 65535:
-        raise TableError(f"legend {path}: class codes above 65535 are not supported")
-    if "ecosystem" not in df.columns:
-        raise TableError(f"legend {path}: column 'ecosystem' is missing (one of {list(ECOSYSTEMS)} per class)")
-    bad = df.loc[~df["ecosystem"].isin(ECOSYSTEMS), ["code", "ecosystem"]]
-    if len(bad):
-        raise TableError(f"legend {path}: column 'ecosystem' has unknown type(s) "
-                         f"{bad.to_dict('records')}; allowed: {list(ECOSYSTEMS)}")
-    df = df.set_index("code").sort_index()
-    for col, (lo, hi, unit, meaning) in (required or {}).items():
+    return df
+
+
+def _check_required(df: pd.DataFrame, required: dict[str, tuple], where: str, product: str | None) -> None:
+    """Every column a service needs is there, numeric and in range (converted to float in place)."""
+    for col, (lo, hi, unit, meaning) in required.items():
         if col not in df.columns:
-            raise TableError(f"legend {path}: column '{col}' is missing; it is needed for {meaning} ({unit})")
+            hint = (f"; the product legend '{product}' has no value for it (the methods note gives none): add the "
+                    f"column in a user table (legend.path)") if product else ""
+            raise TableError(f"legend {where}: column '{col}' is missing; it is needed for {meaning} ({unit}){hint}")
         vals = pd.to_numeric(df[col], errors="coerce")
         if vals.isna().any():
-            raise TableError(f"legend {path}: column '{col}' is empty or not a number for class code(s) "
-                             f"{df.index[vals.isna()].tolist()}")
+            hint = (f"; the product legend '{product}' leaves it empty where the methods note gives no value for "
+                    "the class's ecosystem type: fill it in a user table (legend.path), see docs/legends.md"
+                    ) if product else ""
+            raise TableError(f"legend {where}: column '{col}' is empty or not a number for class code(s) "
+                             f"{df.index[vals.isna()].tolist()}{hint}")
         out = (vals < lo) | (vals > hi)
         if out.any():
-            raise TableError(f"legend {path}: column '{col}' ({unit}) must lie in [{lo}, {hi}]; class code(s) "
+            raise TableError(f"legend {where}: column '{col}' ({unit}) must lie in [{lo}, {hi}]; class code(s) "
                              f"{df.index[out].tolist()} have {vals[out].tolist()}")
         df[col] = vals.astype(float)
-    return Legend(df, path, sources)
+
+
+def load_legend(cfg: RunConfig, required: dict[str, tuple] | None = None) -> Legend:
+    """Load, join and validate the land-cover legend.
+
+    With ``legend.product`` the table starts from the shipped legend of that product
+    (``gep_raster/data/legends/<product>.csv``, :mod:`gep_raster.legends`) and ``legend.path``, when given, is
+    a user table extending it (:func:`_extend_product`); without it ``legend.path`` is the whole legend.
+    ``legend.code_column`` and ``legend.columns`` apply to the user table; ``legend.join`` tables are joined last.
+
+    Raises
+    ------
+    TableError
+        Naming the file, the column and the row (class code) that is wrong: missing column,
+        duplicate or non-integer code, unknown ecosystem type, value out of range, a product cell left empty
+        that an enabled service needs.
+    ConfigError
+        Unknown ``legend.product``.
+    """
+    lc = cfg.legend
+    product = getattr(lc, "product", None)
+    sources: list[str] = []
+    nodata_codes: tuple[int, ...] = ()
+    path, user = _read_user_legend(cfg)
+    if product is not None:
+        from .legends import get_product, product_legend, product_path
+
+        entry = get_product(product)
+        product, nodata_codes = entry.name, tuple(entry.nodata)
+        ppath = product_path(product)
+        sources.append(str(ppath))
+        df = product_legend(product)
+        if user is not None:
+            user = _check_codes(user, str(path), lc.code_column)
+            hidden = sorted(set(user["code"].tolist()) & set(nodata_codes))
+            if hidden:
+                raise TableError(f"legend {path}: class code(s) {hidden} are no-data codes of the product "
+                                 f"'{product}' ({entry.nodata_note}); remove their rows, or leave legend.product out "
+                                 "and give the whole legend in legend.path")
+            df = _extend_product(df, user, product, path)
+            sources.append(str(path))
+            where = f"{path} (extending product '{product}')"
+        else:
+            path, where = ppath, f"{ppath} (product '{product}')"
+    else:
+        df, where = user, str(path)
+        sources.append(str(path))
+    df = _join_tables(cfg, df, where, product, sources)
+    df = _check_codes(df, where, lc.code_column if product is None or lc.path is not None else "code")
+    if "ecosystem" not in df.columns:
+        raise TableError(f"legend {where}: column 'ecosystem' is missing (one of {list(ECOSYSTEMS)} per class)")
+    bad = df.loc[~df["ecosystem"].isin(ECOSYSTEMS), ["code", "ecosystem"]]
+    if len(bad):
+        raise TableError(f"legend {where}: column 'ecosystem' has unknown type(s) "
+                         f"{bad.to_dict('records')}; allowed: {list(ECOSYSTEMS)}")
+    df = df.set_index("code").sort_index()
+    _check_required(df, required or {}, where, product)
+    return Legend(df, path, sources, product=product, nodata_codes=nodata_codes)
 
 
 # ======================================================================================
