@@ -14,15 +14,16 @@ import hashlib
 import json
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
-from .config_base import ECOSYSTEMS, ClimateInput, RasterInput, _Model  # noqa: F401  (re-exported)
+from .config_base import ECOSYSTEMS, ClimateInput, RasterInput, StacPath, StacQuery, _Model  # noqa: F401  (re-exported)
 
 
 def default_shared_data() -> Path:
@@ -113,18 +114,50 @@ class TableJoin(_Model):
 
 
 class LegendConfig(_Model):
-    """Land-cover legend: one row per class code with its ecosystem type and parameters."""
+    """Land-cover legend: one row per class code with its ecosystem type and parameters.
 
-    path: str = Field(description=(
+    Either a shipped legend of a standard land-cover product (``product``), a legend CSV (``path``), or both: then
+    the CSV extends the product's table (its rows override the product's cells they fill, and add classes)."""
+
+    product: str | None = Field(None, description=(
+        "Shipped legend of a standard land-cover product: clcd (China Land Cover Dataset, 30 m), globeland30 "
+        "(GlobeLand30, 30 m), esa_worldcover (ESA WorldCover 10 m v100/v200), modis_igbp (MODIS MCD12Q1 "
+        "LC_Type1, IGBP classes) or dynamic_world (Dynamic World band label). Its classes carry an ecosystem type "
+        "and the parameter values the methods note gives for that type, with evidence marks; cells it leaves empty "
+        "must be filled by a user table (path) for the services that need them. See docs/legends.md. null: no "
+        "product, path is required."))
+    path: str | None = Field(None, description=(
         "Legend CSV: one row per land-cover class code, with the column ecosystem (forest, shrub, grassland, "
-        "wetland, cropland, urban, water, bare) and the parameter columns the enabled services need."))
+        "wetland, cropland, urban, water, bare) and the parameter columns the enabled services need. With product: "
+        "a user table extending the product's legend (rows of a product class override the cells they fill, "
+        "other rows add classes and need an ecosystem). Required when product is not given."))
     code_column: str = Field("code", description=(
-        "Column of the legend CSV holding the class codes (non-negative integers, at most 65535, unique)."))
+        "Column of the legend CSV (path) holding the class codes (non-negative integers, at most 65535, unique)."))
     columns: dict[str, str] = Field({}, description=(
-        "Rename map: legend column name -> column name in the CSV."))  # rename: legend column name -> column in the CSV
+        "Rename map: legend column name -> column name in the CSV (path)."))  # rename: legend column -> CSV column
     join: list[TableJoin] = Field([], description=(
         "Tables whose parameter columns are joined into the legend by class code (e.g. an InVEST biophysical "
         "table)."))
+
+    @field_validator("product")
+    @classmethod
+    def _known_product(cls, v):
+        if v is None:
+            return v
+        from .legends import canonical_product  # lazy: keeps ``import gep_raster.config`` light
+
+        try:
+            return canonical_product(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("legend.product: ")) from None
+
+    @model_validator(mode="after")
+    def _path_or_product(self):
+        if self.path is None and self.product is None:
+            raise ValueError("give 'product' (a shipped legend: clcd, globeland30, esa_worldcover, modis_igbp, "
+                             "dynamic_world), 'path' (a legend CSV), or both (the CSV then extends the product's "
+                             "legend)")
+        return self
 
 
 _EVIDENCE = ("Evidence mark recorded with the value: V, V-calc, V2, U or EX (see the methods note), or user "
@@ -389,6 +422,44 @@ class OutputConfig(_Model):
 AUTO_COG_MAX_PIXELS = 50_000_000
 
 
+class RemoteOptions(_Model):
+    """``processing.remote``: how remote inputs (URLs, ``/vsicurl/``, ``s3://`` ...) are read (GDAL HTTP options).
+
+    Credentials are never given here: GDAL takes them from the environment (``AWS_ACCESS_KEY_ID``,
+    ``GDAL_HTTP_USERPWD``, ``GDAL_HTTP_HEADERS``...), and they are never written to the manifest."""
+
+    max_retry: int = Field(3, ge=0, le=20, description=(
+        "Retries of a failed HTTP request (GDAL_HTTP_MAX_RETRY; 429, 502, 503, 504 and time-outs)."))
+    retry_delay_s: float = Field(1.0, ge=0, le=120, description=(
+        "Seconds before the first retry, doubled at each further one (GDAL_HTTP_RETRY_DELAY)."),
+        json_schema_extra={"unit": "s"})
+    timeout_s: float = Field(60, gt=0, le=3600, description="Seconds an HTTP request may take (GDAL_HTTP_TIMEOUT).",
+                             json_schema_extra={"unit": "s"})
+    connect_timeout_s: float = Field(15, gt=0, le=600, description=(
+        "Seconds to establish an HTTP connection (GDAL_HTTP_CONNECTTIMEOUT)."), json_schema_extra={"unit": "s"})
+    cache_mb: int = Field(64, ge=0, le=65536, description=(
+        "Size of GDAL's /vsicurl/ block cache (CPL_VSIL_CURL_CACHE_SIZE), shared by the remote files of a "
+        "process; 0 also switches off VSI_CACHE."), json_schema_extra={"unit": "MB"})
+    checksum: Literal["content", "headers"] = Field("content", description=(
+        "Manifest record of an http(s) input: content = size, ETag, Last-Modified and the sha256 of the bytes "
+        "(the file is streamed once more, besides the windows the run reads); headers = size, ETag and "
+        "Last-Modified only (no extra download)."))
+    gdal_options: dict[str, str] = Field({}, description=(
+        "Further GDAL configuration options (e.g. AWS_REGION, AWS_NO_SIGN_REQUEST, GDAL_HTTP_VERSION); options "
+        "holding secrets are refused: set them in the environment."))
+
+    @field_validator("gdal_options")
+    @classmethod
+    def _no_secrets(cls, v):
+        from .grid.remote import CREDENTIAL_OPTIONS
+
+        bad = sorted(k for k in v if CREDENTIAL_OPTIONS.search(k))
+        if bad:
+            raise ValueError(f"{bad}: credentials are not accepted in the config (they would be written to the "
+                             "manifest); set them as environment variables, GDAL reads them from there")
+        return v
+
+
 class ProcessingConfig(_Model):
     """``processing``: threads, memory budget and caches (do not change the results)."""
 
@@ -402,6 +473,8 @@ class ProcessingConfig(_Model):
     coverage_cache: str | None = Field(None, description=(
         "Folder of cached exact-coverage indexes, reused across runs, years and scenarios on the same grid and "
         "polygons; null: <output.dir>/.gep_state/coverage."))
+    remote: RemoteOptions = Field(RemoteOptions(), description=(
+        "HTTP options of remote inputs (retries, time-outs, cache, checksum); no effect on the results."))
 
 
 class RunConfig(_Model):
@@ -440,6 +513,7 @@ class RunConfig(_Model):
     # (the YAML's folder; for a config given as a dict, the caller's base_dir or the current folder)
     source_path: Path | None = Field(None, exclude=True)
     config_dir: Path | None = Field(None, exclude=True)
+    _stac: dict = PrivateAttr(default_factory=dict)  # config key -> StacResolution (searched once per run)
 
     @model_validator(mode="after")
     def _cross(self):
@@ -467,19 +541,42 @@ class RunConfig(_Model):
         return self.source_path.parent if self.source_path else Path.cwd()
 
     def resolve(self, p: str) -> Path:
-        """Resolve a path from the config (relative to the config's folder)."""
-        path = Path(expand_vars(p)).expanduser()
+        """Resolve a path from the config (relative to the config's folder); a URL or GDAL virtual path
+        (``https://``, ``s3://``, ``/vsicurl/`` ...) comes back verbatim as a
+        :class:`~gep_raster.grid.remote.RemotePath`.
+
+        Raises ConfigError for a URL scheme GDAL cannot read."""
+        from .grid.remote import RemotePath, is_remote_path
+
+        s = expand_vars(p)
+        if s.lower().startswith("file://"):
+            s = urllib.parse.unquote(urllib.parse.urlparse(s).path)
+        if is_remote_path(s):
+            try:
+                return RemotePath(s)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        path = Path(s).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
 
     def resolve_many(self, p: str | list[str], key: str) -> list[Path]:
-        """Resolve a file, folder (all *.tif/*.tiff inside), glob or list into a sorted list of files.
+        """Resolve a file, folder (all *.tif/*.tiff inside), glob or list into a sorted list of files; a URL or GDAL
+        virtual path is kept as a :class:`~gep_raster.grid.remote.RemotePath` (no glob, no folder listing: opening
+        it checks it).
 
         Raises ConfigError naming ``key`` when nothing matches."""
+        from .grid.remote import RemotePath
+
+        if isinstance(p, StacPath):
+            return self._stac_files(p.stac, key)
         items = p if isinstance(p, list) else [p]
         out: list[Path] = []
         for item in items:
             path = self.resolve(item)
             s = str(path)
+            if isinstance(path, RemotePath):  # remote: opened (and checked) as it is
+                out.append(path)
+                continue
             if any(ch in s for ch in "*?["):
                 hits = sorted(Path(h) for h in glob.glob(s))
                 if not hits:
@@ -495,6 +592,43 @@ class RunConfig(_Model):
             else:
                 raise ConfigError(f"{key}: file not found: {path}")
         return out
+
+    def _stac_files(self, q: StacQuery, key: str) -> list:
+        """The asset files of a STAC query (searched once per config key and cached; see
+        :func:`gep_raster.grid.stac.search_stac`): newest item first (the mosaic's first-valid-wins order), or by
+        date, oldest first, for the 12 files of ``monthly``. The bbox defaults to the reference grid's extent in
+        WGS84 (none for the reference input itself)."""
+        from .grid.remote import RemotePath, is_remote_path
+        from .grid.stac import search_stac
+
+        cached = self._stac.get(key)
+        if cached is None:
+            bbox = tuple(q.bbox) if q.bbox is not None else None
+            if bbox is None and not key.startswith(f"inputs.{self.reference}."):
+                bbox = self._reference_bbox_wgs84()
+            catalog = expand_vars(q.catalog)
+            cached = self._stac[key] = search_stac(
+                key + ".stac", catalog, asset=q.asset, collection=q.collection, datetime=q.datetime, bbox=bbox,
+                max_items=q.max_items, base_dir=self.base_dir, timeout_s=self.processing.remote.timeout_s)
+        assets = list(cached.assets)
+        if key.endswith(".monthly"):
+            assets.sort(key=lambda a: (a.datetime or "", a.item_id))
+        return [RemotePath(a.href) if is_remote_path(a.href) else Path(a.href) for a in assets]
+
+    def _reference_bbox_wgs84(self) -> tuple[float, float, float, float]:
+        """Extent of the reference grid in WGS84 degrees (west, south, east, north), for STAC searches."""
+        from rasterio.warp import transform_bounds
+
+        from .grid.run_inputs import reference_grid
+
+        g = reference_grid(self)
+        return tuple(float(x) for x in transform_bounds(g.crs, "EPSG:4326", *g.bounds, densify_pts=21))
+
+    @property
+    def stac_resolutions(self) -> dict:
+        """Config key -> :class:`gep_raster.grid.stac.StacResolution` of the STAC queries resolved so far (for the
+        manifest)."""
+        return dict(self._stac)
 
     @property
     def output_dir(self) -> Path:

@@ -12,13 +12,38 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class StacQuery(_Model):
+    """``stac``: a STAC search whose items' assets are the raster files of an input (mosaicked like local tiles)."""
+
+    catalog: str = Field(description=(
+        "STAC API URL (searched with pystac-client) or static catalogue: a catalog.json / collection.json file "
+        "(relative to the config file) or its URL."))
+    collection: str | None = Field(None, description="Collection id the items must belong to; null: any.")
+    asset: str = Field(description="Asset key of the raster in each item (e.g. data, B04, ndvi).")
+    datetime: str | None = Field(None, description=(
+        "Time filter in STAC syntax: an instant (2024-06-01T00:00:00Z) or an interval (2024-01-01/2024-12-31, "
+        "open ends as ..); null: any time."))
+    bbox: list[float] | None = Field(None, min_length=4, max_length=4, description=(
+        "Search box [west, south, east, north] in degrees (WGS84); null: the reference grid's extent (for the "
+        "reference input itself: no box)."))
+    max_items: int = Field(1000, ge=1, le=100000, description=(
+        "Most items accepted; a search matching more is an error (narrow it), never silently cut."))
+
+
+class StacPath(_Model):
+    """A raster input's ``path`` given as a STAC query: ``path: {stac: {catalog: ..., asset: ...}}``."""
+
+    stac: StacQuery = Field(description="The STAC search (items ordered newest first: the newest valid pixel wins).")
+
+
 class RasterInput(_Model):
     """One raster input: a file, a folder of GeoTIFF tiles, a glob, or a list of files (mosaicked lazily)."""
 
-    path: str | list[str] = Field(description=(
-        "Raster file, folder (every .tif/.tiff/.vrt inside), glob pattern, or a list of these; several files are "
-        "mosaicked lazily (first valid value wins in sorted path order). Relative paths are resolved from the "
-        "config file's folder; ${VAR} is expanded from the environment."))
+    path: str | list[str] | StacPath = Field(description=(
+        "Raster file, folder (every .tif/.tiff/.vrt inside), glob pattern, URL (https://, s3://, gs://, or a GDAL "
+        "path such as /vsicurl/https://..., /vsizip/...), a list of these, or a STAC query {stac: {...}}; several "
+        "files are mosaicked lazily (first valid value wins in sorted path order; STAC items newest first). "
+        "Relative paths are resolved from the config file's folder; ${VAR} is expanded from the environment."))
     band: int = Field(1, ge=1, description="Band of the file(s) to read (1 = first band).")
     nodata: float | None = Field(None, description=(
         "Nodata value of the file(s): overrides the value the files declare, or supplies one when they declare "
@@ -33,11 +58,13 @@ class RasterInput(_Model):
 class ClimateInput(_Model):
     """Precipitation or ET0: an annual raster (``path``) or 12 monthly rasters (``monthly``)."""
 
-    path: str | list[str] | None = Field(None, description=(
-        "Annual raster (file, folder, glob or list, as for any raster input), in mm/a; exactly one of path and "
+    path: str | list[str] | StacPath | None = Field(None, description=(
+        "Annual raster (file, folder, glob, URL, list or STAC query, as for any raster input), in mm/a; exactly "
+        "one of path and "
         "monthly is required."), json_schema_extra={"unit": "mm/a"})
-    monthly: str | list[str] | None = Field(None, description=(
-        "12 monthly rasters (a folder, glob or list of exactly 12 files), in mm/month; summed to the annual value "
+    monthly: str | list[str] | StacPath | None = Field(None, description=(
+        "12 monthly rasters (a folder, glob, list of exactly 12 files or URLs, or a STAC query matching 12 items, "
+        "ordered by date), in mm/month; summed to the annual value "
         "(soil retention's r_method wischmeier_monthly also uses the months). Exactly one of path and monthly is "
         "required."),
         json_schema_extra={"unit": "mm/month"})

@@ -38,7 +38,7 @@ FILL_IN = "FILL_IN"
 
 #: keys optional in the schema that the services enabled by default need (water conservation: precipitation and
 #: ET; soil retention: the DEM and 12 monthly precipitation rasters): the template writes them as ``FILL_IN``
-TEMPLATE_NEEDED = ("inputs.dem.path", "inputs.precipitation.monthly", "inputs.et.path")
+TEMPLATE_NEEDED = ("inputs.dem.path", "inputs.precipitation.monthly", "inputs.et.path", "legend.path")
 
 #: keys written uncommented with their default in the template (the services' on/off switches)
 TEMPLATE_SET = ("services.*.enabled",)
@@ -110,6 +110,8 @@ def _type_words(tp) -> str:
         text = "list of: " + inner.removeprefix("one of: ") if inner.startswith("one of: ") else f"list of {inner}"
     elif origin is dict:
         text = f"mapping {_type_words(args[0])} -> {_type_words(args[1])}"
+    elif _is_model(tp) and tp.__name__ == "StacPath":
+        text = "STAC query {stac: ...} (section `stac` below)"
     elif _is_model(tp):
         text = "mapping (keys below)"
     elif isinstance(tp, type):
@@ -270,6 +272,18 @@ def reference_markdown(model: type[BaseModel] = RunConfig) -> str:
         out.append("| key | type / allowed values | default | unit | meaning |")
         out.append("|---|---|---|---|---|")
         for k in keys:
+            default = "*required*" if k.required else f"`{k.default.replace('|', chr(92) + '|')}`" \
+                if k.default != "(keys below)" else "(keys below)"
+            out.append(f"| `{k.path}` | {_cell(k.type)} | {default} | {_cell(k.unit)} | {_cell(k.description)} |")
+    if model is RunConfig:  # the STAC query a raster input's path may be (one table, not one per input)
+        from .config_base import StacPath
+
+        out.append("\n## `stac`\n")
+        out.append("A raster input's `path` (or `monthly`) given as `{stac: {...}}`: the items' asset files are read "
+                   "like local tiles (see README, Inputs).\n")
+        out.append("| key | type / allowed values | default | unit | meaning |")
+        out.append("|---|---|---|---|---|")
+        for k in _walk(StacPath, "", None):
             default = "*required*" if k.required else f"`{k.default.replace('|', chr(92) + '|')}`" \
                 if k.default != "(keys below)" else "(keys below)"
             out.append(f"| `{k.path}` | {_cell(k.type)} | {default} | {_cell(k.unit)} | {_cell(k.description)} |")

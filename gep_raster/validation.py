@@ -153,7 +153,10 @@ def validate(cfg: RunConfig) -> ValidationReport:
     from .services.registry import required_legend_columns
     from .tables import PriceBook, load_legend
 
+    from .grid.remote import apply_gdal_options
+
     rep = ValidationReport()
+    apply_gdal_options(cfg.processing.remote)
     grid = _check_grid(cfg, rep)
     raster_specs = _raster_specs(cfg.inputs)
     sampled = _Sampled()
@@ -275,7 +278,12 @@ def _check_raster_file(sub: str, f: Path, key: str, spec, band: int, prange, gri
                 rep.warnings.append(f"{sub}: {f} band {band} has no nodata value; every pixel is taken as "
                                     "valid (set 'nodata' in the config if some pixels are fill values)")
     except rasterio.errors.RasterioIOError as exc:
-        rep.problems.append(f"{sub}: cannot open {f}: {exc}")
+        from .grid.remote import RemotePath, explain_open_failure
+
+        if isinstance(f, RemotePath):
+            rep.problems.append(f"{sub}: cannot open remote raster {explain_open_failure(f, str(exc))}")
+        else:
+            rep.problems.append(f"{sub}: cannot open {f}: {exc}")
         return
     if grid is not None:
         try:
@@ -343,9 +351,14 @@ def _check_model(cfg: RunConfig, grid, legend, book, sampled_max: dict, rep: Val
                                          geographic=grid.is_geographic)
         sources = open_inputs(mcfg, grid, model.input_keys(), model.input_requests())
         hist = class_histogram(sources["lc"], cfg.output.chunk_size or SCAN_CHUNK)
-        missing = sorted(set(hist) - set(int(c) for c in legend.codes))
+        missing = sorted(set(hist) - set(int(c) for c in legend.codes) - set(legend.nodata_codes))
+        nodata_present = sorted(set(hist) & set(legend.nodata_codes))
+        if nodata_present:
+            rep.info.append(f"inputs.land_cover: code(s) {nodata_present} ("
+                            f"{', '.join(f'{m}: {hist[m]} px' for m in nodata_present)}) are no data in the product "
+                            f"legend '{legend.product}' and are read as no data")
         if missing:
-            rep.problems.append(f"legend {legend.path}: class code(s) {missing} occur in inputs.land_cover "
+            rep.problems.append(f"legend {legend.label}: class code(s) {missing} occur in inputs.land_cover "
                                 f"({', '.join(f'{m}: {hist[m]} px' for m in missing[:10])}) but have no legend row")
         unused = sorted(set(int(c) for c in legend.codes) - set(hist))
         if unused:
@@ -483,6 +496,8 @@ def _check_output_dir(cfg, input_files: list[Path], rep: ValidationReport) -> No
     """output.dir: a folder (or creatable), writable, and neither equal to nor containing an input file."""
     import os
 
+    from .grid.remote import is_remote_path
+
     out = cfg.output_dir.resolve()
     for anc in [out, *out.parents]:
         if anc.exists():
@@ -494,9 +509,11 @@ def _check_output_dir(cfg, input_files: list[Path], rep: ValidationReport) -> No
                 return
             break
     files = list(input_files)
-    files += [cfg.resolve(cfg.legend.path)] + [cfg.resolve(layer.path) for layer in cfg.layers.values()]
+    files += ([cfg.resolve(cfg.legend.path)] if cfg.legend.path else []) + [cfg.resolve(layer.path)
+                                                                            for layer in cfg.layers.values()]
     if cfg.source_path is not None:
         files.append(cfg.source_path)
+    files = [f for f in files if not is_remote_path(f)]
     inside = sorted({str(f) for f in files if out == Path(f).resolve().parent or out in Path(f).resolve().parents})
     if inside:
         rep.problems.append(f"output.dir: {out} contains input file(s) {inside[:3]}"

@@ -361,11 +361,11 @@ def _allocation_classes(text: str, ctx: _StatisticsContext, bad) -> tuple[list[s
         if t.lower() in ECOSYSTEMS:
             hit = [int(c) for c in ctx.eco.index[ctx.eco.to_numpy() == t.lower()]]
             if not hit:
-                bad("allocate_to", f"ecosystem type '{t}' matches no class of the legend {ctx.legend.path}")
+                bad("allocate_to", f"ecosystem type '{t}' matches no class of the legend {ctx.legend.label}")
             classes.update(hit)
         elif re.fullmatch(r"\d+", t):
             if int(t) not in ctx.codes:
-                bad("allocate_to", f"class code {t} is not in the legend {ctx.legend.path}")
+                bad("allocate_to", f"class code {t} is not in the legend {ctx.legend.label}")
             classes.add(int(t))
         else:
             bad("allocate_to", f"'{t}' is neither an ecosystem type {list(ECOSYSTEMS)} nor an integer class code")

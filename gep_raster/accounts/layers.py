@@ -51,6 +51,11 @@ def load_layer(cfg: RunConfig, name: str, grid: RefGrid) -> Layer:
     try:
         gdf = gpd.read_file(path, layer=lc.layer) if lc.layer else gpd.read_file(path)
     except Exception as exc:
+        from ..grid.remote import RemotePath, explain_open_failure
+
+        if isinstance(path, RemotePath):
+            raise VectorError(f"layers.{name}: cannot read remote layer {explain_open_failure(path, str(exc))}") \
+                from None
         raise VectorError(f"layers.{name}: cannot read {path}: {exc}") from None
     for key, field in (("id_field", lc.id_field), ("name_field", lc.name_field)):
         if field not in gdf.columns:

@@ -35,6 +35,7 @@ from rasterio.windows import Window
 
 from ..errors import CRSError, RasterError
 from .reference import GRID_TOLERANCE, RefGrid
+from .remote import RemotePath, explain_open_failure
 
 CATEGORICAL_NODATA = -1
 #: Files of one source kept open per thread (least recently used closed first): a block (with its halo) reads at
@@ -61,6 +62,8 @@ def _open(path: Path):
     try:
         return rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
+        if isinstance(path, RemotePath):
+            raise RasterError(f"cannot open remote raster {explain_open_failure(path, str(exc))}") from None
         raise RasterError(f"{path}: cannot open raster ({exc})") from None
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import re
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import Iterable, Iterator
 
 from .. import faults
 from ..errors import InputError
+from ..grid.remote import is_remote_path  # re-exported: URLs and GDAL virtual paths
 from .io_write import sha256_file
 
 __all__ = ["package_versions", "input_checksums", "StageTimer", "machine_info", "SHAPEFILE_SIDECARS", "is_remote_path",
@@ -97,7 +97,8 @@ def _companions(path: Path) -> list[Path]:
     return found
 
 
-def input_checksums(paths: Iterable[str | os.PathLike]) -> dict[str, dict[str, int | str]]:
+def input_checksums(paths: Iterable[str | os.PathLike], *, remote_checksum: bool = True,
+                    timeout: float = 60.0) -> dict[str, dict[str, int | str]]:
     """SHA-256 and size of each input file, for the manifest.
 
     Parameters
@@ -105,7 +106,13 @@ def input_checksums(paths: Iterable[str | os.PathLike]) -> dict[str, dict[str, i
     paths : iterable of path-like
         Input files. For a ``.shp`` the existing sidecars (``.shx``, ``.dbf``, ``.prj``,
         ``.cpg``) are hashed too. A folder (e.g. a File Geodatabase) is hashed file by file,
-        recursively, in sorted order.
+        recursively, in sorted order. A remote path (:class:`gep_raster.grid.remote.RemotePath`)
+        gets :func:`gep_raster.grid.remote.remote_record` (URL, size, ETag, Last-Modified and,
+        with ``remote_checksum``, the sha256 of its bytes).
+    remote_checksum : bool
+        Stream http(s) inputs once for their sha256 (``processing.remote.checksum: content``).
+    timeout : float
+        Seconds per HTTP request of a remote input.
 
     Returns
     -------
@@ -131,6 +138,12 @@ def input_checksums(paths: Iterable[str | os.PathLike]) -> dict[str, dict[str, i
             raise InputError(f"{p}: cannot read input file for checksum ({exc})") from None
 
     for raw in paths:
+        if is_remote_path(raw):
+            from ..grid.remote import remote_record
+
+            if str(raw) not in out:
+                out[str(raw)] = remote_record(raw, checksum=remote_checksum, timeout=timeout)
+            continue
         p = Path(raw)
         if p.is_dir():
             for member in sorted(q for q in p.rglob("*") if q.is_file()):
@@ -142,26 +155,6 @@ def input_checksums(paths: Iterable[str | os.PathLike]) -> dict[str, dict[str, i
         for side in _companions(p):
             add(side)
     return out
-
-
-#: a URL (``https://``, ``s3://``, ``gs://`` ...) or a GDAL virtual file system path (``/vsicurl/``, ``/vsis3/`` ...)
-_REMOTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|/vsi[a-z0-9_]+/)")
-
-
-def is_remote_path(p: str | os.PathLike) -> bool:
-    """True for a URL (``scheme://...``) or a GDAL virtual path (``/vsicurl/...``, ``/vsizip/...``): paths that are
-    recorded verbatim, never normalised (``os.path.normpath`` would collapse the ``//`` of ``https://``).
-
-    Parameters
-    ----------
-    p : str or path-like
-        A path as given.
-
-    Returns
-    -------
-    bool
-    """
-    return bool(_REMOTE.match(os.fspath(p)))
 
 
 def normalise_path(p: str | os.PathLike, base: str | os.PathLike | None = None) -> str:

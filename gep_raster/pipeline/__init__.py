@@ -217,6 +217,9 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
                   preflight=preflight, out_dir=out_dir, state_dir=out_dir / ".gep_state",
                   journal=Journal(out_dir / ".gep_state"))
     timer = st.timer
+    from ..grid.remote import apply_gdal_options
+
+    st.gdal_options = apply_gdal_options(cfg.processing.remote)
     with timer.stage("prepare"):
         open_land_cover(st)
     with timer.stage("legend_check"):

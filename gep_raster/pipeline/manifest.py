@@ -199,9 +199,11 @@ def build(st: RunState) -> dict:
         "allocator": tune_for_blocks(),
         "inputs": portable_tree({k: s.describe() for k, s in st.sources.items()}, base),
         "input_checksums": portable_checksums(st.checksums, base),
+        **({"remote_inputs": remote_record(st)} if remote_record(st) else {}),
         "layers": {name: portable_path(layer.path, base) for name, layer in st.layers.items()},
         "land_cover_classes_px": st.hist,
         "legend": {**portable_path(legend.path, base), "sources": portable_files(legend.sources, base),
+                   **({"product": _product_record(legend.product)} if legend.product else {}),
                    "table": legend.table.reset_index().to_dict("records")},
         **_book_records(st.book, base),
         "methods": st.model.notes,
@@ -219,6 +221,26 @@ def build(st: RunState) -> dict:
         "package_versions": package_versions(),
         "machine": machine_info(),
     }
+
+
+def _product_record(name: str) -> dict:
+    """``manifest.legend.product``: the shipped product legend (name, title, version, class definition source)."""
+    from ..legends import describe
+
+    return describe(name)
+
+
+def remote_record(st: RunState) -> dict:
+    """``manifest.remote_inputs``: the GDAL HTTP options in force (``processing.remote``; credentials are never
+    among them), the remote inputs read (their records are in ``input_checksums``) and the STAC searches (items
+    and asset hrefs); empty when every input is local."""
+    from ..grid.remote import is_remote_path
+
+    remote = [k for k in st.checksums if is_remote_path(k)]
+    stac = {key: res.describe() for key, res in getattr(st.cfg, "stac_resolutions", {}).items()}
+    if not remote and not stac:
+        return {}
+    return {"gdal_options": st.gdal_options, "files": remote, "stac": stac}
 
 
 def write(st: RunState, manifest: dict):

@@ -51,10 +51,11 @@ def check_legend(st: RunState) -> None:
     """Stage ``legend_check``: class histogram and class areas of the land cover; every class present needs a legend
     row. Sets ``hist, class_area``. Raises TableError naming the legend file and the missing codes."""
     st.hist, st.class_area = class_histogram(st.lc_source, st.scan, with_area=True, threads=st.nthreads)
-    missing = sorted(set(st.hist) - set(int(c) for c in st.legend.codes))
+    # codes a product legend defines as no data (e.g. CLCD 0) have no row and read as no data
+    missing = sorted(set(st.hist) - set(int(c) for c in st.legend.codes) - set(st.legend.nodata_codes))
     if missing:
         raise TableError(
-            f"legend {st.legend.path}: land-cover class code(s) {missing} occur in inputs.land_cover "
+            f"legend {st.legend.label}: land-cover class code(s) {missing} occur in inputs.land_cover "
             f"({', '.join(f'{m}: {st.hist[m]} px' for m in missing[:10])}) but have no legend row; add them")
 
 
@@ -83,7 +84,9 @@ def open_model(st: RunState) -> None:
                      if cfg.inputs.hydro_units is not None and model.needs_routing() else None)
     from ..outputs.provenance import input_checksums
 
-    st.checksums = input_checksums(input_files(st) + ([st.units_path] if st.units_path else []))
+    remote = cfg.processing.remote
+    st.checksums = input_checksums(input_files(st) + ([st.units_path] if st.units_path else []),
+                                   remote_checksum=remote.checksum == "content", timeout=remote.timeout_s)
     st.run_hash = run_hash(cfg, st.checksums, st.book)
     _choose_blocks(st)
 
@@ -147,10 +150,20 @@ def run_hash(cfg, checksums: dict, book: PriceBook) -> str:
     return h.hexdigest()
 
 
+def _as_path(p):
+    """A local path as :class:`Path`; a remote one as :class:`~gep_raster.grid.remote.RemotePath` (``Path`` would
+    collapse the ``//`` of its URL)."""
+    from ..grid.remote import RemotePath, is_remote_path
+
+    if isinstance(p, RemotePath):
+        return p
+    return RemotePath(str(p)) if is_remote_path(p) else Path(p)
+
+
 def input_files(st: RunState) -> list[Path]:
     """Every file a run reads (rasters, tiles, tables, layers), once each, in a fixed order."""
     cfg = st.cfg
-    files: list[Path] = [Path(f) for s in st.model.services for f in s.files]
+    files: list[Path] = [_as_path(f) for s in st.model.services for f in s.files]
 
     def add(s):
         if isinstance(s, (SumSource, StackSource)):
@@ -161,8 +174,8 @@ def input_files(st: RunState) -> list[Path]:
 
     for s in st.sources.values():
         add(s)
-    files += [Path(x) for x in st.legend.sources]
-    files += [Path(layer.path) for layer in st.layers.values()]
+    files += [_as_path(x) for x in st.legend.sources]
+    files += [_as_path(layer.path) for layer in st.layers.values()]
     files += list(st.book.files)  # prices.table, parameters_table, prices.price_index
     if cfg.inputs.carbon.pools_table and cfg.inputs.carbon.method == "stock_change":
         files.append(cfg.resolve(cfg.inputs.carbon.pools_table))

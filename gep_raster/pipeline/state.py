@@ -108,6 +108,7 @@ class RunState:
     econ: Any = None
     units_path: Path | None = None
     checksums: dict = field(default_factory=dict)
+    gdal_options: dict = field(default_factory=dict)  # GDAL HTTP options in force (processing.remote)
     run_hash: str = ""
     chunk: int = 0
     chunk_info: dict = field(default_factory=dict)

@@ -164,12 +164,12 @@ class Service(ServiceBase):
         veg = table["lulc_veg"].to_numpy(dtype=float)
         bad = table.index[(veg != 0.0) & (veg != 1.0)].tolist()
         if bad:
-            raise TableError(f"legend {ctx.legend.path}: column 'lulc_veg' must be 0 or 1 (InVEST LULC_veg); class "
+            raise TableError(f"legend {ctx.legend.label}: column 'lulc_veg' must be 0 or 1 (InVEST LULC_veg); class "
                              f"code(s) {bad} have {veg[(veg != 0.0) & (veg != 1.0)].tolist()}")
         root = table["root_depth"].to_numpy(dtype=float)
         bad = table.index[(veg == 1.0) & ~(np.isfinite(root) & (root >= 0.0))].tolist()
         if bad:
-            raise TableError(f"legend {ctx.legend.path}: column 'root_depth' (mm) must be a number >= 0 on vegetated "
+            raise TableError(f"legend {ctx.legend.label}: column 'root_depth' (mm) must be a number >= 0 on vegetated "
                              f"classes (lulc_veg = 1); class code(s) {bad} have "
                              f"{root[(veg == 1.0) & ~(np.isfinite(root) & (root >= 0.0))].tolist()}")
         self.luts["kc"] = ctx.legend.lut("kc")
