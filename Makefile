@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 export GEP_SHARED_DATA ?= $(abspath ../shared/data)
 
-.PHONY: help setup demo test test-fast gura willamette validate sample-tiles bench clean \
+.PHONY: help setup demo test test-fast gura willamette validate sample-tiles sample-stac bench clean \
         sensitivity change-demo offset-demo vep-demo
 
 help:  ## list the commands
@@ -35,6 +35,7 @@ validate: $(STAMP)  ## validate every pipeline config
 	$(BIN)/gep validate pipelines/willamette_future.yaml
 	$(BIN)/gep validate pipelines/sample_development.yaml
 	$(BIN)/gep validate pipelines/sample_restoration.yaml
+	$(BIN)/gep validate pipelines/sample_stac.yaml
 
 gura: $(STAMP)  ## run seven regulating services + EPV/ECV on the real Gura (Kenya) data -> out/gura
 	$(BIN)/gep run pipelines/gura.yaml
@@ -66,6 +67,10 @@ vep-demo: $(STAMP)  ## VEP accounts of the sample's special units with a 20-year
 
 sample-tiles: $(STAMP)  ## regenerate sample_tiles/data with the deterministic generator
 	$(BIN)/python sample_tiles/make_sample.py --out sample_tiles/data
+	$(BIN)/python pipelines/make_sample_stac.py -o sample_tiles/stac
+
+sample-stac: $(STAMP)  ## regenerate the sample's static STAC catalogue sample_tiles/stac (pipelines/sample_stac.yaml)
+	$(BIN)/python pipelines/make_sample_stac.py -o sample_tiles/stac
 
 bench: $(STAMP)  ## province-scale benchmarks, all cases up to 32k^2 (long: about 45 min) -> bench/results/latest.json
 	$(BIN)/python bench/run_bench.py

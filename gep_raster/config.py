@@ -66,9 +66,9 @@ class CarbonInput(_Model):
         "Carbon flux of carbon sequestration: rates (legend column carbon_tco2_ha, t CO2/ha/a), nep (NEP raster "
         "x 44/12, a net flux), npp (NPP raster x 1.63 t CO2/t dry matter, a gross flux, flagged), stock_change "
         "((stock of alternate_land_cover - stock of inputs.land_cover) / years x 44/12, InVEST Carbon pools)."))
-    path: str | list[str] | None = Field(None, description=(
-        "NEP or NPP raster (file, folder, glob or list); required by methods nep and npp, in the unit given by "
-        "unit."))
+    path: str | list[str] | StacPath | None = Field(None, description=(
+        "NEP or NPP raster (file, folder, glob, URL, list or STAC query); required by methods nep and npp, in the "
+        "unit given by unit."))
     unit: Literal["t_c_per_ha", "g_c_per_m2", "t_dm_per_ha"] | None = Field(None, description=(
         "Unit of the NEP/NPP raster: t_c_per_ha (t C/ha/a), g_c_per_m2 (g C/m2/a), t_dm_per_ha (t dry "
         "matter/ha/a); required by methods nep and npp."))

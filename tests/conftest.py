@@ -110,12 +110,12 @@ def make_tiny(tmp_path: Path) -> Path:
 
 
 def sample_config(folder: Path, name: str, *, layout: str = "cog", chunk: int = 64, workers: int = 1,
-                  out_name: str | None = None) -> Path:
-    """pipelines/sample.yaml with paths made absolute, blocks of ``chunk`` px, ``processing.workers`` and the
-    output in ``folder / (out_name or name)``; written to ``folder / f"{name}.yaml"``."""
+                  out_name: str | None = None, source: str = "sample.yaml") -> Path:
+    """pipelines/``source`` (sample.yaml) with paths made absolute, blocks of ``chunk`` px, ``processing.workers``
+    and the output in ``folder / (out_name or name)``; written to ``folder / f"{name}.yaml"``."""
     import yaml
 
-    sample = REPO / "pipelines" / "sample.yaml"
+    sample = REPO / "pipelines" / source
     cfg = yaml.safe_load(sample.read_text(encoding="utf-8"))
     base = sample.parent
 

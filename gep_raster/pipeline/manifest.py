@@ -199,7 +199,7 @@ def build(st: RunState) -> dict:
         "allocator": tune_for_blocks(),
         "inputs": portable_tree({k: s.describe() for k, s in st.sources.items()}, base),
         "input_checksums": portable_checksums(st.checksums, base),
-        **({"remote_inputs": remote_record(st)} if remote_record(st) else {}),
+        **({"remote_inputs": remote} if (remote := remote_record(st)) else {}),
         "layers": {name: portable_path(layer.path, base) for name, layer in st.layers.items()},
         "land_cover_classes_px": st.hist,
         "legend": {**portable_path(legend.path, base), "sources": portable_files(legend.sources, base),
@@ -236,8 +236,17 @@ def remote_record(st: RunState) -> dict:
     and asset hrefs); empty when every input is local."""
     from ..grid.remote import is_remote_path
 
+    from ..outputs.provenance import portable_path
+
+    base = str(st.cfg.base_dir)
     remote = [k for k in st.checksums if is_remote_path(k)]
-    stac = {key: res.describe() for key, res in getattr(st.cfg, "stac_resolutions", {}).items()}
+    stac = {}
+    for key, res in st.cfg.stac_resolutions.items():
+        rec = res.describe()  # local catalogue and hrefs as {path (relative to the config), abs_path}
+        rec["catalog"] = portable_path(rec["catalog"], base)
+        for item in rec.get("items", []):
+            item["href"] = portable_path(item["href"], base)
+        stac[key] = rec
     if not remote and not stac:
         return {}
     return {"gdal_options": st.gdal_options, "files": remote, "stac": stac}
