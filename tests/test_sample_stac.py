@@ -123,3 +123,27 @@ def test_catalogue_served_over_http_reads_remote_assets(tmp_path):
     assert m["input_checksums"][key]["sha256"] == local_et["sha256"]
     assert m["remote_inputs"]["stac"]["inputs.et.path"]["items"][0]["href"]["path"] == srv.url(
         "data/climate/et_annual.tif")
+
+
+def test_inputs_as_lazy_xarray_equal_the_local_files():
+    """gep_raster.grid.xarray_view: the STAC sample's ET and land cover as dask-backed DataArrays on the reference
+    grid (rioxarray CRS and transform), equal to the local sample's whatever the chunking."""
+    import dask.array
+
+    import gep_raster.grid.xarray_view as xv
+
+    et_stac = xv.open_input(REPO / "pipelines" / "sample_stac.yaml", "et", 100)
+    et_local = xv.open_input(REPO / "pipelines" / "sample.yaml", "et", 256)
+    assert isinstance(et_stac.data, dask.array.Array) and et_stac.dims == ("y", "x")
+    assert et_stac.shape == (480, 600) and et_stac.dtype == np.float32 and et_stac.attrs["units"] == "mm/a"
+    assert et_stac.rio.crs.to_epsg() == 32650
+    with rasterio.open(REPO / "sample_tiles" / "data" / "land_cover" / "lc_r0_c0.tif") as ds:
+        assert et_stac.rio.transform().c == ds.transform.c and et_stac.rio.transform().f == ds.transform.f
+        assert float(et_stac.x[0]) == ds.transform.c + 15.0
+    np.testing.assert_array_equal(et_stac.values, et_local.values)
+    lc = xv.open_input(REPO / "pipelines" / "sample_stac.yaml", "land_cover")
+    assert lc.dtype == np.int32 and lc.rio.nodata == -1
+    with rasterio.open(REPO / "sample_tiles" / "data" / "land_cover" / "lc_r0_c0.tif") as ds:
+        tile = ds.read(1)
+    np.testing.assert_array_equal(lc.values[: tile.shape[0], : tile.shape[1]],
+                                  np.where(tile == ds.nodata, -1, tile) if ds.nodata is not None else tile)
