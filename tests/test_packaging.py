@@ -130,8 +130,9 @@ def test_wheel_builds_without_warnings_installs_and_runs_outside_the_repo(tmp_pa
 
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
-    data = {Path(n).name for n in names if n.startswith("gep_raster/data/") and n.endswith(".csv")}
-    assert data == {p.name for p in (REPO / "gep_raster" / "data").glob("*.csv")} and data
+    data = {n.removeprefix("gep_raster/data/") for n in names if n.startswith("gep_raster/data/") and n.endswith(".csv")}
+    shipped = {p.relative_to(REPO / "gep_raster" / "data").as_posix() for p in (REPO / "gep_raster" / "data").rglob("*.csv")}
+    assert data == shipped and "legends/clcd.csv" in data   # defaults and the product legends
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "License-Expression: MIT" in meta
     with tarfile.open(sdist) as tar:

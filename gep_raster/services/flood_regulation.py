@@ -381,6 +381,10 @@ class Service(ServiceBase):
 
 
 def _sha(path: Path) -> str:
+    from ..grid.remote import RemotePath, remote_record
+
+    if isinstance(path, RemotePath):  # the bytes as the server sends them (the manifest records the same)
+        return remote_record(path)["sha256"] or "not taken (remote)"
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -50,6 +50,10 @@ def read_water_bodies(wb, key: str, path, grid):
     try:
         gdf = gpd.read_file(path, layer=wb.layer) if wb.layer else gpd.read_file(path)
     except Exception as exc:  # fiona/pyogrio raise many types
+        from ..grid.remote import RemotePath, explain_open_failure
+
+        if isinstance(path, RemotePath):
+            raise VectorError(f"{key}: cannot read remote layer {explain_open_failure(path, str(exc))}") from None
         raise VectorError(f"{key}: cannot read {path}: {exc}") from None
     fields = [c for c in gdf.columns if c != "geometry"]
     for k in ("id_field", "type_field", "capacity_field"):
