@@ -147,3 +147,20 @@ def test_inputs_as_lazy_xarray_equal_the_local_files():
         tile = ds.read(1)
     np.testing.assert_array_equal(lc.values[: tile.shape[0], : tile.shape[1]],
                                   np.where(tile == ds.nodata, -1, tile) if ds.nodata is not None else tile)
+
+
+def test_a_query_matching_nothing_is_refused_naming_the_collections(tmp_path):
+    from typer.testing import CliRunner
+
+    from gep_raster.cli import app
+
+    p = sample_config(tmp_path, "bad", chunk=256, source="sample_stac.yaml")
+    cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+    cfg["inputs"]["et"]["path"]["stac"]["collection"] = "sample-evapotranspiration"
+    p.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    for cmd in (["validate", str(p)], ["run", str(p), "-q"]):
+        res = CliRunner().invoke(app, cmd)
+        assert res.exit_code == 1, res.output
+        assert "inputs.et.path.stac" in res.output and "no item matches" in res.output
+        assert "collections in the catalogue: sample-dem, sample-et" in res.output
+    assert not (tmp_path / "bad").exists()
