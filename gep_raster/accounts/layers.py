@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..errors import VectorError
 from ..grid import RefGrid
+from ..vector_io import read_vector
 
 if TYPE_CHECKING:
     from ..config import LayerConfig, RunConfig
@@ -46,17 +47,7 @@ def load_layer(cfg: RunConfig, name: str, grid: RefGrid) -> Layer:
     """
     lc: LayerConfig = cfg.layers[name]
     path = cfg.resolve(lc.path)
-    if not path.exists():
-        raise VectorError(f"layers.{name}.path: file not found: {path}")
-    try:
-        gdf = gpd.read_file(path, layer=lc.layer) if lc.layer else gpd.read_file(path)
-    except Exception as exc:
-        from ..grid.remote import RemotePath, explain_open_failure
-
-        if isinstance(path, RemotePath):
-            raise VectorError(f"layers.{name}: cannot read remote layer {explain_open_failure(path, str(exc))}") \
-                from None
-        raise VectorError(f"layers.{name}: cannot read {path}: {exc}") from None
+    gdf = read_vector(path, f"layers.{name}", layer=lc.layer)
     for key, field in (("id_field", lc.id_field), ("name_field", lc.name_field)):
         if field not in gdf.columns:
             raise VectorError(f"layers.{name}.{key}: field '{field}' not found in {path} "

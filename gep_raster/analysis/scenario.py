@@ -203,10 +203,9 @@ def scenario_polygons(edit, index: int, grid: RefGrid, cfg=None):
     path = cfg.resolve(edit.path) if cfg is not None else Path(edit.path)
     if not path.exists():
         raise ConfigError(f"{label}.path: file not found: {path}")
-    try:
-        gdf = gpd.read_file(path, layer=edit.layer) if edit.layer else gpd.read_file(path)
-    except Exception as exc:
-        raise VectorError(f"{label}: cannot read {path}: {exc}") from None
+    from ..vector_io import read_vector
+
+    gdf = read_vector(path, label, layer=edit.layer)
     if gdf.crs is None:
         raise VectorError(f"{label}: {path} has no CRS (.prj missing?); define it first")
     if edit.where:

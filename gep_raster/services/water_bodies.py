@@ -42,19 +42,11 @@ def read_water_bodies(wb, key: str, path, grid):
         File missing or unreadable, field missing, no feature, no CRS, duplicate ids, unknown type, empty or
         non-polygon geometry.
     """
-    import geopandas as gpd
     import pandas as pd
 
-    if not path.exists():
-        raise VectorError(f"{key}.path: file not found: {path}")
-    try:
-        gdf = gpd.read_file(path, layer=wb.layer) if wb.layer else gpd.read_file(path)
-    except Exception as exc:  # fiona/pyogrio raise many types
-        from ..grid.remote import RemotePath, explain_open_failure
+    from ..vector_io import read_vector
 
-        if isinstance(path, RemotePath):
-            raise VectorError(f"{key}: cannot read remote layer {explain_open_failure(path, str(exc))}") from None
-        raise VectorError(f"{key}: cannot read {path}: {exc}") from None
+    gdf = read_vector(path, key, layer=wb.layer)
     fields = [c for c in gdf.columns if c != "geometry"]
     for k in ("id_field", "type_field", "capacity_field"):
         f = getattr(wb, k)

@@ -67,12 +67,10 @@ def load_units(path: Path, grid: RefGrid, id_field: str | None, name: str = "inp
     InputError
         Unreadable file, no polygons, missing ``id_field``, no CRS.
     """
-    import geopandas as gpd
 
-    try:
-        gdf = gpd.read_file(path)
-    except Exception as exc:  # noqa: BLE001 - any OGR failure
-        raise InputError(f"{name} ({path}): cannot read the polygon layer ({exc})") from None
+    from ..vector_io import read_vector
+
+    gdf = read_vector(path, name)
     if gdf.empty:
         raise InputError(f"{name} ({path}): the layer has no features")
     if gdf.crs is None:
