@@ -298,3 +298,31 @@ def test_legends_ship_in_the_wheel():
     assert "legends/*.csv" in data["tool"]["setuptools"]["package-data"]["gep_raster.data"]
     shipped = sorted(p.name for p in (REPO / "gep_raster" / "data" / "legends").glob("*.csv"))
     assert shipped == sorted(p.file for p in PRODUCTS.values())
+
+
+def test_product_nodata_code_in_the_raster_reads_as_no_data(tmp_path):
+    """CLCD code 0 (no data, no row) in a land cover that does not declare it as nodata: the legend check of the
+    run accepts it (codes that are neither classes nor no data of the product still stop it)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from gep_raster.grid.io_read import GridSource
+    from gep_raster.grid.reference import RefGrid
+    from gep_raster.pipeline.prepare import check_legend
+    from gep_raster.pipeline.state import RunState
+
+    f = tmp_path / "lc.tif"
+    codes = np.array([[0, 1, 2], [2, 0, 9]], dtype=np.uint8)
+    with rasterio.open(f, "w", driver="GTiff", width=3, height=2, count=1, dtype="uint8", crs="EPSG:32650",
+                       transform=from_origin(500000, 3000000, 30, 30)) as ds:
+        ds.write(codes, 1)
+    grid = RefGrid.from_raster(f)
+    src = GridSource("inputs.land_cover", [f], grid, "categorical")
+    st = RunState(cfg=None, timer=None)
+    st.lc_source, st.scan, st.nthreads = src, 64, 1
+    st.legend = load_legend(_cfg({"product": "clcd"}, tmp_path))
+    check_legend(st)
+    assert st.hist == {0: 2, 1: 1, 2: 2, 9: 1} and 0 not in st.legend.codes
+    st.legend = load_legend(_cfg({"product": "esa_worldcover"}, tmp_path))   # 1, 2, 9 are not WorldCover codes
+    with pytest.raises(TableError, match=r"class code\(s\) \[1, 2, 9\]"):
+        check_legend(st)
