@@ -250,6 +250,16 @@ Some keys that are optional here are needed by the services you enable (soil ret
 """
 
 
+def _table(keys: list[ConfigKey]) -> list[str]:
+    """Markdown lines of one reference table (header and one row per key)."""
+    lines = ["| key | type / allowed values | default | unit | meaning |", "|---|---|---|---|---|"]
+    for k in keys:
+        default = "*required*" if k.required else f"`{k.default.replace('|', chr(92) + '|')}`" \
+            if k.default != "(keys below)" else "(keys below)"
+        lines.append(f"| `{k.path}` | {_cell(k.type)} | {default} | {_cell(k.unit)} | {_cell(k.description)} |")
+    return lines
+
+
 def reference_markdown(model: type[BaseModel] = RunConfig) -> str:
     """The Markdown configuration reference: an introduction and one table per section.
 
@@ -269,24 +279,14 @@ def reference_markdown(model: type[BaseModel] = RunConfig) -> str:
     out = [_INTRO]
     for section, keys in sections.items():
         out.append(f"\n## `{section}`\n" if section != "top level" else "\n## Top level\n")
-        out.append("| key | type / allowed values | default | unit | meaning |")
-        out.append("|---|---|---|---|---|")
-        for k in keys:
-            default = "*required*" if k.required else f"`{k.default.replace('|', chr(92) + '|')}`" \
-                if k.default != "(keys below)" else "(keys below)"
-            out.append(f"| `{k.path}` | {_cell(k.type)} | {default} | {_cell(k.unit)} | {_cell(k.description)} |")
+        out += _table(keys)
     if model is RunConfig:  # the STAC query a raster input's path may be (one table, not one per input)
         from .config_base import StacPath
 
         out.append("\n## `stac`\n")
         out.append("A raster input's `path` (or `monthly`) given as `{stac: {...}}`: the items' asset files are read "
                    "like local tiles (see README, Inputs).\n")
-        out.append("| key | type / allowed values | default | unit | meaning |")
-        out.append("|---|---|---|---|---|")
-        for k in _walk(StacPath, "", None):
-            default = "*required*" if k.required else f"`{k.default.replace('|', chr(92) + '|')}`" \
-                if k.default != "(keys below)" else "(keys below)"
-            out.append(f"| `{k.path}` | {_cell(k.type)} | {default} | {_cell(k.unit)} | {_cell(k.description)} |")
+        out += _table(_walk(StacPath, "", None))
     return "\n".join(out) + "\n"
 
 

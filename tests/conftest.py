@@ -134,3 +134,14 @@ def sample_config(folder: Path, name: str, *, layout: str = "cog", chunk: int = 
     p = folder / f"{name}.yaml"
     p.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     return p
+
+
+def output_arrays(run_dir: Path) -> dict:
+    """Every raster of a run folder (``rasters/**/*.tif``) as arrays, keyed by path relative to the run folder."""
+    import rasterio
+
+    out = {}
+    for f in sorted((run_dir / "rasters").rglob("*.tif")):
+        with rasterio.open(f) as ds:
+            out[f.relative_to(run_dir).as_posix()] = ds.read()
+    return out

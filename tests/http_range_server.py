@@ -17,6 +17,7 @@ import email.utils
 import hashlib
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -97,6 +98,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         with self.server.lock:
             self.server.sent[self.path] += len(body)
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on (bound, then released): a refused connection."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def serve(root: str) -> None:

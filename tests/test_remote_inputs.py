@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import pickle
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,8 @@ import rasterio
 import yaml
 from typer.testing import CliRunner
 
-from conftest import REPO, sample_config
-from http_range_server import RangeServer
+from conftest import REPO, output_arrays, sample_config
+from http_range_server import RangeServer, closed_port
 
 from gep_raster.config import load_config, load_config_dict
 from gep_raster.errors import RasterError
@@ -31,14 +30,6 @@ SAMPLE_DATA = REPO / "sample_tiles" / "data"
 def server():
     with RangeServer(SAMPLE_DATA) as srv:
         yield srv
-
-
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _sample_with(tmp_path: Path, name: str, edit) -> Path:
@@ -104,14 +95,6 @@ def test_gdal_options_config_beats_environment_only_when_set_explicitly(tmp_path
 
 
 # -- runs ------------------------------------------------------------------------------------------------------------
-def _arrays(run_dir: Path) -> dict:
-    out = {}
-    for f in sorted((run_dir / "rasters").rglob("*.tif")):
-        with rasterio.open(f) as ds:
-            out[f.relative_to(run_dir).as_posix()] = ds.read()
-    return out
-
-
 def test_run_on_remote_inputs_equals_the_local_run(tmp_path, server):
     """ET through /vsicurl/ (the issue's path), land-cover tiles as http:// URLs and the township layer (GPKG)
     remote: the same accounts and the same pixels as the local run; the manifest records URL, size, ETag,
@@ -131,7 +114,7 @@ def test_run_on_remote_inputs_equals_the_local_run(tmp_path, server):
     remote = _sample_with(tmp_path, "remote", edit)
     r_local, r_remote = gep_raster.run(local), gep_raster.run(remote)
     assert r_remote.gep_r_yuan == r_local.gep_r_yuan
-    a, b = _arrays(tmp_path / "local"), _arrays(tmp_path / "remote")
+    a, b = output_arrays(tmp_path / "local"), output_arrays(tmp_path / "remote")
     assert a.keys() == b.keys() and len(a) > 5
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
@@ -186,7 +169,7 @@ def _cli(args):
 def test_bad_remote_input_is_refused_with_its_url_and_status(tmp_path, server, case):
     """gep validate and gep run name the URL and what went wrong; exit 1; the output folder is not created."""
     url = {"404": server.url("climate/no_such_file.tif"),
-           "refused": f"http://127.0.0.1:{_closed_port()}/et_annual.tif",
+           "refused": f"http://127.0.0.1:{closed_port()}/et_annual.tif",
            "truncated": server.url("truncated/climate/et_annual.tif")}[case]
     expect = {"404": "HTTP 404", "refused": "connection refused", "truncated": url}[case]
     cfg = _sample_with(tmp_path, "bad", lambda c: c["inputs"]["et"].update(path=url))

@@ -13,18 +13,10 @@ import numpy as np
 import rasterio
 import yaml
 
-from conftest import REPO, sample_config
+from conftest import REPO, output_arrays, sample_config
 from http_range_server import RangeServer
 
 import gep_raster
-
-
-def _arrays(run_dir: Path) -> dict:
-    out = {}
-    for f in sorted((run_dir / "rasters").rglob("*.tif")):
-        with rasterio.open(f) as ds:
-            out[f.relative_to(run_dir).as_posix()] = ds.read()
-    return out
 
 
 def _numbers(csv: Path):
@@ -77,7 +69,7 @@ def test_sample_stac_run_equals_the_local_sample(tmp_path):
     r_local, r_stac = gep_raster.run(local), gep_raster.run(stac)
     assert r_stac.gep_r_yuan == r_local.gep_r_yuan
     assert r_stac.totals.equals(r_local.totals)
-    a, b = _arrays(tmp_path / "local"), _arrays(tmp_path / "stac")
+    a, b = output_arrays(tmp_path / "local"), output_arrays(tmp_path / "stac")
     assert a.keys() == b.keys() and len(a) > 5
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -7,15 +7,13 @@ Everything is offline: catalogues are written into tmp_path with pystac, HTTP se
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from functools import partial
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -24,6 +22,8 @@ import pystac
 import pytest
 import rasterio
 from affine import Affine
+
+from http_range_server import RangeServer, closed_port
 
 from gep_raster.errors import ConfigError, InputError
 from gep_raster.grid.stac import StacError, StacResolution, bbox_intersects, parse_datetime_query, search_stac
@@ -309,9 +309,11 @@ def test_helpers():
 
 
 # -- HTTP: a static catalogue over HTTP, 404, refused ------------------------------------------------------------------
-class _QuietFiles(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+@contextmanager
+def serve_files(folder: Path):
+    """The files of ``folder`` over HTTP (tests/http_range_server.py); yields the base URL."""
+    with RangeServer(folder) as srv:
+        yield f"http://127.0.0.1:{srv.port}"
 
 
 @contextmanager
@@ -328,7 +330,7 @@ def serve(handler):
 
 
 def test_static_catalogue_over_http(cat, tmp_path):
-    with serve(partial(_QuietFiles, directory=str(tmp_path))) as base:
+    with serve_files(tmp_path) as base:
         res = search_stac(NAME, f"{base}/stac/catalog.json", asset="data", collection="lc", datetime="2021",
                           timeout_s=5)
         assert res.api is False and res.catalog == f"{base}/stac/catalog.json"
@@ -343,23 +345,15 @@ def test_static_catalogue_over_http(cat, tmp_path):
         assert f"cannot read {base}/stac/lc/lc_c/lc_c.json while walking the catalogue: HTTP 404" in msg
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_refused_connection():
-    url = f"http://127.0.0.1:{_closed_port()}/catalog.json"
+    url = f"http://127.0.0.1:{closed_port()}/catalog.json"
     msg = _err(StacError, catalog=url, asset="data", timeout_s=5)
     assert f"STAC catalogue {url}: connection refused" in msg
 
 
 def test_html_page_is_not_json(tmp_path):
     (tmp_path / "index.html").write_text("<html>hello</html>")
-    with serve(partial(_QuietFiles, directory=str(tmp_path))) as base:
+    with serve_files(tmp_path) as base:
         msg = _err(StacError, catalog=f"{base}/index.html", asset="data", timeout_s=5)
         assert f"STAC catalogue {base}/index.html: not JSON" in msg
 
@@ -531,7 +525,7 @@ def test_landing_page_without_item_search_is_walked_statically(cat, tmp_path):
     d = json.loads(cat.read_text())
     d["conformsTo"] = [CORE]  # a static catalogue that declares only core: no search
     cat.write_text(json.dumps(d))
-    with serve(partial(_QuietFiles, directory=str(tmp_path))) as base:
+    with serve_files(tmp_path) as base:
         res = search_stac(NAME, f"{base}/stac/catalog.json", asset="data", collection="et", timeout_s=5)
     assert res.api is False and ids(res) == ["et_2020"]
 
