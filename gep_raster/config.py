@@ -514,6 +514,7 @@ class RunConfig(_Model):
     source_path: Path | None = Field(None, exclude=True)
     config_dir: Path | None = Field(None, exclude=True)
     _stac: dict = PrivateAttr(default_factory=dict)  # config key -> StacResolution (searched once per run)
+    _ref_bbox: tuple | None = PrivateAttr(None)  # reference grid extent in WGS84 (STAC search box)
 
     @model_validator(mode="after")
     def _cross(self):
@@ -621,8 +622,11 @@ class RunConfig(_Model):
 
         from .grid.run_inputs import reference_grid
 
-        g = reference_grid(self)
-        return tuple(float(x) for x in transform_bounds(g.crs, "EPSG:4326", *g.bounds, densify_pts=21))
+        if self._ref_bbox is None:  # opened once per config, whatever the number of STAC inputs
+            g = reference_grid(self)
+            self._ref_bbox = tuple(float(x) for x in transform_bounds(g.crs, "EPSG:4326", *g.bounds,
+                                                                      densify_pts=21))
+        return self._ref_bbox
 
     @property
     def stac_resolutions(self) -> dict:

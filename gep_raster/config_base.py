@@ -60,13 +60,11 @@ class ClimateInput(_Model):
 
     path: str | list[str] | StacPath | None = Field(None, description=(
         "Annual raster (file, folder, glob, URL, list or STAC query, as for any raster input), in mm/a; exactly "
-        "one of path and "
-        "monthly is required."), json_schema_extra={"unit": "mm/a"})
+        "one of path and monthly is required."), json_schema_extra={"unit": "mm/a"})
     monthly: str | list[str] | StacPath | None = Field(None, description=(
         "12 monthly rasters (a folder, glob, list of exactly 12 files or URLs, or a STAC query matching 12 items, "
-        "ordered by date), in mm/month; summed to the annual value "
-        "(soil retention's r_method wischmeier_monthly also uses the months). Exactly one of path and monthly is "
-        "required."),
+        "ordered by date), in mm/month; summed to the annual value (soil retention's r_method wischmeier_monthly "
+        "also uses the months). Exactly one of path and monthly is required."),
         json_schema_extra={"unit": "mm/month"})
     band: int = Field(1, ge=1, description="Band of the file(s) to read (1 = first band).")
     nodata: float | None = Field(None, description=(

@@ -17,14 +17,15 @@ thread and every worker process started afterwards sees them). Credentials (``AW
 ``GDAL_HTTP_USERPWD``, ``GS_SECRET_ACCESS_KEY``, bearer tokens...) are read by GDAL from the environment; they are
 refused in the config and never written to the manifest.
 
-:func:`remote_record` is the manifest's record of a remote input: URL, GDAL path, size, ``ETag`` and
-``Last-Modified`` (HTTP ``HEAD``), and the SHA-256 of the bytes (streamed once, or skipped with
-``processing.remote.checksum: headers``). :func:`explain_open_failure` turns a failed open into a message that
+:func:`remote_record` is the manifest's record of a remote input, from one request: URL, GDAL path, size, ``ETag``
+and ``Last-Modified`` and the SHA-256 of the bytes (a streamed GET), or with ``processing.remote.checksum: headers``
+the headers of a HEAD only. :func:`explain_open_failure` turns a failed open into a message that
 names the URL and the HTTP status or the connection error.
 """
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import urllib.error
@@ -314,32 +315,29 @@ def remote_record(path: str, *, checksum: bool = True, timeout: float = 60.0) ->
         rec["checksum"] = ("not taken: GDAL signs or resolves the requests of this file system itself; the run "
                            "reads it through GDAL only")
         return rec
-    status = _http_status(url, timeout)
-    if status:
-        raise InputError(f"{given}: {status}")
-    try:
-        with _request(url, "HEAD", timeout) as resp:
-            h = resp.headers
-            rec["bytes"] = int(h["Content-Length"]) if h.get("Content-Length") else None
-            rec["etag"], rec["last_modified"] = h.get("ETag"), h.get("Last-Modified")
-    except (urllib.error.URLError, OSError, ValueError):
-        pass
-    if not checksum:
-        rec["checksum"] = "headers only (processing.remote.checksum: headers)"
-        return rec
+    # one request: HEAD for the headers only, GET (streamed) for the headers and the sha256 of the bytes
     digest, n = hashlib.sha256(), 0
     try:
-        with _request(url, "GET", timeout) as resp:
-            while True:
+        with _request(url, "GET" if checksum else "HEAD", timeout) as resp:
+            h = resp.headers
+            rec["bytes"] = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
+            rec["etag"], rec["last_modified"] = h.get("ETag"), h.get("Last-Modified")
+            while checksum:
                 chunk = resp.read(1 << 20)
                 if not chunk:
                     break
                 digest.update(chunk)
                 n += len(chunk)
     except urllib.error.HTTPError as exc:
-        raise InputError(f"{given}: HTTP {exc.code} {exc.reason} while reading it for its checksum") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise InputError(f"{given}: {_reason(exc)} while reading it for its checksum") from None
+        raise InputError(f"{given}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:  # refused, time-out
+        raise InputError(f"{given}: {_reason(exc)}") from None
+    except http.client.HTTPException as exc:  # the connection closed before Content-Length bytes (IncompleteRead)
+        raise InputError(f"{given}: transfer cut short ({type(exc).__name__}) while reading it for its checksum") \
+            from None
+    if not checksum:
+        rec["checksum"] = "headers only (processing.remote.checksum: headers)"
+        return rec
     if rec["bytes"] is not None and n != rec["bytes"]:
         raise InputError(f"{given}: the server announced {rec['bytes']} bytes but sent {n} (truncated transfer)")
     rec["bytes"], rec["sha256"] = n, digest.hexdigest()
