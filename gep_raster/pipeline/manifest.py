@@ -207,6 +207,7 @@ def build(st: RunState) -> dict:
                    "table": legend.table.reset_index().to_dict("records")},
         **_book_records(st.book, base),
         "methods": st.model.notes,
+        "valuation": st.model.valuation,
         "routing": st.routing_info,
         "execution": st.execution,
         "assumptions": run_assumptions(cfg, legend, st.model, st.book, st.econ),

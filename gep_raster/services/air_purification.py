@@ -42,7 +42,8 @@ class Service(ServiceBase):
         self.flags["pollutants"] = pols
         for pol in pols:
             self.luts[pol] = ctx.legend.lut(f"{pol}_kg_ha")
-            self.scalars[pol] = ctx.book.price(f"air_purification.{pol}_price")
+            self.scalars[pol] = self.value_term(f"air_purification_{pol}_t", {f"air_purification.{pol}_price": 1.0},
+                                                 ctx.book)
             self.outputs.append(OutputSpec(f"air_purification_{pol}_t", self.name, "physical", "t/a per pixel",
                                            f"Air purification: {pol.upper()} uptake (capacity method), t per pixel per year"))
         self.outputs.append(OutputSpec("air_purification_yuan", self.name, "value", "yuan/a per pixel",

@@ -115,6 +115,8 @@ class ServiceBase:
         self.assumptions: list[str] = []
         #: files the service reads itself (e.g. water-body polygons), for the input checksums
         self.files: list = []
+        #: how the value raster is made from the physical rasters (:meth:`value_term`), manifest ``valuation``
+        self.valuation: list[dict] = []
         self.configure(ctx)
 
     # -- to implement --------------------------------------------------------------------
@@ -138,6 +140,35 @@ class ServiceBase:
         raise NotImplementedError
 
     # -- helpers ---------------------------------------------------------------------------
+    def value_term(self, physical_key: str, price_coefficients: dict[str, float], book: "PriceBook") -> float:
+        """Declare one term of the service's valuation: value += Q(``physical_key``) × unit value, where
+        unit value (yuan per physical unit) = Σ_k coefficient_k × price_k over the price keys given.
+
+        Every value raster of the engine is linear in its prices (market value / replacement cost
+        V = Σ_j Q_j × P_j, Garzê GEP 2010; MEE 2020 GEP guideline family), so these terms let a
+        multi-year account (:mod:`gep_raster.analysis.series`) revalue a year's physical quantities at
+        another year's prices. Recorded in the manifest (``valuation``).
+
+        Parameters
+        ----------
+        physical_key : str
+            A physical output of this service (e.g. ``air_purification_so2_t``).
+        price_coefficients : dict
+            price key (``prices.csv``) -> coefficient (physical parameter, e.g. λ/ρ for dredging), float.
+        book : PriceBook
+            The run's prices (moved to the accounting year when a price index is given).
+
+        Returns
+        -------
+        float
+            The unit value, yuan per unit of ``physical_key``.
+        """
+        terms = {k: float(c) for k, c in price_coefficients.items()}
+        uv = float(sum(c * book.price(k) for k, c in terms.items()))
+        self.valuation.append({"physical": physical_key, "value": self.value_key, "unit_value_yuan": uv,
+                               "price_coefficients": terms})
+        return uv
+
     @property
     def value_key(self) -> str:
         return f"{self.name}_yuan"

@@ -77,7 +77,7 @@ class Service(ServiceBase):
             self.scalars["factor"] = book.param("carbon_sequestration.co2_per_c") / c.years
             how = (f"carbon-stock change between land cover and inputs.carbon.alternate_land_cover (pools "
                    f"{c.pool_columns}, Mg C/ha) / {c.years} years x 44/12 (InVEST Carbon pools)")
-        self.scalars["price"] = book.price("carbon_sequestration.co2_price")
+        self.scalars["price"] = self.value_term("carbon_sequestration_tco2", {"carbon_sequestration.co2_price": 1.0}, book)
         self.note = (f"Carbon sequestration in t CO2/a from {how}; negative values "
                      + ("clipped to 0" if self.flags["clip"] else "kept (net emission)"))
         self.outputs = [

@@ -130,7 +130,7 @@ class Service(ServiceBase):
         self.scalars["latent_heat"] = book.param("climate_regulation.latent_heat")
         self.scalars["eer"] = book.param("climate_regulation.eer")
         self.scalars["gamma"] = book.param("climate_regulation.humidifier_kwh_per_m3") if c.humidifier else 0.0
-        self.scalars["price"] = book.price("climate_regulation.electricity_price")
+        self.scalars["price"] = self.value_term("climate_regulation_kwh", {"climate_regulation.electricity_price": 1.0}, book)
         for key in ("latent_heat", "eer", "et_factor"):
             if not self.scalars[key] > 0:
                 pkey = "hot_season_et_factor" if key == "et_factor" else key

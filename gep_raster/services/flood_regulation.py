@@ -236,7 +236,7 @@ class Service(ServiceBase):
                 f"monthly total; C_v is {rule}")
         if self.flags["water"]:
             parts.append(self._configure_water_bodies(ctx))
-        self.scalars["price"] = ctx.book.price("flood_regulation.reservoir_cost")
+        self.scalars["price"] = self.value_term("flood_regulation_m3", {"flood_regulation.reservoir_cost": 1.0}, ctx.book)
         self.note = ("Flood regulation (m3/a) = " + " + ".join(parts)
                      + "; value = volume * reservoir construction cost (Garze GEP 2010)")
         self.outputs = [

@@ -63,6 +63,12 @@ class ServiceModel:
         return {s.name: s.note for s in self.services}
 
     @property
+    def valuation(self) -> dict[str, list[dict]]:
+        """Per service, the terms its value raster is made of (:meth:`ServiceBase.value_term`): value =
+        Σ_terms Q(physical) × Σ_k coefficient_k × price_k; manifest ``valuation``."""
+        return {s.name: list(s.valuation) for s in self.services}
+
+    @property
     def output_keys(self) -> list[str]:
         return [o.key for o in self.outputs]
 

@@ -115,7 +115,7 @@ class Service(ServiceBase):
         if problems:
             raise ConfigError("; ".join(problems))
         self.flags["method"] = ctx.cfg.services.oxygen_release.method
-        self.scalars["price"] = ctx.book.price("oxygen_release.o2_price")
+        self.scalars["price"] = self.value_term("oxygen_release_t", {"oxygen_release.o2_price": 1.0}, ctx.book)
         carbon = ctx.cfg.services.carbon_sequestration
         cin = ctx.cfg.inputs.carbon
         self.flags["assumptions"] = []

@@ -363,10 +363,10 @@ class Service(ServiceBase):
         rho = book.param("soil_retention.bulk_density")
         cn = book.param("soil_retention.soil_n_content")
         cp = book.param("soil_retention.soil_p_content")
-        ps = book.price("soil_retention.dredging_cost")
-        pn = book.price("soil_retention.nitrogen_price")
-        pp = book.price("soil_retention.phosphorus_price")
-        self.scalars["unit_value"] = lam_ / rho * ps + cn * pn + cp * pp  # yuan per t of retained soil
+        # yuan per t of retained soil = lambda/rho x dredging cost + N x P_N + P x P_P
+        self.scalars["unit_value"] = self.value_term("soil_retention_t", {
+            "soil_retention.dredging_cost": lam_ / rho, "soil_retention.nitrogen_price": cn,
+            "soil_retention.phosphorus_price": cp}, book)
 
     def _output_specs(self, s) -> list[OutputSpec]:
         """Physical, value and intermediate outputs (K and C rasters when computed here)."""

@@ -123,7 +123,8 @@ class Service(ServiceBase):
         c = ctx.cfg.services.water_conservation
         self.flags["method"] = c.method
         self.flags["clip"] = c.negative_values == "clip"
-        self.scalars["price"] = ctx.book.price("water_conservation.reservoir_cost")
+        self.scalars["price"] = self.value_term("water_conservation_m3", {"water_conservation.reservoir_cost": 1.0},
+                                                 ctx.book)
         self.assumptions: list[str] = []
         self.requests: dict[str, InputRequest] = {}
         if c.method == "invest_awy":

@@ -103,7 +103,8 @@ class Service(ServiceBase):
         for pol in pols:
             lut = ctx.legend.lut(f"{pol}_kg_ha")
             self.luts[pol] = lut
-            self.scalars[pol] = ctx.book.price(f"water_purification.{pol}_price")
+            self.scalars[pol] = self.value_term(f"water_purification_{pol}_t", {f"water_purification.{pol}_price": 1.0},
+                                                 ctx.book)
             cap = getattr(c.emissions_cap, f"{pol}_t") if c.emissions_cap is not None else None
             scale, regime = 1.0, "capacity (no emissions cap)"
             if cap is not None:
