@@ -139,9 +139,9 @@ def validate(config: Path = typer.Argument(..., help="Run configuration (YAML)."
 def _register_commands():
     """Commands defined next to their engine modules (each module has ``register(app)``)."""
     from . import config_reference, warmup
-    from .analysis import change, offset, sensitivity, vep
+    from .analysis import allocation, assess, carbon_sink, change, offset, sensitivity, series, vep
 
-    for module in (sensitivity, change, offset, vep, warmup, config_reference):
+    for module in (sensitivity, change, offset, vep, series, assess, allocation, carbon_sink, warmup, config_reference):
         module.register(app)
 
 
