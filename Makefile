@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 export GEP_SHARED_DATA ?= $(abspath ../shared/data)
 
 .PHONY: help setup demo test test-fast gura willamette validate sample-tiles sample-stac bench clean \
-        sensitivity change-demo offset-demo vep-demo
+        sensitivity change-demo offset-demo vep-demo sample-years assess-demo
 
 help:  ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -36,6 +36,7 @@ validate: $(STAMP)  ## validate every pipeline config
 	$(BIN)/gep validate pipelines/sample_development.yaml
 	$(BIN)/gep validate pipelines/sample_restoration.yaml
 	$(BIN)/gep validate pipelines/sample_stac.yaml
+	for y in 2024 2025 2026; do $(BIN)/gep validate pipelines/sample_years/sample_$$y.yaml || exit $$?; done
 
 gura: $(STAMP)  ## run seven regulating services + EPV/ECV on the real Gura (Kenya) data -> out/gura
 	$(BIN)/gep run pipelines/gura.yaml
@@ -64,6 +65,21 @@ offset-demo: $(STAMP)  ## GEP-R offset of a development parcel on the sample -> 
 vep-demo: $(STAMP)  ## VEP accounts of the sample's special units with a 20-year projection -> out/sample_vep
 	$(BIN)/gep run pipelines/sample.yaml
 	$(BIN)/gep vep out/sample --layer special_units --years 20 --growth 0.02 --discount 0.045 -o out/sample_vep
+
+assess-demo: $(STAMP)  ## three sample accounting years -> series at 2024 prices, assessment, fund allocation, carbon sink -> out/sample_assess
+	for y in 2024 2025 2026; do $(BIN)/gep run pipelines/sample_years/sample_$$y.yaml || exit $$?; done
+	$(BIN)/gep series out/sample_years/2024 out/sample_years/2025 out/sample_years/2026 --base-year 2024 \
+	  -o out/sample_assess/series
+	$(BIN)/gep assess out/sample_assess/series --targets pipelines/sample_years/targets.yaml -o out/sample_assess/assessment
+	$(BIN)/gep allocate out/sample_assess/series --layer township --fund 100000000 \
+	  --rule pipelines/sample_years/allocation_rule.yaml --statistics pipelines/sample_years/development_statistics.csv \
+	  -o out/sample_assess/allocation
+	$(BIN)/gep carbon-sink out/sample_years/2024 out/sample_years/2025 out/sample_years/2026 \
+	  --parcels sample_tiles/data/polygons/special_units.gpkg --id-field unit_id --name-field unit_name \
+	  -o out/sample_assess/carbon_sink
+
+sample-years: $(STAMP)  ## regenerate the three sample accounting years pipelines/sample_years (make assess-demo)
+	$(BIN)/python pipelines/make_sample_years.py
 
 sample-tiles: $(STAMP)  ## regenerate sample_tiles/data with the deterministic generator
 	$(BIN)/python sample_tiles/make_sample.py --out sample_tiles/data

@@ -260,6 +260,20 @@ def command(quiet: bool = False, verbose: int = 0, log_level: Optional[str] = No
         typer.secho(f"interrupted: {resume_hint or 'nothing already written is lost; run the same command again'}",
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        remove_logging()
+
+
+def remove_logging() -> None:
+    """Remove (flush, close) the handlers :func:`setup_logging` installed: a command leaves no handler on a stream
+    that may be closed after it (e.g. a test runner's captured stderr, which a later in-process run would write to)."""
+    root = logging.getLogger()
+    for h in _INSTALLED:
+        root.removeHandler(h)
+        with contextlib.suppress(Exception):
+            h.flush()
+            h.close()
+    _INSTALLED.clear()
 
 
 # -- the shared options: one definition, used in every command's signature ----------------------------------------

@@ -214,3 +214,16 @@ def test_log_file_that_cannot_be_opened_is_a_usage_error(tmp_path):
     res = runner.invoke(app, ["validate", str(cfg), "--log-file", str(tmp_path / "no" / "such" / "dir.log")])
     assert res.exit_code == 2, res.output
     assert "cannot open" in res.output
+
+
+def test_a_command_leaves_no_logging_handler_behind(tmp_path):
+    """After a command the handlers it installed are gone: a later in-process run must not write to the
+    (closed) stream the command's console handler held."""
+    import logging
+
+    from gep_raster.cli_common import _INSTALLED
+
+    before = list(logging.getLogger().handlers)
+    r = runner.invoke(app, ["validate", str(tmp_path / "missing.yaml")])
+    assert r.exit_code != 0
+    assert _INSTALLED == [] and logging.getLogger().handlers == before

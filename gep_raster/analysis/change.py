@@ -496,13 +496,15 @@ def change_table(ta, tb, id_field: str, name_field: str):
     out["in_runs"] = j["_merge"].map({"both": "both", "left_only": "a_only", "right_only": "b_only"}).astype(str)
     if "area_km2_a" in j:
         out["area_km2"] = j["area_km2_a"].fillna(j.get("area_km2_b"))
+    new = {}
     for c in cols:
         a, b = j[f"{c}_a"].to_numpy(np.float64), j[f"{c}_b"].to_numpy(np.float64)
-        out[f"{c}_a"] = a
-        out[f"{c}_b"] = b
-        out[f"{c}_delta"] = b - a
-        out[f"{c}_growth_pct"] = growth_pct(a, b)
-    return out
+        new[f"{c}_a"] = a
+        new[f"{c}_b"] = b
+        new[f"{c}_delta"] = b - a
+        new[f"{c}_growth_pct"] = growth_pct(a, b)
+    # one concat: column-by-column inserts fragment the frame (pandas PerformanceWarning on wide tables)
+    return pd.concat([out, pd.DataFrame(new, index=out.index)], axis=1)
 
 
 # --------------------------------------------------------------------------------------
