@@ -253,3 +253,34 @@ def test_three_years_move_as_the_demo_says(runs):
     # statistics grew x 1.04 (EPV + ECV)
     epv = {y: _county(runs[y][2], "provisioning_yuan") + _county(runs[y][2], "cultural_yuan") for y in YEARS}
     assert epv[2025] == pytest.approx(1.04 * epv[2024], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_the_assess_demo_chain_runs_on_the_three_years(runs, tmp_path):
+    """The commands of `make assess-demo` (series, assess, allocate, carbon-sink) on the three years, through the
+    CLI: exit 0, and the numbers the README quotes hold in direction (2025 over the +3 % target, 2026 not;
+    溪口镇 flagged; the fund allocated to the yuan)."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from gep_raster.cli import app
+
+    cli = CliRunner()
+    dirs = [str(runs[y][2].output_dir) for y in YEARS]
+    s, a, al, cs = (tmp_path / n for n in ("series", "assess", "alloc", "sink"))
+    for args in (["series", *dirs, "--base-year", "2024", "-o", str(s)],
+                 ["assess", str(s), "--targets", str(FOLDER / "targets.yaml"), "-o", str(a)],
+                 ["allocate", str(s), "--layer", "township", "--fund", "100000000", "--rule",
+                  str(FOLDER / "allocation_rule.yaml"), "--statistics", str(FOLDER / "development_statistics.csv"),
+                  "-o", str(al)],
+                 ["carbon-sink", *dirs, "--parcels", str(REPO / "sample_tiles/data/polygons/special_units.gpkg"),
+                  "--id-field", "unit_id", "-o", str(cs)]):
+        r = cli.invoke(app, args)
+        assert r.exit_code == 0, (args[0], r.output)
+    reg = pd.read_csv(s / "tables" / "region_series.csv", encoding="utf-8-sig").set_index("year")
+    assert reg.at[2025, "gep_yuan_cum_pct"] > 3.0 > reg.at[2026, "gep_yuan_cum_pct"]
+    m = json.loads((a / "assessment_manifest.json").read_text(encoding="utf-8"))
+    assert m["results"]["township"]["fall_flagged"] == ["331122103"]
+    alloc = pd.read_csv(al / "allocation_township.csv", encoding="utf-8-sig")
+    assert int(alloc["allocated_yuan"].sum()) == 100_000_000
+    assert (cs / "carbon_sink_manifest.json").is_file()
