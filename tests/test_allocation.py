@@ -3,7 +3,6 @@ computed by hand in the test from the formulas of docs/allocation.md."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 # ---------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory) -> Path:
-    """The sample run (out/sample, `make demo`), or a fresh one in a temporary folder."""
-    p = REPO / "out" / "sample"
-    if (p / "manifest.json").is_file() and (p / "tables" / "township.csv").is_file():
-        return p
-    out = tmp_path_factory.mktemp("sample_run")
-    subprocess.run([str(REPO / ".venv" / "bin" / "gep"), "run", str(REPO / "pipelines" / "sample.yaml"), "-o",
-                    str(out), "-q"], check=True)
+    """A fresh run of pipelines/sample.yaml in a temporary folder (never a left-over out/sample)."""
+    import gep_raster
+
+    out = tmp_path_factory.mktemp("sample_run") / "sample"
+    gep_raster.run(REPO / "pipelines" / "sample.yaml", output_dir=out)
     return out
 
 
