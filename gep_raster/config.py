@@ -646,13 +646,14 @@ class RunConfig(_Model):
         return hashlib.sha256(json.dumps(self.to_json_dict(), sort_keys=True).encode()).hexdigest()
 
 
-def _format_validation_error(path, exc: ValidationError) -> str:
+def _format_validation_error(path, exc: ValidationError, docs: str = "docs/configuration.md") -> str:
+    """One line per pydantic error: ``<path>: <dotted key>: <message>``; unknown keys point to ``docs``."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after")) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling against docs/configuration.md)"
+            msg = f"unknown key (check the spelling against {docs})"
         elif err["type"] == "missing":
             msg = "required key is missing"
         lines.append(f"{path}: {loc}: {msg}")

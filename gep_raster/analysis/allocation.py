@@ -191,16 +191,9 @@ class Indicator:
 
 
 def _format_errors(where: str, exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (keys: see docs/allocation.md)"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        lines.append(f"{where}: {loc}: {msg}")
-    return "\n".join(lines)
+    from ..config import _format_validation_error
+
+    return _format_validation_error(where, exc, docs="docs/allocation.md")
 
 
 def _indicator_list(items: list, where: str) -> dict:

@@ -102,8 +102,9 @@ def load_targets(path) -> Targets:
     try:
         return Targets.model_validate(data or {})
     except ValidationError as exc:
-        lines = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{p}: {lines}") from None
+        from ..config import _format_validation_error
+
+        raise ConfigError(_format_validation_error(p, exc, docs="docs/series_assessment.md")) from None
 
 
 def _measured(tab, t: Target, table_path: str):

@@ -156,13 +156,19 @@ def read_manifest(run_dir: str | os.PathLike) -> tuple[Path, dict]:
         No ``manifest.json`` in ``run_dir`` (not a finished run), or it is not readable JSON.
     """
     p = Path(run_dir)
-    mpath = p / "manifest.json"
-    if not mpath.is_file():
-        raise InputError(f"{mpath}: not found; is {p} the output folder of a finished `gep run`? (no manifest.json)")
+    return read_json_manifest(p / "manifest.json", f"is {p} the output folder of a finished `gep run`? "
+                              "(no manifest.json)")
+
+
+def read_json_manifest(path: Path, missing_hint: str) -> tuple[Path, dict]:
+    """A JSON manifest of an output folder: its path and content; :class:`InputError` naming the file when it is
+    missing (with ``missing_hint``) or not readable JSON."""
+    if not path.is_file():
+        raise InputError(f"{path}: not found; {missing_hint}")
     try:
-        return mpath, json.loads(mpath.read_text(encoding="utf-8"))
+        return path, json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise InputError(f"{mpath}: cannot read the manifest ({exc})") from None
+        raise InputError(f"{path}: cannot read the manifest ({exc})") from None
 
 
 def load_run(path) -> RunInfo:

@@ -718,12 +718,7 @@ def read_series_manifest(series_dir: str | os.PathLike) -> tuple[Path, dict]:
     InputError
         Missing or unreadable.
     """
-    import json
+    from .change import read_json_manifest
 
-    p = Path(series_dir) / "series_manifest.json"
-    if not p.is_file():
-        raise InputError(f"{p}: not found; is {series_dir} the output folder of `gep series`?")
-    try:
-        return p, json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{p}: cannot read the series manifest ({exc})") from None
+    return read_json_manifest(Path(series_dir) / "series_manifest.json",
+                              f"is {series_dir} the output folder of `gep series`?")
