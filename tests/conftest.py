@@ -145,3 +145,51 @@ def output_arrays(run_dir: Path) -> dict:
         with rasterio.open(f) as ds:
             out[f.relative_to(run_dir).as_posix()] = ds.read()
     return out
+
+
+# -- real headless browser (Playwright driving Debian's Chromium) ------------------------------------------------------
+#: Chromium flags for this closed network (no background connections) and for running as root
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def chromium_executable() -> str | None:
+    """Debian's Chromium (``/usr/bin/chromium``, installed by .ci/run) or ``$GEP_CHROMIUM``; None when absent."""
+    import os
+    import shutil
+
+    for c in (os.environ.get("GEP_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+              shutil.which("chromium-browser")):
+        if c and Path(c).is_file():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven by Playwright (session-wide); skipped, with the reason, where none can start."""
+    exe = chromium_executable()
+    if exe is None:
+        pytest.skip("no Chromium: install Debian's chromium (apt-get install chromium; .ci/run does) or set GEP_CHROMIUM")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - playwright is a dev dependency
+        pytest.skip(f"playwright not installed ({exc})")
+    pw = sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
+    except Exception as exc:
+        pw.stop()
+        pytest.skip(f"Chromium {exe} does not start under Playwright: {exc}")
+    yield b
+    b.close()
+    pw.stop()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser page (1280 x 900) per test."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()

@@ -1,4 +1,5 @@
-"""Figures of a run: the GEP-R density map and the value-by-service bar chart.
+"""Figures of a run: the GEP-R density map, maps of any value raster (:func:`plot_value_map`, per km² by default:
+services, GEP, Δ rasters; used by the report) and the value-by-service bar chart.
 
 Rendering uses matplotlib's Agg canvas directly (``matplotlib.figure.Figure`` +
 ``FigureCanvasAgg``): no pyplot, no global backend switch, no window, safe in worker threads.
@@ -32,8 +33,8 @@ import numpy as np
 from ..grid import RefGrid
 from .io_write import atomic_path
 
-__all__ = ["plot_gep_r_map", "plot_value_by_service", "figure_labels", "scale_bar_length", "LANGS", "DPI",
-           "MAX_DISPLAY_PX"]
+__all__ = ["plot_gep_r_map", "plot_value_map", "plot_value_by_service", "figure_labels", "layer_label",
+           "scale_bar_length", "draw_scale_bar", "draw_north_arrow", "LANGS", "DPI", "MAX_DISPLAY_PX"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ _LABELS: dict[str, dict[str, str]] = {
         "per_year": "/a",
         "title_map": "GEP-R, {name}", "title_services": "Value per service, whole run area, {name}",
         "title_gep": "GEP by service (EPV, GEP-R services, ECV), whole run area, {name}",
+        "unit_density_km2": "yuan/km2/a", "value_density": "{name} density",
+        "note_diverging": "colour scale symmetric about 0",
     },
     "zh": {
         "density": "GEP-R 密度", "unit_density": "元/公顷/年", "with_unit": "{name}（{unit}）",
@@ -81,6 +84,8 @@ _LABELS: dict[str, dict[str, str]] = {
         "per_year": "/年",
         "title_map": "GEP-R，{name}", "title_services": "各服务价值，全区，{name}",
         "title_gep": "各服务 GEP（EPV、GEP-R 服务、ECV），全区，{name}",
+        "unit_density_km2": "元/平方公里/年", "value_density": "{name}密度",
+        "note_diverging": "色标以 0 为中心对称",
     },
 }
 #: Chinese names of the usual layer names (matched case-insensitively, ``_``/``-`` read as spaces).
@@ -169,6 +174,29 @@ def figure_labels(lang: str = "en") -> dict[str, str]:
     return {**_LABELS[used], "lang": used}
 
 
+def layer_label(name: str, lang: str = "en") -> str:
+    """The name of a polygon layer as the map keys show it: in Chinese for the usual names with ``lang="zh"``.
+
+    Parameters
+    ----------
+    name : str
+        Layer name of the configuration (``county``, ``township``, ``special_units`` ...).
+    lang : {"en", "zh"}, default "en"
+        Language; ``"zh"`` translates the usual names (县, 乡镇, 特殊单元 ...; matched case-insensitively, ``_`` and
+        ``-`` read as spaces) and keeps other names as given. No font check (text, not a figure).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If ``lang`` is not ``"en"`` or ``"zh"``.
+    """
+    return _layer_label(name, {"lang": _check_lang(lang)})
+
+
 def _layer_label(name: str, labels: Mapping[str, str]) -> str:
     """``name`` of a polygon layer, in Chinese for the usual names when the labels are Chinese."""
     if labels["lang"] != "zh":
@@ -198,11 +226,11 @@ def _new_figure(figsize):
     return fig
 
 
-def _save_png(fig, path: str | os.PathLike) -> Path:
+def _save_png(fig, path: str | os.PathLike, compress_level: int = 1) -> Path:
     final = Path(path)
     with atomic_path(final, suffix=".png") as tmp:
         # zlib level 1: the 8192² bench map encodes in 0.09 s instead of 0.25 s (level 6), 2 % more bytes
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pil_kwargs={"compress_level": 1})
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pil_kwargs={"compress_level": compress_level})
     return final
 
 
@@ -316,6 +344,49 @@ def _scale_bar_spec(grid: RefGrid) -> tuple[float, str] | None:
     return None if spec is None else (spec[0] / per_unit, spec[1])
 
 
+def draw_scale_bar(ax, grid: RefGrid) -> bool:
+    """Draw a scale bar in the lower left corner of a map's axes.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Axes of a map in ``grid``'s CRS coordinates (data units = CRS units).
+    grid : RefGrid
+        The map's grid: its CRS gives metres per x unit (projected: the linear unit; geographic: metres per degree
+        of longitude at the centre latitude) and its width the bar length (:func:`scale_bar_length`).
+
+    Returns
+    -------
+    bool
+        True when drawn (artist gid ``scale_bar``); False, nothing drawn, when the CRS units are unknown.
+    """
+    return _draw_scale_bar(ax, grid)
+
+
+def draw_north_arrow(ax, lang: str | Mapping[str, str] = "en", *, xy: tuple[float, float] = (0.06, 0.95)) -> None:
+    """Draw a north arrow (an arrow pointing up with the letter N, or 北) in axes coordinates.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Axes of a north-up map (every grid of the engine is north-up: no rotation terms).
+    lang : {"en", "zh"} or mapping, default "en"
+        Label language (as :func:`figure_labels`, English without a CJK font), or a label table of
+        :func:`figure_labels`.
+    xy : (float, float), default (0.06, 0.95)
+        Arrow head, in axes fractions; the tail is 0.12 below.
+
+    Raises
+    ------
+    ValueError
+        If ``lang`` is a string other than ``"en"`` or ``"zh"``.
+    """
+    labels = figure_labels(lang) if isinstance(lang, str) else lang
+    ax.annotate(_safe(labels["north"]), xy=xy, xytext=(xy[0], xy[1] - 0.12), xycoords="axes fraction",
+                textcoords="axes fraction", ha="center", va="center", fontsize=11, fontweight="bold",
+                arrowprops=dict(facecolor="black", edgecolor="black", width=3, headwidth=9), gid="north_arrow")
+
+
 def _draw_scale_bar(ax, grid: RefGrid) -> bool:
     """A scale bar in the lower left corner of ``ax``; False (nothing drawn) when the CRS units are unknown."""
     from matplotlib.font_manager import FontProperties
@@ -425,21 +496,111 @@ def plot_gep_r_map(array, grid: RefGrid, path: str | os.PathLike, *, title: str,
         return _save_png(fig, path)
 
 
+def plot_value_map(array, grid: RefGrid, path: str | os.PathLike, *, title: str, quantity: str | None = None,
+                   polygons: Sequence | None = None, polygon_labels: Sequence[str] | None = None,
+                   pixel_area_m2: float | None = None, per_m2: float = 1e6, unit: str | None = None,
+                   lang: str = "en", cmap: str = "viridis", diverging: bool = False, fig_width_in: float = 9.0,
+                   north_arrow: bool = True, scale_bar: bool = True, max_display_px: int = MAX_DISPLAY_PX,
+                   png_compress_level: int = 1) -> Path:
+    """Map of any per-pixel value raster as a density (default yuan per km² per year), as a PNG written atomically.
+
+    The same map as :func:`plot_gep_r_map` (colour bar with its unit, scale bar, north arrow, outlines and their
+    key, notes) for any quantity and area unit: a service's value, GEP, EPV, ECV, or a change (Δ) raster.
+
+    Parameters
+    ----------
+    array : array-like, shape (grid.height, grid.width)
+        Amount per pixel (e.g. yuan/a per pixel), NaN = nodata; read with a stride as in :func:`plot_gep_r_map`.
+    grid : RefGrid
+        Grid of ``array``.
+    path : path-like
+        Output PNG path (150 dpi).
+    title : str
+        Figure title, drawn as given.
+    quantity : str, optional
+        Name of the mapped quantity in the colour-bar label (e.g. ``"Water conservation"``); drawn as
+        ``"<quantity> density (<unit>)"``. Default: ``"GEP-R"``.
+    polygons, polygon_labels
+        Outline layers and their key names, as in :func:`plot_gep_r_map`.
+    pixel_area_m2 : float, optional
+        Area of one pixel in m²; default ``grid.row_pixel_area_m2`` (per row).
+    per_m2 : float, default 1e6
+        Area unit of the density, in m²: 1e6 gives per km² (yuan/km²/a), 1e4 per ha.
+    unit : str, optional
+        Unit shown in the colour-bar label; default ``yuan/km2/a`` (元/平方公里/年 in Chinese). Give it whenever
+        ``per_m2`` is not 1e6 or the raster is not in yuan/a per pixel.
+    lang : {"en", "zh"}, default "en"
+        Label language (English without a CJK font, see :func:`figure_labels`).
+    cmap : str, default "viridis"
+        Matplotlib colour map (``"RdBu"`` suits ``diverging``).
+    diverging : bool, default False
+        Colour limits symmetric about 0 (±the larger absolute 2nd/98th percentile): for Δ rasters.
+    fig_width_in : float, default 9.0
+        Figure width in inches (height from the map's aspect ratio).
+    north_arrow, scale_bar : bool, default True
+        As in :func:`plot_gep_r_map`.
+    max_display_px : int, default 2000
+        Longest displayed side, in pixels.
+    png_compress_level : int, default 1
+        zlib level of the PNG (1 fastest; 9 smallest, for files embedded in a report).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        If ``array`` is not 2-D with ``grid.shape``, ``pixel_area_m2`` or ``per_m2`` is not positive, the lengths
+        of ``polygons`` and ``polygon_labels`` differ, or ``lang`` is not ``"en"`` or ``"zh"``.
+    gep_raster.outputs.io_write.OutputError
+        If the PNG cannot be written.
+
+    Notes
+    -----
+    Density = amount / (pixel area / ``per_m2``).
+    """
+    _check_lang(lang)
+    shape = tuple(getattr(array, "shape", ()))
+    if shape != grid.shape:
+        raise ValueError(f"{path}: array shape {shape} differs from grid shape {grid.shape}")
+    for name, v in (("pixel_area_m2", pixel_area_m2), ("per_m2", per_m2)):
+        if v is not None and not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{path}: {name} must be a positive number, got {v!r}")
+    polygons = list(polygons or [])
+    if polygon_labels is not None and len(polygon_labels) != len(polygons):
+        raise ValueError(f"{path}: {len(polygon_labels)} polygon labels for {len(polygons)} layers")
+    step = max(1, math.ceil(max(grid.shape) / max(1, int(max_display_px))))
+    density = _display_density(array, grid, step, pixel_area_m2, per_m2)
+    labels = figure_labels(lang)
+    name = labels["value_density"].format(name=quantity if quantity is not None else "GEP-R")
+    label = labels["with_unit"].format(name=name, unit=unit if unit is not None else labels["unit_density_km2"])
+    with _mpl_context():
+        fig = _map_figure(density, grid, title=title, polygons=polygons, polygon_labels=polygon_labels,
+                          labels=labels, step=step, north_arrow=north_arrow, scale_bar=scale_bar, cmap=cmap,
+                          colourbar_label=label, diverging=diverging, fig_w=float(fig_width_in))
+        return _save_png(fig, path, compress_level=png_compress_level)
+
+
 def _map_figure(density: np.ndarray, grid: RefGrid, *, title: str, polygons: list, polygon_labels,
                 labels: Mapping[str, str], step: int = 1, north_arrow: bool = True, scale_bar: bool = True,
-                show_units: bool = True, cmap: str = "viridis"):
-    """The map's Figure (call inside :func:`_mpl_context`): ``density`` (yuan/ha/a, the displayed pixels) over
-    ``grid``'s extent, outlines and their key, colour bar, north arrow, scale bar and notes."""
+                show_units: bool = True, cmap: str = "viridis", colourbar_label: str | None = None,
+                diverging: bool = False, fig_w: float = 9.0):
+    """The map's Figure (call inside :func:`_mpl_context`): ``density`` (yuan/ha/a unless ``colourbar_label`` says
+    otherwise; the displayed pixels) over ``grid``'s extent, outlines and their key, colour bar, north arrow, scale
+    bar and notes. ``diverging``: colour limits symmetric about 0."""
     import matplotlib
 
     finite = density[np.isfinite(density)]
     vmin, vmax, extend = _colour_stretch(finite)
+    if diverging:
+        vmin, vmax, extend = _symmetric_stretch(finite, vmin, vmax)
     left, bottom, right, top = grid.bounds
     _, xlabel, ylabel = _crs_label(grid, labels)
     ratio = (top - bottom) / (right - left)
     if grid.is_geographic:
         ratio /= max(0.05, math.cos(math.radians((top + bottom) / 2)))
-    fig_w = 9.0
     fig = _new_figure((fig_w, min(14.0, max(4.0, fig_w * 0.85 * ratio + 1.2))))
     ax = fig.add_subplot(1, 1, 1)
     colours = matplotlib.colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))
@@ -450,8 +611,10 @@ def _map_figure(density: np.ndarray, grid: RefGrid, *, title: str, polygons: lis
     else:
         ax.set_aspect("equal")
     cbar = fig.colorbar(im, ax=ax, extend=extend, shrink=0.85, pad=0.03)
-    cbar.set_label(_safe(labels["with_unit"].format(name=labels["density"], unit=labels["unit_density"])
-                         if show_units else labels["density"]))
+    if colourbar_label is None:
+        colourbar_label = (labels["with_unit"].format(name=labels["density"], unit=labels["unit_density"])
+                           if show_units else labels["density"])
+    cbar.set_label(_safe(colourbar_label))
     handles = _draw_outlines(ax, polygons, polygon_labels, grid, labels)
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)
@@ -464,10 +627,8 @@ def _map_figure(density: np.ndarray, grid: RefGrid, *, title: str, polygons: lis
     ax.tick_params(labelsize=7)
     ax.ticklabel_format(useOffset=False, style="plain")
     if north_arrow:
-        ax.annotate(_safe(labels["north"]), xy=(0.06, 0.95), xytext=(0.06, 0.83), xycoords="axes fraction",
-                    textcoords="axes fraction", ha="center", va="center", fontsize=11, fontweight="bold",
-                    arrowprops=dict(facecolor="black", edgecolor="black", width=3, headwidth=9))
-    notes = [labels["note_stretch"]]
+        draw_north_arrow(ax, labels)
+    notes = [labels["note_stretch"] if not diverging else labels["note_diverging"]]
     if step > 1:
         notes.append(labels["note_display"].format(step=step))
     if scale_bar and not _draw_scale_bar(ax, grid):
@@ -480,15 +641,17 @@ def _map_figure(density: np.ndarray, grid: RefGrid, *, title: str, polygons: lis
     return fig
 
 
-def _display_density(array, grid: RefGrid, step: int, pixel_area_m2: float | None) -> np.ndarray:
-    """Every ``step``-th row and column of ``array`` (yuan/a per pixel) as density, yuan/ha/a (float64)."""
+def _display_density(array, grid: RefGrid, step: int, pixel_area_m2: float | None,
+                     per_m2: float = 1e4) -> np.ndarray:
+    """Every ``step``-th row and column of ``array`` (yuan/a per pixel) as density per ``per_m2`` m² (default
+    10 000 m² = 1 ha: yuan/ha/a), float64."""
     sub = np.asarray(array[::step, ::step], dtype=np.float64)
     if pixel_area_m2 is not None:
         area = float(pixel_area_m2)
     else:
         area = np.asarray(grid.row_pixel_area_m2[::step], dtype=np.float64)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return sub / (area / 1e4)
+        return sub / (area / per_m2)
 
 
 def _colour_stretch(finite: np.ndarray) -> tuple[float, float, str]:
@@ -506,6 +669,15 @@ def _colour_stretch(finite: np.ndarray) -> tuple[float, float, str]:
     extend_hi = bool(finite.max() > vmax)
     return vmin, vmax, {(False, False): "neither", (True, False): "min", (False, True): "max",
                         (True, True): "both"}[(extend_lo, extend_hi)]
+
+
+def _symmetric_stretch(finite: np.ndarray, vmin: float, vmax: float) -> tuple[float, float, str]:
+    """Colour limits ±max(|vmin|, |vmax|) (a diverging scale centred on 0) and the colour-bar extend."""
+    lim = max(abs(vmin), abs(vmax)) or 1.0
+    lo = bool(finite.size and finite.min() < -lim)
+    hi = bool(finite.size and finite.max() > lim)
+    return -lim, lim, {(False, False): "neither", (True, False): "min", (False, True): "max",
+                       (True, True): "both"}[(lo, hi)]
 
 
 def _draw_outlines(ax, polygons: list, polygon_labels, grid: RefGrid,
