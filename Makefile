@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 export GEP_SHARED_DATA ?= $(abspath ../shared/data)
 
 .PHONY: help setup demo test test-fast gura willamette validate sample-tiles sample-stac bench clean \
-        sensitivity change-demo offset-demo vep-demo sample-years assess-demo
+        sensitivity change-demo offset-demo vep-demo sample-years assess-demo report-demo serve-demo
 
 help:  ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -90,6 +90,18 @@ sample-stac: $(STAMP)  ## regenerate the sample's static STAC catalogue sample_t
 
 bench: $(STAMP)  ## province-scale benchmarks, all cases up to 32k^2 (long: about 45 min) -> bench/results/latest.json
 	$(BIN)/python bench/run_bench.py
+
+report-demo: $(STAMP)  ## the sample run and its accounting report in English and Chinese -> out/sample/report (HTML; PDF when Chromium is installed)
+	$(BIN)/gep run pipelines/sample.yaml
+	$(BIN)/gep report out/sample --lang zh
+
+serve-demo: $(STAMP)  ## the sample run served as a web map with parcel queries on http://127.0.0.1:8000 (Ctrl-C stops)
+	$(BIN)/gep run pipelines/sample.yaml
+	$(BIN)/gep serve out/sample
+
+.PHONY: bench-parcel
+bench-parcel: $(STAMP)  ## parcel query of gep serve: a 10 km2 parcel on a 16384^2 synthetic run, median of 20 queries (about 3 min) -> bench/results/parcel.json
+	$(BIN)/python bench/bench_parcel.py
 
 .PHONY: bench-invest
 bench-invest: $(STAMP)  ## InVEST 3.20.2 vs gep run, same 3 services and inputs, 2000^2 and 4000^2, 3 alternated pairs (needs the peer: ../shared/tools/invest-peer) -> bench/results/invest.json

@@ -53,6 +53,10 @@ def _print_run_summary(out, res, cfg, seconds: float) -> None:
                    f"children {g['children_sum']:,.0f} = covered part {g['covered_part_total']:,.0f} yuan/a "
                    f"(parent total {g['parent_total']:,.0f}, uncovered {g['uncovered_remainder']:,.0f})")
     out.detail(f"  manifest: {res.manifest_path}")
+    if res.report:
+        rep = res.report
+        out.detail(f"  report: {res.output_dir / 'report' / rep['html']['path']}"
+                   + (f" and {rep['pdf']['path']}" if rep["pdf"].get("written") else ""))
 
 
 @app.command()
@@ -138,10 +142,11 @@ def validate(config: Path = typer.Argument(..., help="Run configuration (YAML)."
 
 def _register_commands():
     """Commands defined next to their engine modules (each module has ``register(app)``)."""
-    from . import config_reference, warmup
+    from . import config_reference, report, serve, warmup
     from .analysis import allocation, assess, carbon_sink, change, offset, sensitivity, series, vep
 
-    for module in (sensitivity, change, offset, vep, series, assess, allocation, carbon_sink, warmup, config_reference):
+    for module in (sensitivity, change, offset, vep, series, assess, allocation, carbon_sink, report, serve, warmup,
+                   config_reference):
         module.register(app)
 
 

@@ -398,6 +398,9 @@ class OutputConfig(_Model):
         "Language of the figures' labels (titles, axes, colour bar, key, scale bar): en or zh. zh needs a CJK font "
         "(e.g. Debian fonts-wqy-microhei or fonts-noto-cjk); without one the English labels are drawn and a warning "
         "is logged."))
+    report: Literal["html+pdf", "html", "off"] = Field("html+pdf", description=(
+        "Accounting report written at the end of the run in report/ (gep report RUN_DIR, in output.lang): html+pdf "
+        "(the PDF needs Chromium; without it only the HTML, with a warning), html, or off."))
     # block (dask chunk) side in pixels; None: chosen from processing.memory_budget_mb (gep_raster.budget)
     chunk_size: int | None = Field(None, ge=64, le=16384, description=(
         "Block (dask chunk) side; null: chosen from processing.memory_budget_mb."), json_schema_extra={"unit": "px"})

@@ -50,7 +50,7 @@ def test_exit_code_table_maps_every_error_class():
     assert set(cli_common.EXIT_CODES) == {0, 1, 2, 3, 130}
 
 
-COMMANDS = ["run", "validate", "sensitivity", "compare", "offset", "vep"]
+COMMANDS = ["run", "validate", "sensitivity", "compare", "offset", "vep", "report", "serve"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -169,12 +169,47 @@ def test_a_failing_browser_leaves_no_partial_pdf(tmp_path, monkeypatch):
 # the sample run and its reports (slow: a run of the sample, and a report draws 14 figures)
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def sample_run(tmp_path_factory):
+def sample_result(tmp_path_factory):
+    """The sample run (its own report written by the run, output.report default html+pdf) and the sha256 of that
+    report's HTML taken right after the run (later fixtures write the folder again)."""
     import gep_raster
+    from gep_raster.outputs.io_write import sha256_file
 
     out = tmp_path_factory.mktemp("report") / "sample"
-    gep_raster.run(REPO / "pipelines" / "sample.yaml", output_dir=out)
-    return out
+    res = gep_raster.run(REPO / "pipelines" / "sample.yaml", output_dir=out)
+    html = out / "report" / "report_en.html"
+    return res, (sha256_file(html) if html.is_file() else None)
+
+
+@pytest.fixture(scope="module")
+def sample_run(sample_result):
+    return sample_result[0].output_dir
+
+
+def test_gep_run_writes_the_report_by_default(sample_result):
+    res, sha = sample_result
+    assert res.manifest["config"]["output"]["report"] == "html+pdf"
+    assert res.report is not None and res.report["lang"] == "en"
+    assert res.report["html"]["path"] == "report_en.html" and res.report["html"]["sha256"] == sha
+    assert res.report["run"]["run_hash"] == res.manifest["run_hash"]
+    assert res.report["pdf"]["written"] == (res.output_dir / "report" / "report_en.pdf").is_file()
+
+
+def test_report_stage_off_and_failure_keep_the_run(tmp_path, caplog):
+    from gep_raster.config import load_config
+    from gep_raster.pipeline.report import report
+
+    off = load_config(REPO / "pipelines" / "sample.yaml", overrides={"output": {"dir": str(tmp_path / "a"),
+                                                                                 "report": "off"}})
+    assert report(off) is None and not (tmp_path / "a" / "report").exists()
+    # a folder without a finished run: the report fails, the stage warns (naming the command) and returns None
+    bad = load_config(REPO / "pipelines" / "sample.yaml", overrides={"output": {"dir": str(tmp_path / "b"),
+                                                                                 "report": "html"}})
+    (tmp_path / "b").mkdir()
+    with caplog.at_level("WARNING", logger="gep_raster"):
+        assert report(bad) is None
+    assert "report: not written" in caplog.text and f"gep report {tmp_path / 'b'}" in caplog.text
+    assert not (tmp_path / "b" / "report" / "report_en.html").exists()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ Stages (timed, recorded in the manifest):
    output.
 7. ``tables`` (:mod:`.account_tables`), ``figures`` (:mod:`.figures`; drawn on a thread during
    ``finalize_rasters`` once the GEP-R raster is published; the stage waits for them), ``manifest`` (:mod:`.manifest`).
+8. ``report`` (:mod:`.report`, after the manifest, not timed in it): the accounting report in ``report/``
+   (:func:`gep_raster.report.write_report`) unless ``output.report: off``.
 
 Resume: a killed run started again with the same config and inputs computes only the blocks that are
 not in its journal (content hashes of config and inputs, never timestamps); a rerun of a finished,
@@ -46,6 +48,7 @@ from .flow_routing import ROUTING_DESCRIPTION, routing
 from .manifest import build as build_manifest
 from .manifest import write as write_manifest
 from .prepare import check_alternate_legend, check_legend, open_land_cover, open_model, plan_outputs, run_hash
+from .report import report
 from .state import Journal, RunState
 
 __all__ = ["run", "preflight_checks", "RunResult", "RunState", "Journal", "BlockSink", "block_plan", "store_local",
@@ -70,11 +73,15 @@ class RunResult:
     tables : dict of str to geopandas.GeoDataFrame
         The account table of each polygon layer, by layer name: one row per unit, physical quantities (m3/a, t/a,
         tCO2/a...) and values (yuan/a) per service, ``gep_r_yuan``, coverage columns.
+    report : dict or None
+        The report manifest (``report/report_manifest.json``: paths, bytes and sha256 of the HTML and PDF) when
+        ``output.report`` wrote one; None with ``output.report: off`` or when the report failed (logged).
     """
     output_dir: Path
     manifest_path: Path
     manifest: dict
     tables: dict = field(default_factory=dict)
+    report: dict | None = None
 
     @property
     def totals(self):
@@ -255,4 +262,5 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
     with timer.stage("manifest"):
         manifest = build_manifest(st)
         manifest_path = write_manifest(st, manifest)
-    return RunResult(out_dir, manifest_path, manifest, st.tables)
+    rep = report(cfg)
+    return RunResult(out_dir, manifest_path, manifest, st.tables, rep)

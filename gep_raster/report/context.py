@@ -442,7 +442,8 @@ def methods_section(run, lang: str) -> dict:
     params = [{**p, "unit": unit_text(p.get("unit"), lang)} for p in (m.get("parameters") or []) if isinstance(p, dict)]
     prices = [{**p, "unit": unit_text(p.get("unit"), lang)} for p in (m.get("prices") or []) if isinstance(p, dict)]
     return {"methods": methods, "parameters": params, "prices": prices,
-            "legend_sources": [s.get("path") for s in (m.get("legend") or {}).get("sources") or []]}
+            "legend_sources": [s.get("path") if isinstance(s, dict) else str(s)
+                               for s in (m.get("legend") or {}).get("sources") or []]}
 
 
 def assumptions_section(run, lang: str) -> dict:
