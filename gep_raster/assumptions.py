@@ -21,8 +21,13 @@ from __future__ import annotations
 __all__ = ["run_assumptions", "REGULATING_SERVICES"]
 
 #: the regulating services of the engine, in account order (registry order)
-REGULATING_SERVICES = ("water_conservation", "soil_retention", "carbon_sequestration", "oxygen_release",
-                       "air_purification", "water_purification", "climate_regulation", "flood_regulation")
+def _regulating_services() -> tuple[str, ...]:
+    from .services.registry import REGISTRY
+
+    return tuple(REGISTRY)
+
+
+REGULATING_SERVICES = _regulating_services()
 
 _MARKS = ("[U]", "[V2]", "ASSUMPTION")
 

@@ -42,7 +42,7 @@ import numpy as np
 from .errors import ConfigError, CRSError, GridMismatchError, InputError, RasterError, TableError
 
 __all__ = ["water_conservation", "soil_retention", "carbon_sequestration", "oxygen_release", "air_purification",
-           "water_purification", "climate_regulation", "flood_regulation", "gep_r", "open_run_inputs",
+           "water_purification", "climate_regulation", "flood_regulation", "pest_control", "gep_r", "open_run_inputs",
            "InputMismatchError", "UnitsError", "MissingInputError", "INPUT_ARGUMENTS"]
 
 
@@ -940,6 +940,36 @@ def air_purification(land_cover, *, legend=None, prices=None, config=None, **opt
                      config=config, services={"air_purification": options})
 
 
+def pest_control(land_cover, *, legend=None, prices=None, config=None, **options):
+    """Pest control (病虫害控制) per pixel on DataArrays: natural forest and grassland area × control cost.
+
+    Parameters
+    ----------
+    land_cover : xarray.DataArray, (y, x), integer class codes
+    {common}
+    **options
+        ``services.pest_control`` keys (``forest_ecosystems``, ``grassland_ecosystems``, ``natural_share_column``).
+
+    Returns
+    -------
+    xarray.Dataset
+        float32 (y, x): ``pest_control_forest_ha``, ``pest_control_grassland_ha`` (ha of natural forest / grassland
+        per pixel) and ``pest_control_yuan`` (yuan/a per pixel).
+
+    Raises
+    ------
+    InputMismatchError, ConfigError, TableError
+        As :func:`water_conservation` (a legend ``natural_share`` outside [0, 1]: TableError).
+
+    Source
+    ------
+    Garzê GEP 2010 (Baima Zhuoga et al. 2017) §2.4.9 and table 3: A_natural forest × 375 yuan/hm² + A_natural
+    grassland × 112.5 yuan/hm². :mod:`gep_raster.services.pest_control`.
+    """
+    return _evaluate(["pest_control"], dict(land_cover=land_cover), legend=legend, prices=prices,
+                     config=config, services={"pest_control": options})
+
+
 def water_purification(land_cover, *, legend=None, prices=None, config=None, **options):
     """Water purification (水质净化) per pixel on DataArrays, capacity method with an optional emissions cap.
 
@@ -1115,7 +1145,7 @@ def gep_r(land_cover, *, legend=None, prices=None, config=None, services=None, c
 
 
 for _f in (water_conservation, soil_retention, carbon_sequestration, oxygen_release, air_purification,
-           water_purification, climate_regulation, flood_regulation, gep_r):
+           water_purification, climate_regulation, flood_regulation, pest_control, gep_r):
     if _f.__doc__:  # None under python -OO
         _f.__doc__ = (_f.__doc__.replace("{common}", _COMMON.strip("\n").lstrip())
                       .replace("{{", "{").replace("}}", "}"))

@@ -34,10 +34,12 @@ OUT = "out"
 
 
 def _finals(out: Path) -> dict[str, str]:
-    """sha256 of every final file of a run folder (not the resume state, not the manifest with its timings)."""
+    """sha256 of every final file of a run folder (not the resume state, not the manifest with its timings, not
+    the report: it is written anew from the finished run after the manifest, names the run folder and carries
+    Chromium's PDF creation date; tests/test_report.py checks its content)."""
     return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(out.rglob("*")) if p.is_file() and ".gep_state" not in p.parts
-            and p.name != "manifest.json"}
+            and "report" not in p.relative_to(out).parts and p.name != "manifest.json"}
 
 
 def _env(**extra) -> dict:

@@ -191,6 +191,17 @@ def test_air_purification_by_hand(legend_csv):
     assert set(so2.data_vars) == {"air_purification_so2_t", "air_purification_yuan"}
 
 
+def test_pest_control_by_hand(legend_csv):
+    lc = _da(np.array([[1, 2], [3, 1]], np.int32))
+    ds = xs.pest_control(lc, legend=legend_csv, prices={"pest_control.forest_price": 400.0})
+    # forest (no natural_share column: share 1): 0.09 ha x 400 yuan/ha = 36 yuan/a; paddy and town: 0
+    assert ds["pest_control_forest_ha"].values == pytest.approx(np.array([[0.09, 0.0], [0.0, 0.09]]), rel=1e-6)
+    assert ds["pest_control_yuan"].values == pytest.approx(np.array([[36.0, 0.0], [0.0, 36.0]]), rel=1e-6)
+    # cropland counted as grassland: 0.09 x 112.5 (default price) = 10.125
+    crop = xs.pest_control(lc, legend=legend_csv, grassland_ecosystems=["cropland"])
+    assert crop["pest_control_yuan"].values[0, 1] == pytest.approx(10.125, rel=1e-6)
+
+
 def test_geographic_grid_uses_true_pixel_areas(legend_csv):
     from pyproj import Geod
 

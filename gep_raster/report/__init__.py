@@ -128,6 +128,16 @@ def _check_args(lang, population, gdp):
             raise ConfigError(f"report: {name} must be a positive number, got {v!r}")
 
 
+def _report_time() -> str:
+    """UTC time of the report, ISO 8601; ``SOURCE_DATE_EPOCH`` (reproducible builds) fixes it when set."""
+    import os
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    t = (_dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc) if epoch and epoch.isdigit()
+         else _dt.datetime.now(_dt.timezone.utc))
+    return t.isoformat(timespec="seconds")
+
+
 def _context(run, lang: str, *, compare, population, gdp, chunk: int) -> dict:
     from . import context as C
     from .labels import labels
@@ -140,7 +150,7 @@ def _context(run, lang: str, *, compare, population, gdp, chunk: int) -> dict:
     return {"lang": lang, "t": labels(lang),
             "run": {"name": m.get("run_name", ""), "year": m.get("accounting_year"), "run_hash": m.get("run_hash", ""),
                     "description": m.get("description"), "path": str(run.path.resolve())},
-            "gen": {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "version": __version__},
+            "gen": {"time": _report_time(), "version": __version__},
             "summary": C.summary_section(run, lang, pop), "services": services,
             "matrix": C.matrix_section(run, lang, chunk=chunk), "layers": C.layer_sections(run, lang),
             "figures": report_figures(run, lang, services["services"], change=change), "change": change,

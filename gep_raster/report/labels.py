@@ -165,6 +165,9 @@ SERVICE_NAMES = {
     "water_purification": ("Water purification", "水质净化"),
     "climate_regulation": ("Climate regulation", "气候调节"),
     "flood_regulation": ("Flood regulation", "洪水调蓄"),
+    "pest_control": ("Pest control", "病虫害控制"),
+    "sand_fixation": ("Windbreak and sand fixation", "防风固沙"),
+    "species_conservation": ("Species conservation", "物种保育"),
     "gep_r": ("GEP-R", "调节服务价值"),
     "provisioning": ("Provisioning (EPV)", "物质产品（EPV）"),
     "cultural": ("Cultural (ECV)", "文化服务（ECV）"),
@@ -184,6 +187,7 @@ TERM_NAMES = {
     "nh3n": ("NH3-N", "氨氮"), "tp": ("TP", "总磷"), "agriculture": ("Agriculture", "农业"),
     "forestry": ("Forestry", "林业"), "fishery": ("Fishery", "渔业"), "water_supply": ("Water supply", "水资源"),
     "hydropower": ("Hydropower", "水电"), "tourism": ("Tourism", "旅游"),
+    "forest": ("natural forest", "天然林"), "grassland": ("natural grassland", "天然草地"),
 }
 
 
@@ -240,6 +244,8 @@ def unit_text(unit: str | None, lang: str) -> str:
     u = re.sub(r"\bm3\b", "m³", u)
     u = re.sub(r"\bkm2\b", "km²", u)
     u = re.sub(r"\bm2\b", "m²", u)
+    if lang == "zh":
+        u = re.sub(r"\bha\b", "hm²", u)
     u = re.sub(r"\bCO2\b", "CO₂", u)
     u = re.sub(r"\bO2\b", "O₂", u)
     if lang == "zh":

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import (air_purification, carbon_sequestration, climate_regulation, flood_regulation, oxygen_release,
-               soil_retention, water_conservation, water_purification)
+               pest_control, soil_retention, water_conservation, water_purification)
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -22,6 +22,7 @@ REGISTRY = {
     "water_purification": water_purification,
     "climate_regulation": climate_regulation,
     "flood_regulation": flood_regulation,
+    "pest_control": pest_control,
 }
 
 #: services enabled unless the config says ``enabled: false``; the others must be enabled explicitly
