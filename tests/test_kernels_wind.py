@@ -13,6 +13,7 @@ therefore computed BY HAND from the equations, with the arithmetic written in th
 from __future__ import annotations
 
 import math
+import pathlib
 
 import numpy as np
 import pytest
