@@ -704,6 +704,34 @@ def load_config_dict(raw: dict, *, base_dir: Path | None = None, source_path: Pa
     return cfg
 
 
+def read_yaml_file(path, what: str):
+    """The content of a YAML file (configs, allocation rules, targets): mapping, list, scalar or None.
+
+    Parameters
+    ----------
+    path : path-like
+    what : str
+        What the file is, for the messages (``config``, ``rule``, ``targets``).
+
+    Raises
+    ------
+    ConfigError
+        ``<what> file not found: PATH``; ``PATH: not valid YAML: ...`` (syntax error, a Python tag) or
+        ``PATH: cannot read: ...`` (permissions, not UTF-8).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+
+
 def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
     """Read and validate a run configuration YAML.
 
@@ -721,12 +749,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
         every offending key.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml_file(path, "config")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (name, inputs, legend, ...)")
     if overrides:

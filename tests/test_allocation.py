@@ -327,3 +327,21 @@ def test_cli_on_the_sample_run(tmp_path, sample_run):
     r = cli.invoke(app, ["allocate", str(sample_run), "--layer", "township", "--fund", "1000.5", "--preset",
                          "vertical", "-o", str(tmp_path / "x")])
     assert r.exit_code == 2 and "not a whole number of yuan" in r.output
+
+
+@pytest.mark.parametrize("what", ["config", "rule", "targets"])
+def test_one_yaml_reader_for_configs_rules_and_targets(tmp_path, what):
+    """config.load_config, allocation.load_rule and assess.load_targets read YAML through one helper: the same
+    messages for a missing file and a syntax error."""
+    from gep_raster.analysis.allocation import load_rule
+    from gep_raster.analysis.assess import load_targets
+    from gep_raster.config import load_config
+    from gep_raster.errors import ConfigError
+
+    read = {"config": load_config, "rule": load_rule, "targets": load_targets}[what]
+    with pytest.raises(ConfigError, match=f"^{what} file not found: .*nope.yaml"):
+        read(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\nb: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
+        read(bad)

@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .._version import __version__
@@ -261,13 +260,10 @@ def load_rule(path) -> AllocationRule:
     ConfigError
         File missing, not YAML, or a key is invalid.
     """
+    from ..config import read_yaml_file
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"rule file not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    raw = read_yaml_file(p, "rule")
     rule = rule_from_dict(raw, where=str(p))
     upd = {k: str((p.parent / getattr(rule, k)).resolve()) for k in ("unit_limits", "pairs") if getattr(rule, k)}
     return rule.model_copy(update=upd) if upd else rule

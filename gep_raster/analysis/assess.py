@@ -90,15 +90,10 @@ def load_targets(path) -> Targets:
     ConfigError
         File missing, not YAML, or a key invalid (the message names the file and the key).
     """
-    import yaml
+    from ..config import read_yaml_file
 
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"targets file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: not a readable YAML file ({exc})") from None
+    data = read_yaml_file(p, "targets")
     try:
         return Targets.model_validate(data or {})
     except ValidationError as exc:
