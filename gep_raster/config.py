@@ -485,6 +485,11 @@ class RunConfig(_Model):
 
     name: str = Field(description="Run label, written into every output and the manifest.")
     description: str = Field("", description="Free text describing the run (recorded in the manifest).")
+    profile: Literal["garze_2017", "cn_guideline_2020", "invest_3_20"] | None = Field(None, description=(
+        "Method profile (gep_raster/profiles.py): sets which services run and their methods; the run's own "
+        "services.* keys override it. garze_2017: the Garze 2010 account's services (oxygen from NPP); "
+        "cn_guideline_2020: the 2020 national guideline's list [V2]; invest_3_20: InVEST AWY, SDR 3.20 LS on D8, "
+        "Carbon, nothing else. Recorded in the manifest (profile)."))
     accounting_year: int | None = Field(None, description=(
         "Year of the accounts (recorded in the outputs); prices are moved to it by prices.price_index, which "
         "needs it."))
@@ -515,6 +520,8 @@ class RunConfig(_Model):
     # not part of the YAML: where the config came from, and the folder its relative paths are resolved from
     # (the YAML's folder; for a config given as a dict, the caller's base_dir or the current folder)
     source_path: Path | None = Field(None, exclude=True)
+    #: the run's own services section as written, before its profile was applied (manifest profile.overridden_by_run)
+    own_services: dict | None = Field(None, exclude=True)
     config_dir: Path | None = Field(None, exclude=True)
     _stac: dict = PrivateAttr(default_factory=dict)  # config key -> StacResolution (searched once per run)
     _ref_bbox: tuple | None = PrivateAttr(None)  # reference grid extent in WGS84 (STAC search box)
@@ -672,6 +679,12 @@ def merge_overrides(raw: dict, overrides: dict) -> dict:
     return out
 
 
+def _profile_names() -> tuple[str, ...]:
+    from .profiles import PROFILE_NAMES
+
+    return PROFILE_NAMES
+
+
 def load_config_dict(raw: dict, *, base_dir: Path | None = None, source_path: Path | None = None,
                      where: str = "config") -> RunConfig:
     """Validate a run configuration given as a mapping with the YAML's keys.
@@ -694,11 +707,20 @@ def load_config_dict(raw: dict, *, base_dir: Path | None = None, source_path: Pa
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: the top level must be a mapping of keys (name, inputs, legend, ...)")
+    from .profiles import apply_profile
+
+    own = raw.get("services")
+    raw = apply_profile(raw)
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(where, exc)) from None
+        msg = _format_validation_error(where, exc)
+        if isinstance(raw.get("profile"), str) and raw is not own and raw.get("profile") in _profile_names():
+            msg += (f" (services set by profile '{raw['profile']}', gep_raster/profiles.py: give the missing keys, "
+                    "or override the profile's choice under services.*)")
+        raise ConfigError(msg) from None
     cfg.source_path = source_path
+    cfg.own_services = own if isinstance(own, dict) else None
     cfg.config_dir = Path(base_dir).resolve() if base_dir is not None else (
         None if source_path is not None else Path.cwd().resolve())
     return cfg

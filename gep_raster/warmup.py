@@ -63,11 +63,12 @@ services:
   water_purification: {enabled: true, pollutants: [cod, nh3n, tp]}
   climate_regulation: {enabled: true, hot_days: 75}
   flood_regulation: {enabled: true, vegetation_storm: true, storm_precip_mm: 400}
+  pest_control: {enabled: true}
 layers:
   county: {path: county.gpkg, id_field: county_code, name_field: county_name}
   township: {path: townships.gpkg, id_field: town_code, name_field: town_name, nests_in: county}
   special_units: {path: special_units.gpkg, id_field: unit_id, name_field: unit_name, role: special_unit}
-output: {dir: out, chunk_size: 128}
+output: {dir: out, chunk_size: 128, report: "off"}
 processing: {workers: 1}
 """
 

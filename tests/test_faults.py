@@ -47,8 +47,16 @@ def _env(**extra) -> dict:
 
 
 def _gep_run(cfg: Path, env: dict, preexec=None, timeout=300) -> subprocess.CompletedProcess:
+    def child():
+        # SIGINT back to its default in the child: a suite started in the background of a non-interactive shell
+        # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler (the INT cases would
+        # depend on how pytest was launched)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if preexec is not None:
+            preexec()
+
     return subprocess.run([sys.executable, "-m", "gep_raster.cli", "run", str(cfg), "-q"], env=env,
-                          capture_output=True, text=True, timeout=timeout, preexec_fn=preexec)
+                          capture_output=True, text=True, timeout=timeout, preexec_fn=child)
 
 
 def _no_partial_final(out: Path) -> None:

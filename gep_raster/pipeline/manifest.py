@@ -174,6 +174,7 @@ def build(st: RunState) -> dict:
     """
     from ..allocator import tune_for_blocks
     from ..assumptions import run_assumptions
+    from ..profiles import describe_profile
     from ..outputs.provenance import (machine_info, normalise_path, package_versions, portable_checksums,
                                       portable_files, portable_path)
 
@@ -207,6 +208,7 @@ def build(st: RunState) -> dict:
                    "table": legend.table.reset_index().to_dict("records")},
         **_book_records(st.book, base),
         "methods": st.model.notes,
+        "profile": describe_profile(cfg.profile, cfg.own_services),
         "valuation": st.model.valuation,
         "routing": st.routing_info,
         "execution": st.execution,

@@ -441,7 +441,7 @@ def methods_section(run, lang: str) -> dict:
     methods = [{"service": s, "label": service_name(s, lang), "text": txt} for s, txt in (m.get("methods") or {}).items()]
     params = [{**p, "unit": unit_text(p.get("unit"), lang)} for p in (m.get("parameters") or []) if isinstance(p, dict)]
     prices = [{**p, "unit": unit_text(p.get("unit"), lang)} for p in (m.get("prices") or []) if isinstance(p, dict)]
-    return {"methods": methods, "parameters": params, "prices": prices,
+    return {"methods": methods, "parameters": params, "prices": prices, "profile": m.get("profile"),
             "legend_sources": [s.get("path") if isinstance(s, dict) else str(s)
                                for s in (m.get("legend") or {}).get("sources") or []]}
 

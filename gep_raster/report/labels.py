@@ -71,6 +71,8 @@ LABELS: dict[str, dict[str, str]] = {
         "change_totals": "Totals of the run area", "change_layer": "Change per unit, layer {layer}",
         "config_differences": "Configuration keys that differ", "key": "Key", "warnings": "Warnings",
         "no_change": "No change folder given (option --compare CHANGE_DIR, a `gep compare` output).",
+        "profile": "Method profile", "profile_overridden": "Overridden by the run's own keys",
+        "profile_missing": "Services of the profile's account not computed",
         "methods": "Methods per service (as recorded by the run)", "parameters": "Parameters used",
         "parameter": "Parameter", "origin": "Origin", "evidence_marks": "Evidence marks: V verified in the primary "
         "source, V-calc arithmetic on verified numbers, V2 secondary source only, U unverified / assumption, "
@@ -138,6 +140,7 @@ LABELS: dict[str, dict[str, str]] = {
         "change_totals": "运行区域合计", "change_layer": "分单元变化，图层 {layer}",
         "config_differences": "配置差异", "key": "键", "warnings": "警告",
         "no_change": "未提供变化目录（选项 --compare CHANGE_DIR，即 `gep compare` 的输出）。",
+        "profile": "方法配置", "profile_overridden": "被本次运行配置覆盖", "profile_missing": "该核算体系中未计算的服务",
         "methods": "各服务核算方法（运行记录原文）", "parameters": "所用参数",
         "parameter": "参数", "origin": "出处", "evidence_marks": "证据等级：V 已在原始文献核实，V-calc 由已核实数值计算，"
         "V2 仅见二手来源，U 未核实/假设，EX 示意。",
@@ -244,8 +247,6 @@ def unit_text(unit: str | None, lang: str) -> str:
     u = re.sub(r"\bm3\b", "m³", u)
     u = re.sub(r"\bkm2\b", "km²", u)
     u = re.sub(r"\bm2\b", "m²", u)
-    if lang == "zh":
-        u = re.sub(r"\bha\b", "hm²", u)
     u = re.sub(r"\bCO2\b", "CO₂", u)
     u = re.sub(r"\bO2\b", "O₂", u)
     if lang == "zh":
