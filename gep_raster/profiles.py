@@ -110,12 +110,19 @@ def apply_profile(raw: dict) -> dict:
         A new mapping (``raw`` is not modified): the profile's settings, then the run's keys over them at every
         depth. An unknown profile name is returned unchanged (the config's validation reports it).
     """
-    from .config import merge_overrides
-
     name = raw.get("profile")
     if not isinstance(name, str) or name not in PROFILES:
         return raw
-    return merge_overrides(deepcopy(PROFILES[name]["config"]), raw)
+    return _merge(deepcopy(PROFILES[name]["config"]), raw)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over`` merged in, mappings key by key at every depth (as config.merge_overrides; kept here
+    so that this module does not import the config module, which imports it)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def describe_profile(name: str | None, raw_services: dict | None = None) -> dict | None:
