@@ -136,6 +136,24 @@ def sample_config(folder: Path, name: str, *, layout: str = "cog", chunk: int = 
     return p
 
 
+def model_numpy_equals_dask(model, src, grid, chunkings) -> dict:
+    """Compute ``model`` on the inputs ``src`` (lazy sources of gep_raster.grid.run_inputs.open_inputs) through the
+    numpy path and through the dask path for every chunking of ``chunkings`` ((rows, cols) each); assert every
+    output equal pixel by pixel; return the numpy outputs (key -> array)."""
+    import dask
+    import dask.array as da
+
+    ref = model.compute_numpy({k: src[k].read_all() for k in model.input_keys()}, grid.row_pixel_area_m2)
+    for ch in chunkings:
+        chunks = da.core.normalize_chunks(ch, shape=grid.shape)
+        with dask.config.set(scheduler="threads"):
+            st = model.compute_dask({k: src[k].to_dask(chunks) for k in model.input_keys()},
+                                    grid.row_pixel_area_m2).compute()
+        for i, k in enumerate(model.output_keys):
+            np.testing.assert_array_equal(st[i], ref[k], err_msg=f"{k} chunks {ch}")
+    return ref
+
+
 def output_arrays(run_dir: Path) -> dict:
     """Every raster of a run folder (``rasters/**/*.tif``) as arrays, keyed by path relative to the run folder."""
     import rasterio
@@ -155,7 +173,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 def chromium_executable() -> str | None:
     """Debian's Chromium (``/usr/bin/chromium``, installed by .ci/run) or ``$GEP_CHROMIUM``; None when absent."""
-    import os
     import shutil
 
     for c in (os.environ.get("GEP_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),

@@ -96,9 +96,7 @@ def test_bad_natural_share_and_overlapping_types_are_named(tiny):
 
 
 def test_numpy_equals_dask(tiny):
-    import dask
-    import dask.array as da
-
+    from conftest import model_numpy_equals_dask
     from gep_raster.grid.run_inputs import open_inputs, reference_grid
 
     _legend(tiny)
@@ -107,14 +105,7 @@ def test_numpy_equals_dask(tiny):
     legend = load_legend(cfg, required_legend_columns(cfg))
     model = ServiceModel.from_config(cfg, legend, PriceBook.from_config(cfg), cell_size=30.0, geographic=False)
     src = open_inputs(cfg, grid, model.input_keys(), model.input_requests())
-    ref = model.compute_numpy({k: src[k].read_all() for k in model.input_keys()}, grid.row_pixel_area_m2)
-    for ch in [(7, 5), (40, 50)]:
-        chunks = da.core.normalize_chunks(ch, shape=grid.shape)
-        with dask.config.set(scheduler="threads"):
-            st = model.compute_dask({k: src[k].to_dask(chunks) for k in model.input_keys()},
-                                    grid.row_pixel_area_m2).compute()
-        for i, k in enumerate(model.output_keys):
-            np.testing.assert_array_equal(st[i], ref[k], err_msg=f"{k} chunks {ch}")
+    ref = model_numpy_equals_dask(model, src, grid, [(7, 5), (40, 50)])
     # lc 1 (forest, share 0.5) covers most of the tiny grid: its natural forest area = 0.045 ha per pixel
     lc = src["lc"].read_all()
     assert np.nanmax(ref["pest_control_forest_ha"]) == pytest.approx(0.045, rel=1e-6)

@@ -488,9 +488,7 @@ def test_water_body_options_and_errors(legend_cfg):
 def test_numpy_equals_dask_for_odd_chunkings(legend_cfg):
     """The water-body volumes are read back from the cache raster window by window: any chunking gives
     the same pixels (and the capped water purification does not depend on the chunking either)."""
-    import dask
-    import dask.array as da
-
+    from conftest import model_numpy_equals_dask
     from gep_raster.grid.run_inputs import class_histogram, open_inputs, reference_grid
 
     write_water_bodies(legend_cfg.parent)
@@ -504,14 +502,7 @@ def test_numpy_equals_dask_for_odd_chunkings(legend_cfg):
     model = ServiceModel.from_config(cfg, legend, PriceBook.from_config(cfg), cell_size=30.0, geographic=False,
                                      class_area_m2=areas)
     src = open_inputs(cfg, grid, model.input_keys(), model.input_requests())
-    ref = model.compute_numpy({k: src[k].read_all() for k in model.input_keys()}, grid.row_pixel_area_m2)
-    for ch in [(7, 5), (13, 11), (40, 50)]:
-        chunks = da.core.normalize_chunks(ch, shape=grid.shape)
-        with dask.config.set(scheduler="threads"):
-            st = model.compute_dask({k: src[k].to_dask(chunks) for k in model.input_keys()},
-                                    grid.row_pixel_area_m2).compute()
-        for i, k in enumerate(model.output_keys):
-            np.testing.assert_array_equal(ref[k], st[i], err_msg=f"{ch} {k}")
+    ref = model_numpy_equals_dask(model, src, grid, [(7, 5), (13, 11), (40, 50)])
     # reservoir identity on the numpy path too
     assert ref["flood_regulation_water_bodies_m3"][18:22, 3:24].sum(dtype=np.float64) == pytest.approx(RES_R1_M3,
                                                                                                      rel=1e-6)
