@@ -195,6 +195,38 @@ def test_gep_run_writes_the_report_by_default(sample_result):
     assert res.report["pdf"]["written"] == (res.output_dir / "report" / "report_en.pdf").is_file()
 
 
+def test_report_stage_keeps_an_up_to_date_report(sample_result, tmp_path, caplog):
+    """A rerun of an identical run keeps the report already there (same run hash, files as recorded); a report
+    whose HTML was changed, or another run hash, is written again."""
+    import shutil
+
+    from gep_raster.config import load_config
+    from gep_raster.outputs.io_write import sha256_file
+    from gep_raster.pipeline.report import report
+
+    res, _ = sample_result
+    run = tmp_path / "run"
+    shutil.copytree(res.output_dir, run, ignore=shutil.ignore_patterns(".gep_state"))
+    cfg = load_config(REPO / "pipelines" / "sample.yaml", overrides={"output": {"dir": str(run), "report": "html"}})
+    html = run / "report" / "report_en.html"
+    before = (html.stat().st_mtime_ns, sha256_file(html))
+    with caplog.at_level("INFO", logger="gep_raster"):
+        kept = report(cfg, res.manifest["run_hash"])
+    assert "up to date; kept" in caplog.text and kept["html"]["sha256"] == before[1]
+    assert (html.stat().st_mtime_ns, sha256_file(html)) == before
+    html.write_text("changed", encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="gep_raster"):
+        again = report(cfg, res.manifest["run_hash"])
+    assert "up to date" not in caplog.text and "report: report_en.html written" in caplog.text
+    assert again["html"]["sha256"] == sha256_file(html) and html.stat().st_size > 100_000
+    # another run hash: written again as well
+    caplog.clear()
+    with caplog.at_level("INFO", logger="gep_raster"):
+        report(cfg, "0" * 64)
+    assert "up to date" not in caplog.text
+
+
 def test_report_stage_off_and_failure_keep_the_run(tmp_path, caplog):
     from gep_raster.config import load_config
     from gep_raster.pipeline.report import report

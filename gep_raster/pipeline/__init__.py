@@ -262,5 +262,5 @@ def _run(cfg: RunConfig, *, workers: int | None, progress: bool, force: bool, cl
     with timer.stage("manifest"):
         manifest = build_manifest(st)
         manifest_path = write_manifest(st, manifest)
-    rep = report(cfg)
+    rep = report(cfg, manifest.get("run_hash"))
     return RunResult(out_dir, manifest_path, manifest, st.tables, rep)
