@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from .errors import ConfigError
 
 from .config_base import ECOSYSTEMS, ClimateInput, RasterInput, StacPath, StacQuery, _Model  # noqa: F401  (re-exported)
+from .profiles import PROFILE_NAMES, apply_profile
 
 
 def default_shared_data() -> Path:
@@ -485,7 +486,7 @@ class RunConfig(_Model):
 
     name: str = Field(description="Run label, written into every output and the manifest.")
     description: str = Field("", description="Free text describing the run (recorded in the manifest).")
-    profile: Literal["garze_2017", "cn_guideline_2020", "invest_3_20"] | None = Field(None, description=(
+    profile: Literal[PROFILE_NAMES] | None = Field(None, description=(  # type: ignore[valid-type]
         "Method profile (gep_raster/profiles.py): sets which services run and their methods; the run's own "
         "services.* keys override it. garze_2017: the Garze 2010 account's services (oxygen from NPP); "
         "cn_guideline_2020: the 2020 national guideline's list [V2]; invest_3_20: InVEST AWY, SDR 3.20 LS on D8, "
@@ -679,12 +680,6 @@ def merge_overrides(raw: dict, overrides: dict) -> dict:
     return out
 
 
-def _profile_names() -> tuple[str, ...]:
-    from .profiles import PROFILE_NAMES
-
-    return PROFILE_NAMES
-
-
 def load_config_dict(raw: dict, *, base_dir: Path | None = None, source_path: Path | None = None,
                      where: str = "config") -> RunConfig:
     """Validate a run configuration given as a mapping with the YAML's keys.
@@ -707,15 +702,13 @@ def load_config_dict(raw: dict, *, base_dir: Path | None = None, source_path: Pa
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: the top level must be a mapping of keys (name, inputs, legend, ...)")
-    from .profiles import apply_profile
-
     own = raw.get("services")
-    raw = apply_profile(raw)
+    merged = apply_profile(raw)  # raw itself when it names no (known) profile
     try:
-        cfg = RunConfig.model_validate(raw)
+        cfg = RunConfig.model_validate(merged)
     except ValidationError as exc:
         msg = _format_validation_error(where, exc)
-        if isinstance(raw.get("profile"), str) and raw is not own and raw.get("profile") in _profile_names():
+        if merged is not raw:
             msg += (f" (services set by profile '{raw['profile']}', gep_raster/profiles.py: give the missing keys, "
                     "or override the profile's choice under services.*)")
         raise ConfigError(msg) from None
