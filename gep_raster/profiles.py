@@ -12,14 +12,15 @@ Profiles shipped (each names what it follows and how well that was checked, evid
     6302-6312, tables 2 and 3, read [V]): water conservation by water balance, soil retention (USLE, less
     sedimentation + N and P), flood regulation, air purification, water purification, carbon sequestration and
     oxygen release from NPP (``garze_npp``: 1.19 × NPP, the oxygen rule inferred from the account's O2:CO2 ratio
-    [U]), climate regulation, pest control. Windbreak and sand fixation is in the account but not a service of
-    the engine yet: listed under ``not_available``.
+    [U]), climate regulation, windbreak and sand fixation (RWEQ, ``sand_fixation``: needs its inputs), pest
+    control.
 ``cn_guideline_2020``
     The regulating services of the 2020 national terrestrial GEP guideline (陆地生态系统生产总值核算技术指南) as
     a ministry-style platform lists them (water conservation, soil retention, windbreak and sand fixation, flood
     regulation, air purification, water purification, carbon sequestration 碳固定, oxygen release 氧气提供,
     climate regulation; methods note §2.9 [V2]: the guideline's text was not read). Oxygen by ``co2_ratio``
-    (one flux with carbon). Windbreak and sand fixation and noise reduction: ``not_available``.
+    (one flux with carbon); windbreak and sand fixation by RWEQ (``sand_fixation``: needs its inputs). Noise
+    reduction: ``not_available``.
 ``invest_3_20``
     The three services with InVEST 3.20 counterparts on InVEST's equations (docs/invest_methods.md; compared
     with InVEST 3.20.2 itself, ``make bench-invest`` and tests/test_invest_peer.py): water conservation by Annual
@@ -52,9 +53,9 @@ PROFILES: dict[str, dict] = {
                     "doi:10.5846/stxb201607011362, tables 2-3 [V]; oxygen as 1.19 x NPP inferred from its O2:CO2 "
                     "ratio [U]"],
         "config": {"services": {
-            **_on(_ALL_ON + ("pest_control",), water_conservation={"method": "water_balance"},
+            **_on(_ALL_ON + ("pest_control", "sand_fixation"), water_conservation={"method": "water_balance"},
                   oxygen_release={"method": "garze_npp"})}},
-        "not_available": ["windbreak and sand fixation (防风固沙): RWEQ kernels only (docs/rweq.md)"],
+        "not_available": [],
     },
     "cn_guideline_2020": {
         "description": "Regulating services of the 2020 national terrestrial GEP guideline as listed by a "
@@ -62,9 +63,10 @@ PROFILES: dict[str, dict] = {
         "sources": ["methods note sec. 2.9: platform list 水源涵养, 土壤保持, 防风固沙, 洪水调蓄, 空气净化, 水质净化, "
                     "碳固定, 氧气提供, 气候调节, 噪声消减 [V2]"],
         "config": {"services": {
-            **_on(_ALL_ON, water_conservation={"method": "water_balance"}, oxygen_release={"method": "co2_ratio"}),
+            **_on(_ALL_ON + ("sand_fixation",), water_conservation={"method": "water_balance"},
+                  oxygen_release={"method": "co2_ratio"}),
             "pest_control": {"enabled": False}}},
-        "not_available": ["windbreak and sand fixation (防风固沙)", "noise reduction (噪声消减)"],
+        "not_available": ["noise reduction (噪声消减)"],
     },
     "invest_3_20": {
         "description": "InVEST 3.20 counterparts only: Annual Water Yield, SDR 3.20 LS on D8, Carbon",
@@ -75,7 +77,7 @@ PROFILES: dict[str, dict] = {
                   water_conservation={"method": "invest_awy"},
                   soil_retention={"ls_method": "invest_3_20", "routing": "d8", "slope_length_cap": False,
                                   "l_max": 122, "exclude_ecosystems": []}),
-            **{n: {"enabled": False} for n in _ALL_ON[3:] + ("pest_control",)}}},
+            **{n: {"enabled": False} for n in _ALL_ON[3:] + ("pest_control", "sand_fixation")}}},
         "not_available": [],
     },
 }

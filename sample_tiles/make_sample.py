@@ -930,6 +930,8 @@ def build(out: Path, legend_path: Path):
     write_tif(out / "nep_tc_ha.tif", nep_ll, "float32", F_NODATA, nep_tr, CRS_LL, "t C/ha/a",
               "net ecosystem productivity (t C/ha/a)")
 
+    make_wind_inputs(out / "wind", lc, zn, xn, yn, p_ann, et0)
+
     # ---------------- write polygons
     pdir = out / "polygons"
     write_gpkg(pdir / "county.gpkg",
@@ -958,6 +960,61 @@ def build(out: Path, legend_path: Path):
                 n_raised=n_raised, acc_km2=acc_km2, rec=rec, dam=dam, county=county,
                 towns=towns, prot=prot, tea=tea_poly,
                 micro=micro, p_ann=p_ann, monthly=monthly, aet=aet, et0=et0, nep=nep_ll)
+
+
+# ================================================================ windbreak and sand fixation inputs
+#: RWEQ inputs come from their own generator (seed SEED + 1) so that the files above stay as they were
+WIND_SEED_OFFSET = 1
+#: typical fractional vegetation cover per class (0..1) of the synthetic sample [EX]
+FVC_CLASS = {1: 0.85, 2: 0.80, 3: 0.85, 4: 0.90, 5: 0.65, 6: 0.50, 7: 0.45, 8: 0.35, 9: 0.55, 10: 0.0,
+             11: 0.10, 12: 0.05}
+#: days of the accounting year 2024 (a leap year): one band per day
+WIND_DAYS = 366
+#: rain days per year of the soil-wetness factor [EX]
+RAIN_DAYS = 160.0
+
+
+def make_wind_inputs(outdir, lc, zn, xn, yn, p_ann, et0):
+    """RWEQ inputs of the sample (windbreak and sand fixation; all invented magnitudes [EX] of a humid
+    subtropical hilly county): 366 daily mean 10-m wind speeds and the topsoil sand / silt / clay / organic matter
+    (percent) and the soil wetness factor on the 1 km climate grid, fractional vegetation cover (0..1) on the
+    30 m grid. Ridges and the east are windier; winter monsoon days are stronger; daily variation Weibull k = 2."""
+    rng = np.random.default_rng(SEED + WIND_SEED_OFFSET)
+    day = np.arange(WIND_DAYS)
+    season = 1.0 + 0.12 * np.cos(2 * np.pi * (day - 15) / WIND_DAYS)       # strongest in mid January
+    gust = rng.weibull(2.0, WIND_DAYS) / 0.8862269                      # mean 1 (Gamma(1.5) = 0.886)
+    mean = 2.2 + 1.6 * zn + 0.4 * xn                                    # m/s at 10 m
+    local = 1.0 + 0.05 * rng.standard_normal((WIND_DAYS, CLIM_H, CLIM_W))
+    u10 = quantize(np.clip((season * gust)[:, None, None] * mean[None] * local, 0.0, None), Q_CLIM)
+    cn = smooth_noise(rng, (CLIM_H, CLIM_W), 2.0)
+    sand = quantize(38.0 + 10.0 * xn - 6.0 * zn + 3.0 * cn, Q_CLIM)
+    clay = quantize(27.0 + 6.0 * zn - 2.0 * yn, Q_CLIM)
+    silt = 100.0 - sand - clay                                          # exact: multiples of 1/256
+    om = quantize(1.5 + 2.5 * zn + 0.3 * cn, Q_CLIM)
+    # RWEQ soil wetness SW = [ETp - R Rd/Nd] / ETp with ET0 for ETp (jadeynryan/erosion form, docs/rweq.md)
+    sw = quantize(np.clip((et0 - p_ann * RAIN_DAYS / 365.0) / et0, 0.0, 1.0), Q_CLIM)
+    fvc = np.zeros(lc.shape)
+    for code, f in FVC_CLASS.items():
+        fvc[lc == code] = f
+    fvc = quantize(np.clip(fvc + 0.06 * smooth_noise(rng, lc.shape, 3.0), 0.0, 1.0), Q_CLIM)
+    fvc = np.where(lc == LC_NODATA, F_NODATA, fvc)
+    outdir.mkdir(parents=True, exist_ok=True)
+    prof = tif_profile("float32", F_NODATA, CLIM_W, CLIM_H, CLIM_TRANSFORM, CRS_UTM)
+    prof.update(count=WIND_DAYS)
+    with rasterio.open(outdir / "wind_speed_daily_10m.tif", "w", **prof) as dst:
+        dst.write(u10.astype(np.float32))
+        dst.update_tags(SOURCE="synthetic: sample_tiles/make_sample.py", SEED=str(SEED + WIND_SEED_OFFSET))
+        dst.units = ("m/s",) * WIND_DAYS
+        for b in range(WIND_DAYS):
+            dst.set_band_description(b + 1, f"daily mean wind speed at 10 m, day {b + 1} of 2024 (m/s)")
+    for name, arr, desc in (("soil_sand_pct", sand, "topsoil sand (%)"), ("soil_silt_pct", silt, "topsoil silt (%)"),
+                            ("soil_clay_pct", clay, "topsoil clay (%)"),
+                            ("soil_om_pct", om, "topsoil organic matter (%)"),
+                            ("soil_wetness", sw, "RWEQ soil wetness factor SW (0..1)")):
+        write_tif(outdir / f"{name}.tif", arr.astype(np.float32), "float32", F_NODATA, CLIM_TRANSFORM, CRS_UTM,
+                  "%" if name.endswith("pct") else None, desc)
+    write_tif(outdir / "fvc.tif", fvc.astype(np.float32), "float32", F_NODATA, FULL_TRANSFORM, CRS_UTM, None,
+              "fractional vegetation cover (0..1)")
 
 
 def majority(lc, size):

@@ -24,10 +24,12 @@ def _sample(tmp_path, name, **edits):
 
 
 def _bare(tmp_path, profile, services=None):
-    """A config whose services section is only the profile's (plus ``services``)."""
+    """A config whose services section is only the profile's (plus ``services``), keeping the sample's sand-fixation
+    inputs (the service is off unless a profile or ``services`` switches it on)."""
     cfg = _sample(tmp_path, f"bare_{profile}", profile=profile)
     raw = yaml.safe_load(cfg.read_text(encoding="utf-8"))
-    raw["services"] = services or {}
+    sand = {k: v for k, v in raw["services"]["sand_fixation"].items() if k != "enabled"}  # the profile decides
+    raw["services"] = {"sand_fixation": sand, **(services or {})}
     cfg.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return cfg
 
@@ -39,14 +41,14 @@ def test_profiles_set_services_and_methods_and_own_keys_win(tmp_path):
                     overrides={"inputs": {"carbon": {"method": "npp"}}})
     assert g.services.enabled() == ["water_conservation", "soil_retention", "carbon_sequestration", "oxygen_release",
                                     "air_purification", "water_purification", "climate_regulation",
-                                    "flood_regulation", "pest_control"]
+                                    "flood_regulation", "pest_control", "sand_fixation"]
     assert g.services.oxygen_release.method == "garze_npp" and g.services.water_conservation.method == "water_balance"
     # the run's own keys override the profile's: pest control off, oxygen by the CO2 ratio
     own = load_config(_bare(tmp_path, "cn_guideline_2020", {"air_purification": {"enabled": False},
                                                              "climate_regulation": {"hot_days": 75},
                                                              "flood_regulation": {"enabled": False}}))
     assert own.services.enabled() == ["water_conservation", "soil_retention", "carbon_sequestration",
-                                      "oxygen_release", "water_purification", "climate_regulation"]
+                                      "oxygen_release", "water_purification", "climate_regulation", "sand_fixation"]
     assert own.services.oxygen_release.method == "co2_ratio"
     inv = load_config(_bare(tmp_path, "invest_3_20", {"water_conservation": {"method": "water_balance"}}))
     sr = inv.services.soil_retention
@@ -68,27 +70,31 @@ def test_garze_2017_on_the_sample(tmp_path):
     """Garze's oxygen rule: O2 = 1.19 x NPP (dry matter) while carbon is 1.63 x NPP, so O2 / CO2 = 1.19 / 1.63
     pixel by pixel; the sample's NEP raster stands in for NPP here (a test input, not a claim about NPP)."""
     cfg = _sample(tmp_path, "garze", profile="garze_2017",
-                  inputs={"carbon": {"method": "npp"}}, services={"pest_control": {}})
+                  inputs={"carbon": {"method": "npp"}},
+                  services={"pest_control": {}, "sand_fixation": {"enabled": True}})
     res = gep_raster.run(cfg)
     m = res.manifest
     assert m["profile"]["name"] == "garze_2017" and m["profile"]["settings"]["services.oxygen_release.method"] == \
         "garze_npp"
-    assert m["profile"]["not_available"] and "sand fixation" in m["profile"]["not_available"][0]
+    assert m["profile"]["not_available"] == []
     t = m["totals"]
     assert t["oxygen_release_t"]["sum"] / t["carbon_sequestration_tco2"]["sum"] == pytest.approx(1.19 / 1.63,
                                                                                                   rel=1e-5)
-    assert t["pest_control_yuan"]["sum"] > 0
+    assert t["pest_control_yuan"]["sum"] > 0 and t["sand_fixation_yuan"]["sum"] > 0
     assert set(m["methods"]) == set(PROFILES["garze_2017"]["config"]["services"])
     svc = [k for k in m["config"]["services"] if m["config"]["services"][k]["enabled"]]
     assert t["gep_r_yuan"]["sum"] == pytest.approx(sum(t[f"{k}_yuan"]["sum"] for k in svc), rel=1e-6)
 
 
 def test_cn_guideline_2020_and_invest_3_20_on_the_sample(tmp_path):
-    cn = gep_raster.run(_sample(tmp_path, "cn", profile="cn_guideline_2020")).manifest
+    # (the sample's own enabled: false would win over the profile's choice of sand fixation)
+    cn = gep_raster.run(_sample(tmp_path, "cn", profile="cn_guideline_2020",
+                                services={"sand_fixation": {"enabled": True}})).manifest
     assert cn["profile"]["name"] == "cn_guideline_2020"
     assert sorted(cn["methods"]) == sorted(n for n, v in PROFILES["cn_guideline_2020"]["config"]["services"].items()
                                            if v["enabled"])
-    assert "pest_control_yuan" not in cn["totals"]
+    assert "pest_control_yuan" not in cn["totals"] and cn["totals"]["sand_fixation_t"]["sum"] > 0
+    assert cn["profile"]["not_available"] == ["noise reduction (噪声消减)"]
     # invest_3_20 with the water balance kept by the run's own key (the sample has no AWY inputs)
     # (a bare services section: the sample's own keys would switch its other services back on)
     inv = gep_raster.run(_bare(tmp_path, "invest_3_20", {"water_conservation": {"method": "water_balance"}})).manifest

@@ -35,7 +35,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["slope_kernel", "aspect_factor_kernel", "slope_aspect_kernel", "slope_percent_invest_kernel", "EDGE_MODES"]
+__all__ = ["slope_kernel", "aspect_factor_kernel", "slope_aspect_kernel", "slope_percent_invest_kernel", "relief_kernel",
+           "EDGE_MODES"]
 
 #: Accepted values of the ``edges`` argument, mapped to the integer flag used by the kernels.
 EDGE_MODES = {"extrapolate": 0, "centre": 1}
@@ -515,3 +516,44 @@ def slope_percent_invest_kernel(dem, cellsize_x, cellsize_y, *, trim: int = 0) -
     if trim < 0 or 2 * trim >= min(arr.shape):
         raise ValueError(f"trim must be >= 0 and leave cells of the {arr.shape} dem, got {trim}")
     return _slope_invest_nb(arr, csx, csy, trim)
+
+
+def relief_kernel(dem, *, trim: int = 0) -> np.ndarray:
+    """Local relief ΔH = max − min of the elevations in each cell's 3×3 window (m).
+
+    The terrain-roughness input of RWEQ's Smith-Carson factor (Kr = 0.2 ΔH² / L, :mod:`gep_raster.kernels.wind`):
+    ΔH taken over a 3×3 DEM window as the public RWEQ raster code of Weil & Talukdar does
+    (``charlottegiseleweil/winderosion`` ``wind_erosion.py``, ``calculate_roughness_length`` [V2]). Neighbours that
+    are NaN or outside the grid are left out of the window; the centre NaN gives NaN.
+
+    Parameters
+    ----------
+    dem : numpy.ndarray, shape (h, w), float32 or float64
+        Elevation in metres, NaN = nodata.
+    trim : int, keyword-only
+        Halo rows/columns read but not returned (``map_overlap(depth=1, boundary=np.nan)`` then gives the whole-
+        raster result for any chunking).
+
+    Returns
+    -------
+    numpy.ndarray, shape (h − 2·trim, w − 2·trim), float32
+        ΔH in metres (>= 0); NaN where ``dem`` is NaN.
+
+    Raises
+    ------
+    ValueError
+        ``dem`` not 2-D or not floating-point, a bad ``trim``.
+    """
+    arr = _check_dem(dem)
+    trim = int(trim)
+    if trim < 0 or 2 * trim >= min(arr.shape):
+        raise ValueError(f"trim must be >= 0 and leave cells of the {arr.shape} dem, got {trim}")
+    pad = np.pad(arr.astype(np.float64), 1, constant_values=np.nan)
+    h, w = arr.shape
+    win = np.stack([pad[i:i + h, j:j + w] for i in range(3) for j in range(3)])
+    # fmax / fmin skip NaN (an all-NaN window gives NaN, without nanmax's warning; its centre is NaN anyway)
+    rel = np.fmax.reduce(win, axis=0) - np.fmin.reduce(win, axis=0)
+    rel[np.isnan(arr)] = np.nan
+    if trim:
+        rel = rel[trim:h - trim, trim:w - trim]
+    return rel.astype(np.float32)

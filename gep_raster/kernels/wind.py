@@ -73,7 +73,7 @@ VEGETATION_COEFFICIENTS = {
     "sand": -0.0658,
     "cropland": -0.0438,
 }
-#: valuation of the Garzê 2010 account (白玛卓嘎 et al. 2017): Q_f / (ρ·h) × P_f   [V2: project methods note]
+#: valuation of the Garzê 2010 account (白玛卓嘎 et al. 2017 §2.4.3, §3.2.3, table 3): Q_f / (ρ·h) × P_f   [V]
 SAND_BULK_DENSITY_T_M3 = 1.28
 SAND_COVER_DEPTH_M = 0.1
 SAND_PRICE_YUAN_M2 = 3.75

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Input blocks the pipeline provides on request (key -> meaning, dtype, unit)
 #: input keys computed by the pipeline from the DEM (or the routing's pit-filled DEM), not read from a file
-TERRAIN_KEYS = ("slope", "aspect_x", "slope_pct_filled", "dem")
+TERRAIN_KEYS = ("slope", "aspect_x", "slope_pct_filled", "relief", "dem")
 #: input keys read from the routing raster (band order of gep_raster.terrain.hydro_units.route_to_raster)
 ROUTING_PRODUCTS = ("upslope", "filled_dem", "flow_aspect", "stream")
 
@@ -31,6 +31,7 @@ CORE_INPUTS = {
     "slope": "tan(slope) from the DEM, Horn 3x3 (map_overlap depth 1)",
     "aspect_x": "|sin a| + |cos a| from the DEM (Desmet & Govers x term)",
     "slope_pct_filled": "percent slope of the routing's pit-filled DEM (pygeoprocessing calculate_slope rule), float32",
+    "relief": "local relief: max - min elevation of the DEM's 3x3 window, float32 m (RWEQ terrain roughness)",
     "upslope": "upslope cells including the cell, by the routing of the service (routing.route), float32",
     "flow_aspect": "flow-weighted aspect term x of the routing (InVEST SDR 3.9-3.13), float32",
     "stream": "stream cells of the routing (1 stream, 0 not), float32",

@@ -148,7 +148,7 @@ class ServiceModel:
     def terrain_numpy(self, dem: np.ndarray, res: tuple[float, float], filled_dem: np.ndarray | None = None
                       ) -> dict[str, np.ndarray]:
         """Whole-array terrain terms the services need (keys of :data:`TERRAIN_KEYS` in :meth:`input_keys`)."""
-        from ..kernels.terrain import slope_aspect_kernel, slope_percent_invest_kernel
+        from ..kernels.terrain import relief_kernel, slope_aspect_kernel, slope_percent_invest_kernel
 
         keys = set(self.input_keys())
         out = {}
@@ -157,18 +157,23 @@ class ServiceModel:
             out.update(slope=t[0], aspect_x=t[1])
         if "slope_pct_filled" in keys:
             out["slope_pct_filled"] = slope_percent_invest_kernel(filled_dem, res[0], res[1])
+        if "relief" in keys:
+            out["relief"] = relief_kernel(dem)
         return out
 
     def terrain_dask(self, dem, res: tuple[float, float], filled_dem=None) -> dict:
         """Terrain terms as dask arrays, each from one ``map_overlap`` (depth 1 = the 3×3 window; the kernels drop
-        the halo themselves): slope and aspect term of the DEM (one Horn pass), and the percent slope of the
+        the halo themselves): slope and aspect term of the DEM (one Horn pass), its 3×3 relief (RWEQ roughness), and the percent slope of the
         pit-filled DEM of the routing (``filled_dem``, pygeoprocessing's rule) when a routed LS method needs it."""
         from functools import partial
 
-        from ..kernels.terrain import slope_aspect_kernel, slope_percent_invest_kernel
+        from ..kernels.terrain import relief_kernel, slope_aspect_kernel, slope_percent_invest_kernel
 
         keys = set(self.input_keys())
         out = {}
+        if "relief" in keys:
+            out["relief"] = dem.map_overlap(partial(relief_kernel, trim=1), depth=1, boundary=np.nan, trim=False,
+                                            dtype=np.float32, meta=np.empty((0, 0), np.float32))
         if {"slope", "aspect_x"} & keys:
             t = dem.map_overlap(partial(slope_aspect_kernel, cellsize_x=res[0], cellsize_y=res[1], trim=1),
                                 depth=1, boundary=np.nan, trim=False, new_axis=0, chunks=((2,),) + dem.chunks,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import (air_purification, carbon_sequestration, climate_regulation, flood_regulation, oxygen_release,
-               pest_control, soil_retention, water_conservation, water_purification)
+               pest_control, sand_fixation, soil_retention, water_conservation, water_purification)
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -23,6 +23,7 @@ REGISTRY = {
     "climate_regulation": climate_regulation,
     "flood_regulation": flood_regulation,
     "pest_control": pest_control,
+    "sand_fixation": sand_fixation,
 }
 
 #: services enabled unless the config says ``enabled: false``; the others must be enabled explicitly
