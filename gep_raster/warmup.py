@@ -64,6 +64,16 @@ services:
   climate_regulation: {enabled: true, hot_days: 75}
   flood_regulation: {enabled: true, vegetation_storm: true, storm_precip_mm: 400}
   pest_control: {enabled: true}
+  sand_fixation:
+    enabled: true
+    wind_speed: {path: wind/wind_speed_daily_10m.tif}
+    air_temperature_c: 16.0
+    soil:
+      sand: {path: wind/sand.tif}
+      silt: {path: wind/silt.tif}
+      clay: {path: wind/clay.tif}
+      organic_matter: {path: wind/om.tif}
+    fvc: {path: wind/fvc.tif}
 layers:
   county: {path: county.gpkg, id_field: county_code, name_field: county_name}
   township: {path: townships.gpkg, id_field: town_code, name_field: town_name, nests_in: county}
@@ -126,6 +136,18 @@ def _write_inputs(folder: Path) -> Path:
         p = (season[m] * (1 + 0.01 * cx + 0.005 * cy)).astype(np.float32)
         _write_raster(folder / "climate" / f"precip_monthly_{m + 1:02d}.tif", p, ct, nodata=-9999.0)
     _write_raster(folder / "climate" / "et_annual.tif", (780 + 3.0 * cy).astype(np.float32), ct, nodata=-9999.0)
+    # RWEQ inputs of sand fixation: 365 daily 10-m wind speeds and topsoil on the climate grid, FVC on the 30 m grid
+    import rasterio
+
+    wind = (4.0 + 3.0 * np.sin(np.arange(365) / 9.0)[:, None, None] + 0.05 * cx[None]).astype(np.float32)
+    (folder / "wind").mkdir(parents=True, exist_ok=True)
+    with rasterio.open(folder / "wind" / "wind_speed_daily_10m.tif", "w", driver="GTiff", width=cw, height=ch,
+                       count=365, dtype="float32", crs=_CRS, transform=ct, nodata=-9999.0) as ds:
+        ds.write(wind)
+    for name, v in (("sand", 45.0), ("silt", 30.0), ("clay", 25.0), ("om", 2.0)):
+        _write_raster(folder / "wind" / f"{name}.tif", np.full((ch, cw), v, np.float32), ct, nodata=-9999.0)
+    _write_raster(folder / "wind" / "fvc.tif", np.where(lc == 6, 0.4, 0.8).astype(np.float32),
+                  Affine(_RES, 0, _X0, 0, -_RES, _Y1), nodata=-9999.0)
     # NEP in geographic coordinates (warped onto the grid)
     from pyproj import Transformer
 
