@@ -36,6 +36,16 @@ class StacPath(_Model):
     stac: StacQuery = Field(description="The STAC search (items ordered newest first: the newest valid pixel wins).")
 
 
+class StackReadOptions(_Model):
+    """Read options of a stack of daily rasters (every band of every file one day): nodata, scale, resampling."""
+
+    nodata: float | None = Field(None, description=(
+        "Nodata value of the files (overrides or supplies theirs); null: the files' own."))
+    scale: float = Field(1.0, description="Factor the values are multiplied by after reading (e.g. 0.1).")
+    resampling: Literal["nearest", "bilinear", "cubic", "average"] | None = Field(None, description=(
+        "Resampling onto the reference grid; null: bilinear, average when the source is finer."))
+
+
 class RasterInput(_Model):
     """One raster input: a file, a folder of GeoTIFF tiles, a glob, or a list of files (mosaicked lazily)."""
 

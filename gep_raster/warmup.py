@@ -136,13 +136,14 @@ def _write_inputs(folder: Path) -> Path:
         p = (season[m] * (1 + 0.01 * cx + 0.005 * cy)).astype(np.float32)
         _write_raster(folder / "climate" / f"precip_monthly_{m + 1:02d}.tif", p, ct, nodata=-9999.0)
     _write_raster(folder / "climate" / "et_annual.tif", (780 + 3.0 * cy).astype(np.float32), ct, nodata=-9999.0)
-    # RWEQ inputs of sand fixation: 365 daily 10-m wind speeds and topsoil on the climate grid, FVC on the 30 m grid
+    # RWEQ inputs of sand fixation: 366 daily 10-m wind speeds (2024 is a leap year) and topsoil on the climate
+    # grid, FVC on the 30 m grid
     import rasterio
 
-    wind = (4.0 + 3.0 * np.sin(np.arange(365) / 9.0)[:, None, None] + 0.05 * cx[None]).astype(np.float32)
+    wind = (4.0 + 3.0 * np.sin(np.arange(366) / 9.0)[:, None, None] + 0.05 * cx[None]).astype(np.float32)
     (folder / "wind").mkdir(parents=True, exist_ok=True)
     with rasterio.open(folder / "wind" / "wind_speed_daily_10m.tif", "w", driver="GTiff", width=cw, height=ch,
-                       count=365, dtype="float32", crs=_CRS, transform=ct, nodata=-9999.0) as ds:
+                       count=366, dtype="float32", crs=_CRS, transform=ct, nodata=-9999.0) as ds:
         ds.write(wind)
     for name, v in (("sand", 45.0), ("silt", 30.0), ("clay", 25.0), ("om", 2.0)):
         _write_raster(folder / "wind" / f"{name}.tif", np.full((ch, cw), v, np.float32), ct, nodata=-9999.0)

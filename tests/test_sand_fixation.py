@@ -193,6 +193,10 @@ def test_config_errors_name_the_keys(tiny):
     sf = _inputs(tiny, days=300)
     with pytest.raises(ConfigError, match=r"services.sand_fixation.wind_speed.path: 300 bands in 1 file"):
         _model(tiny, sf)
+    sf = _inputs(tiny, days=366)  # a leap-year stack for a run of 2023 (365 days)
+    with pytest.raises(ConfigError, match=r"wind_speed.path: 366 bands .*day of the accounting year is needed \(365\)"):
+        _model(tiny, sf, accounting_year=2023)
+    assert _model(tiny, sf, accounting_year=2024)[0].service("sand_fixation").scalars["n_days"] == 366
     sf = _inputs(tiny)
     with pytest.raises(ConfigError, match=r"air_temperature"):
         load_config(tiny, overrides={"services": {"sand_fixation": {**sf, "air_temperature_c": None}}})

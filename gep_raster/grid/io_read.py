@@ -514,3 +514,20 @@ def grid_from_files(paths: list[Path], name: str) -> RefGrid:
     from affine import Affine
 
     return RefGrid(first.crs, Affine(gx, 0, left, 0, -gy, top), width, height)
+
+
+def band_count(path: str | Path, key: str) -> int:
+    """Number of bands of the raster file ``path``.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be opened; the message names the config ``key`` and the file (not GDAL's traceback).
+    """
+    from ..errors import ConfigError
+
+    try:
+        with rasterio.open(path) as ds:
+            return ds.count
+    except rasterio.errors.RasterioIOError as exc:
+        raise ConfigError(f"{key}: cannot open {path}: {exc}") from None

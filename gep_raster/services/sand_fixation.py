@@ -24,13 +24,14 @@ Value (Garzê GEP 2010, 白玛卓嘎, 肖燚, 欧阳志云, 王莉雁 2017, 生�
 """
 from __future__ import annotations
 
+import calendar
 from functools import partial
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..config_base import ECOSYSTEMS, RasterInput, ServiceConfigBase, _Model
+from ..config_base import ECOSYSTEMS, RasterInput, ServiceConfigBase, StackReadOptions, _Model
 from ..errors import ConfigError, RasterError, TableError
 from .base import BuildContext, InputRequest, OutputSpec, ServiceBase
 
@@ -51,22 +52,18 @@ OM_PER_OC = 1.724
 DAYS_MAX = 366
 
 
-class WindSpeedConfig(_Model):
+class WindSpeedConfig(StackReadOptions):
     """``services.sand_fixation.wind_speed``: daily mean wind speed of the accounting year, m/s at ``height_m``:
     multi-band rasters, every band of every file (files in sorted order) one day."""
 
     path: str | list[str] = Field(description=(
         "Daily mean wind-speed rasters (file, folder, glob or list): every band of every file, files in sorted "
-        "order, is one day of the accounting year (365 or 366 days in all), in m/s."),
+        "order, is one day of the accounting year (365 or 366 bands in all: the days of accounting_year when it is "
+        "given), in m/s."),
         json_schema_extra={"unit": "m/s"})
     height_m: float = Field(10.0, gt=0, le=200, description=(
         "Height of the wind speeds above ground (10 m: the meteorological standard); converted to 2 m by the 1/7 "
         "power law."), json_schema_extra={"unit": "m"})
-    nodata: float | None = Field(None, description=(
-        "Nodata value of the files (overrides or supplies theirs); null: the files' own."))
-    scale: float = Field(1.0, description="Factor the values are multiplied by after reading (e.g. 0.1).")
-    resampling: Literal["nearest", "bilinear", "cubic", "average"] | None = Field(None, description=(
-        "Resampling onto the reference grid; null: bilinear, average when the source is finer."))
 
 
 class WindSoilConfig(_Model):
@@ -171,6 +168,8 @@ class Service(ServiceBase):
     label = "Windbreak and sand fixation"
 
     def configure(self, ctx: BuildContext) -> None:
+        from ..grid.io_read import band_count
+
         cfg, c, legend, book = ctx.cfg, ctx.cfg.services.sand_fixation, ctx.legend, ctx.book
         key = "services.sand_fixation"
         self._requests: dict[str, InputRequest] = {}
@@ -178,10 +177,12 @@ class Service(ServiceBase):
         files = cfg.resolve_many(c.wind_speed.path, f"{key}.wind_speed.path")
         stack = []
         for f in files:
-            stack += [(f, b) for b in range(1, _band_count(f, f"{key}.wind_speed.path") + 1)]
-        if not 365 <= len(stack) <= DAYS_MAX:
+            stack += [(f, b) for b in range(1, band_count(f, f"{key}.wind_speed.path") + 1)]
+        want = (366 if calendar.isleap(cfg.accounting_year) else 365) if cfg.accounting_year else None
+        if len(stack) != want if want else not 365 <= len(stack) <= DAYS_MAX:
             raise ConfigError(f"{key}.wind_speed.path: {len(stack)} bands in {len(files)} file(s) "
-                              f"({[f.name for f in files]}); one band per day of the year is needed (365 or 366)")
+                              f"({[f.name for f in files]}); one band per day of the accounting year is needed "
+                              f"({want or '365 or 366'})")
         self.scalars["n_days"] = float(len(stack))
         self._requests[WF_KEY] = InputRequest(
             f"{key}.wind_speed", c.wind_speed, stack=stack,
@@ -389,16 +390,3 @@ class Service(ServiceBase):
 def _paths(p) -> str:
     """A config path value (string or list) as text for messages."""
     return ", ".join(map(str, p)) if isinstance(p, list) else str(p)
-
-
-def _band_count(path, key: str) -> int:
-    """Number of bands of a raster file; InputError naming the key when it cannot be opened."""
-    import rasterio
-
-    from ..errors import InputError
-
-    try:
-        with rasterio.open(path) as ds:
-            return ds.count
-    except Exception as exc:  # noqa: BLE001 - any GDAL failure becomes one message naming the key and file
-        raise InputError(f"{key}: cannot open {path}: {exc}") from None

@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from ..config_base import ECOSYSTEMS, RasterInput, ServiceConfigBase, _Model
+from ..config_base import ECOSYSTEMS, RasterInput, ServiceConfigBase, StackReadOptions, _Model
 from ..errors import ConfigError, CRSError, InputError
 from .base import BuildContext, InputRequest, OutputSpec, ServiceBase
 
@@ -58,7 +58,7 @@ class SoilTextureConfig(_Model):
         "null: plain EPIC (Williams 1995)."))
 
 
-class DailyPrecipitationConfig(_Model):
+class DailyPrecipitationConfig(StackReadOptions):
     """``services.soil_retention.daily_precipitation`` (``r_method: zhang_2002_daily``): one multi-band raster
     per calendar year, one band per day (365, or 366 in a leap year), daily rainfall in mm/d. ``years``: the
     calendar year of each file in the sorted file order; None reads a 4-digit year (1900-2099) from each name."""
@@ -68,11 +68,6 @@ class DailyPrecipitationConfig(_Model):
         "day (365 or 366), in mm/d."), json_schema_extra={"unit": "mm/d"})
     years: list[int] | None = Field(None, description=(
         "Calendar year of each file, in sorted file order; null: a 4-digit year (1900-2099) read from each name."))
-    nodata: float | None = Field(None, description=(
-        "Nodata value of the files (overrides or supplies theirs); null: the files' own."))
-    scale: float = Field(1.0, description="Factor the values are multiplied by after reading.")
-    resampling: Literal["nearest", "bilinear", "cubic", "average"] | None = Field(None, description=(
-        "Resampling onto the reference grid; null: bilinear, average when the source is finer."))
 
 
 class VegetationCoverConfig(_Model):
@@ -432,7 +427,7 @@ class Service(ServiceBase):
         import calendar
         import re
 
-        import rasterio
+        from ..grid.io_read import band_count
 
         key = "services.soil_retention.daily_precipitation"
         files = cfg.resolve_many(d.path, f"{key}.path")
@@ -448,11 +443,7 @@ class Service(ServiceBase):
                     raise ConfigError(f"{key}: cannot read one calendar year from the file name {f.name}; give "
                                       f"{key}.years (one year per file, in sorted file order)")
                 year = int(hits[0])
-            try:
-                with rasterio.open(f) as ds:
-                    count = ds.count
-            except rasterio.errors.RasterioIOError as e:
-                raise ConfigError(f"{key}: cannot open {f}: {e}") from None
+            count = band_count(f, key)
             want = 366 if calendar.isleap(year) else 365
             if count != want:
                 raise ConfigError(f"{key}: {f.name} (year {year}) has {count} bands; expected one band per day "
