@@ -205,6 +205,10 @@ class Service(ServiceBase):
             else:
                 self.assumptions.append(f"sand fixation: {key}.{opt} not given: {what}")
         self._configure_soil(c)
+        self._requests[FVC_KEY] = InputRequest(f"{key}.fvc", c.fvc)
+        self.flags["fvc_unit"] = c.fvc_unit
+        #: input key -> its name in value errors: the config key and the file(s)
+        self.flags["labels"] = {k: f"{r.config_key} ({_paths(r.spec.path)})" for k, r in self._requests.items()}
         self._configure_roughness(ctx, c)
         self._configure_vegetation(legend, c)
         self.luts["erodible"] = (1 - legend.ecosystem_lut(list(c.exclude_ecosystems))).astype(np.float32)
@@ -249,14 +253,6 @@ class Service(ServiceBase):
         if soil.caco3 is None:
             self.assumptions.append(f"sand fixation: {key}.soil.caco3 not given: CaCO3 = 0 in the erodible fraction "
                                     "(as the public Chinese RWEQ scripts; calcareous soils get a higher EF)")
-        self._requests[FVC_KEY] = InputRequest(f"{key}.fvc", c.fvc)
-        #: names of the inputs in value errors: config key and file(s)
-        self.flags["labels"] = {
-            name: f"{key}.{name} ({_paths(getattr(c, name).path if '.' not in name else getattr(soil, name[5:]).path)})"
-            for name in ("air_temperature", "soil_wetness", "snow_cover_days", "fvc", "soil.sand", "soil.silt",
-                         "soil.clay", "soil.organic_matter", "soil.organic_carbon", "soil.caco3")
-            if (getattr(c, name) if "." not in name else getattr(soil, name[5:])) is not None}
-        self.flags["fvc_unit"] = c.fvc_unit
 
     def _configure_roughness(self, ctx: BuildContext, c) -> None:
         """K': from the 3x3 DEM relief (ConfigError on a geographic grid) or one constant."""
@@ -330,16 +326,16 @@ class Service(ServiceBase):
         _check_range("inputs.dem (RWEQ air density)", dem, -500, 9000, "m")
         temp = f64(blocks[TEMP_KEY]) if self.flags["temperature_raster"] else self.scalars["temperature_c"]
         if self.flags["temperature_raster"]:
-            _check_range(self.flags["labels"]["air_temperature"], temp, -60, 50, "degC")
+            _check_range(self.flags["labels"][TEMP_KEY], temp, -60, 50, "degC")
         rho = wind.air_density_rweq(dem, temp)
         sw = 1.0
         if self.flags["soil_wetness"]:
             sw = f64(blocks[SW_KEY])
-            _check_range(self.flags["labels"]["soil_wetness"], sw, 0, 1, "(SW)")
+            _check_range(self.flags["labels"][SW_KEY], sw, 0, 1, "(SW)")
         sd = 1.0
         if self.flags["snow_cover_days"]:
             days = f64(blocks[SNOW_KEY])
-            _check_range(self.flags["labels"]["snow_cover_days"], days, 0, self.scalars["n_days"], "d/a")
+            _check_range(self.flags["labels"][SNOW_KEY], days, 0, self.scalars["n_days"], "d/a")
             sd = 1.0 - days / self.scalars["n_days"]
         wf = wind.weather_factor(f64(blocks[WF_KEY]), rho, sw, sd)
         # soil: percent
@@ -348,7 +344,7 @@ class Service(ServiceBase):
         soil = {}
         for part in ("sand", "silt", "clay", self.flags["organic"]) + (("caco3",) if self.flags["caco3"] else ()):
             a = f64(blocks[SOIL_KEYS[part]])
-            _check_range(self.flags["labels"][f"soil.{part}"], a, 0, 100 / scale, unit)
+            _check_range(self.flags["labels"][SOIL_KEYS[part]], a, 0, 100 / scale, unit)
             soil[part] = a * scale
         om = soil["organic_matter"] if "organic_matter" in soil else OM_PER_OC * soil["organic_carbon"]
         om = np.minimum(om, 100.0)
@@ -369,10 +365,10 @@ class Service(ServiceBase):
             kp = self.scalars["k_prime"]
         fvc = f64(blocks[FVC_KEY])
         if self.flags["fvc_unit"] == "fraction":
-            _check_range(self.flags["labels"]["fvc"], fvc, 0, 1, "(fraction; set fvc_unit: percent for 0..100)")
+            _check_range(self.flags["labels"][FVC_KEY], fvc, 0, 1, "(fraction; set fvc_unit: percent for 0..100)")
             fvc = fvc * 100.0
         else:
-            _check_range(self.flags["labels"]["fvc"], fvc, 0, 100, "%")
+            _check_range(self.flags["labels"][FVC_KEY], fvc, 0, 100, "%")
         a = apply_lut(lc, self.luts["veg_coef"]).astype(np.float64)
         cveg = wind.vegetation_factor_fvc(fvc, np.where(np.isnan(a), 0.0, a))
         sr, sl_s, sl = wind.sand_fixation(wf, ef, scf, kp, cveg, z=self.scalars["z"], clip_negative=True)
