@@ -287,6 +287,9 @@ legend: {{path: {REPO / 'sample_tiles/legend.csv'}, code_column: code}}
 layers:
   county: {{path: polygons/county.gpkg, id_field: county_id, name_field: county_name}}
   township: {{path: polygons/townships.gpkg, id_field: town_id, name_field: town_name, nests_in: county}}
+# one annual precipitation raster: R from the annual regression (the default Wischmeier monthly R needs 12)
+services:
+  soil_retention: {{r_method: renard_freimund_1994}}
 output: {{dir: out}}
 """)
     secs = time.perf_counter() - t_start

@@ -405,16 +405,18 @@ class OutputConfig(_Model):
     # block (dask chunk) side in pixels; None: chosen from processing.memory_budget_mb (gep_raster.budget)
     chunk_size: int | None = Field(None, ge=64, le=16384, description=(
         "Block (dask chunk) side; null: chosen from processing.memory_budget_mb."), json_schema_extra={"unit": "px"})
-    # "cog": one Cloud-Optimized GeoTIFF per output; "tiles": a VRT mosaic of per-block GeoTIFF tiles
-    # (no second write); "auto": cog up to AUTO_COG_MAX_PIXELS pixels, tiles above
+    # "cog": one Cloud-Optimized GeoTIFF per output (tiles compressed once, on the block threads, when the blocks
+    # lie on the 512 px tile lattice; else GDAL's COG driver over temporary block tiles); "tiles": a VRT mosaic of
+    # per-block GeoTIFF tiles; "auto": cog up to AUTO_COG_MAX_PIXELS pixels, tiles above
     layout: Literal["auto", "cog", "tiles"] = Field("auto", description=(
-        "cog: one Cloud-Optimized GeoTIFF per output; tiles: a VRT mosaic per output over one GeoTIFF tile per "
-        "block (no second write); auto: cog up to 50 Mpx (AUTO_COG_MAX_PIXELS), tiles above."))
-    # DEFLATE level of the block tiles of the tiles layout (GDAL's default 6; 1 halves the tile write time for ~7 % more
-    # bytes); the cog layout's temporary tiles are ZSTD 1 (io_write.TEMP_TILE_CODEC)
+        "cog: one Cloud-Optimized GeoTIFF per output (compressed once when output.chunk_size is a multiple of "
+        "512 or the engine chooses it; otherwise made by GDAL from temporary block tiles); tiles: a VRT mosaic per "
+        "output over one GeoTIFF tile per block; auto: cog up to 50 Mpx (AUTO_COG_MAX_PIXELS), tiles above."))
+    # DEFLATE level of the output rasters (GDAL's default 6; 1 about halves the compression time for ~7 % more
+    # bytes); the cog layout's temporary tiles (blocks off the tile lattice) are ZSTD 1 (io_write.TEMP_TILE_CODEC)
     deflate_level: int = Field(6, ge=1, le=9, description=(
-        "DEFLATE level of the block tiles of the tiles layout (6 is GDAL's default; 1 about halves the tile write "
-        "time for about 7 % more bytes); not used by the cog layout."))
+        "DEFLATE level of the output rasters, COGs and tiles (6 is GDAL's default; 1 about halves the "
+        "compression time for about 7 % more bytes)."))
 
     def resolved_layout(self, n_pixels: int) -> str:
         if self.layout != "auto":

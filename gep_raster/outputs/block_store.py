@@ -28,14 +28,22 @@ At the end, :meth:`BlockStore.publish` turns each output's tiles into its final 
     every tile
     instead doubled the tile write time (1.65 s against 0.79 s for 15 outputs of a 1024² block).
 ``layout="cog"``
-    one Cloud-Optimized GeoTIFF ``rasters/<name>.tif`` is made from the VRT of the tiles (GDAL COG
-    driver); the tiles are then removed. Costs one more read and write of every output; the tiles, which
-    no user opens, are written with ZSTD level 1 (:data:`gep_raster.outputs.io_write.TEMP_TILE_CODEC`, 4-5x faster
-    to write than DEFLATE 6) and the COG gets DEFLATE.
+    one Cloud-Optimized GeoTIFF ``rasters/<name>.tif`` per output. When the blocks lie on the COG's 512 px tile
+    lattice (every chunk side the engine chooses, or an ``output.chunk_size`` that is a multiple of 512), the
+    block thread compresses the block's COG tiles (:mod:`gep_raster.outputs.cog_writer`: DEFLATE at
+    ``deflate_level``, predictor 3) of the full resolution and of every overview level that lies whole inside the
+    block (:attr:`BlockStore.direct_levels`), into one spool file per block and output (``r<row>_c<col>.cog``),
+    followed by the block's raw float32 means of the next level where the pyramid goes on. At the end the COG is
+    assembled: IFDs, the smaller overviews computed from those means, then the spooled tiles copied as they are
+    (``os.copy_file_range``, in the kernel). No pixel is compressed twice; the file is byte-identical for every
+    such block size. Blocks off the lattice (an odd ``output.chunk_size``): GeoTIFF tiles with ZSTD level 1
+    (:data:`gep_raster.outputs.io_write.TEMP_TILE_CODEC`), then GDAL's COG driver over their VRT (one more read,
+    compression and write of every output; the pixels are the same).
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +53,9 @@ import numpy as np
 from .. import faults
 from ..errors import GepError
 from ..grid import RefGrid
-from .io_write import TEMP_TILE_CODEC, atomic_path, atomic_write_json, publish_cog, write_tile, write_vrt
+from . import cog_writer
+from .io_write import (_RASTER_SIDECARS, TEMP_TILE_CODEC, _check_metadata, _serialise_tags, atomic_path,
+                       atomic_write_json, publish_cog, write_tile, write_vrt)
 from ..kernels.reduce import block_mean
 
 __all__ = ["BlockStore", "TILES_SUFFIX", "output_fingerprint", "overview_factor"]
@@ -107,8 +117,8 @@ class BlockStore:
     overviews : bool
         Overview raster (x F, :func:`overview_factor`) per output (default: with the tiles layout).
     deflate_level : int
-        DEFLATE level of the tiles (``output.deflate_level``) of the tiles layout, whose tiles are the
-        final files; the cog layout's tiles are temporary and written with :data:`TEMP_TILE_CODEC`.
+        DEFLATE level of the final files (``output.deflate_level``): the tiles of the tiles layout, the COGs;
+        the cog layout's temporary GeoTIFF tiles (blocks off the tile lattice) use :data:`TEMP_TILE_CODEC`.
 
     Raises
     ------
@@ -137,9 +147,14 @@ class BlockStore:
             self.overviews = False  # blocks not on the x F lattice (an odd output.chunk_size): no overview
         self.heights = [int(h) for h in chunks[0]]
         self.widths = [int(w) for w in chunks[1]]
+        # cog layout: COG tiles compressed on the block threads when the blocks lie on the tile lattice
+        self.cog_levels = cog_writer.CogLevels(grid.height, grid.width)
+        self.direct_levels = self._in_block_levels() if layout == "cog" else 0
+        self.direct = self.direct_levels > 0
         self.key = {"run_key": run_key, "layout": layout, "rows": self.heights, "cols": self.widths,
                     "outputs": [k for k, _ in self.outputs], "overviews": self.overviews,
-                    "overview_factor": self.overview_factor, "journal_format": 2,
+                    "overview_factor": self.overview_factor, "journal_format": 3,
+                    "cog_direct_levels": self.direct_levels,
                     "deflate_level": self.deflate_level, "tile_codec": list(self.tile_codec)}
         self.journal = self.root / "journal"
         self._ov_cache: dict[str, np.ndarray] = {}  # overviews assembled ahead of their publish (tiles layout)
@@ -148,6 +163,19 @@ class BlockStore:
         self._open()
 
     # ------------------------------------------------------------------ layout
+    def _in_block_levels(self) -> int:
+        """COG levels whose tiles lie whole inside the blocks: level k needs every inner block edge on a
+        multiple of 512 x 2^k px (all of them for one block). 0: the blocks are off the tile lattice (an
+        ``output.chunk_size`` that is not a multiple of 512), and the COG is made by GDAL from block tiles."""
+        n = len(self.cog_levels)
+        inner = self.rows[1:] + self.cols[1:]
+        k = 0
+        while k < n and all(v % (cog_writer.TILE << k) == 0 for v in inner):
+            k += 1
+        if k < n and any(v % (1 << k) for v in inner):  # the 2^k means of the blocks would not tile the level
+            return 0
+        return k
+
     def _tile_dir(self, key: str, rel: str) -> Path:
         if self.layout == "tiles":
             p = self.out_dir / rel
@@ -155,8 +183,10 @@ class BlockStore:
         return self.root / "tiles" / key
 
     def tile_path(self, key: str, r0: int, c0: int) -> Path:
-        """Path of the tile of output ``key`` whose top-left pixel is (``r0``, ``c0``)."""
-        return self._tile_dirs[key] / _tile_name(r0, c0)
+        """Path of the tile of output ``key`` whose top-left pixel is (``r0``, ``c0``): a GeoTIFF, or with
+        direct COG tiles (:attr:`direct`) the block's spool file of framed COG tiles."""
+        name = _tile_name(r0, c0)
+        return self._tile_dirs[key] / (name[:-4] + ".cog" if self.direct else name)
 
     def block_index(self, r0: int, c0: int) -> int:
         """Row-major index of the block at (``r0``, ``c0``)."""
@@ -220,7 +250,16 @@ class BlockStore:
         sizes = []
         arrays = {}
         ovs = []
+        if self.direct:
+            cog_sizes = []
+            for (key, _), i in zip(self.outputs, out_index):
+                n, tile_sizes = self._write_spool(self.tile_path(key, r0, c0), value[i])
+                sizes.append(n)
+                cog_sizes.append(tile_sizes)
+            arrays["cog_sizes"] = np.asarray(cog_sizes, np.int64)
         for j, ((key, _), i) in enumerate(zip(self.outputs, out_index)):
+            if self.direct:
+                break
             # one compression thread: blocks are already written by as many threads as the run's workers
             # (GDAL's ALL_CPUS here gained nothing, 42 ms per 1024² tile either way, and made a 1-worker run
             # use every core)
@@ -243,6 +282,26 @@ class BlockStore:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
         faults.hit("block")
+
+    def _write_spool(self, path: Path, a: np.ndarray) -> tuple[int, list[int]]:
+        """The block's COG tiles of levels 0 .. :attr:`direct_levels` - 1 (framed, level by level, row-major),
+        then, where the pyramid goes on, the block's raw float32 means of the next level; atomically.
+        Returns the file size and the data size of every tile."""
+        parts, tile_sizes = [], []
+        a = np.asarray(a, np.float32)
+        for k in range(self.direct_levels):
+            if k:
+                a = block_mean(a, 2)
+            for t in cog_writer.encode_tiles(a, level=self.deflate_level):
+                parts.append(cog_writer.frame(t))
+                tile_sizes.append(len(t))
+        if self.direct_levels < len(self.cog_levels):
+            parts.append(np.ascontiguousarray(block_mean(a, 2), "<f4").tobytes())
+        with atomic_path(path, suffix=".cog") as tmp:
+            with open(tmp, "wb") as fh:
+                for p in parts:
+                    fh.write(p)
+        return sum(len(p) for p in parts), tile_sizes
 
     # ------------------------------------------------------------------ resuming
     def finished(self) -> dict[int, tuple]:
@@ -298,6 +357,8 @@ class BlockStore:
                 raise GepError(f"internal: tile {p} of {rel} is missing; the run did not finish")
             tiles.append((r0, c0, h, w, p.relative_to(final.parent if self.layout == "tiles" else p.parent.parent)
                           .as_posix()))
+        if self.direct:
+            return self._publish_direct(key, final, tags=tags, description=description, units=units)
         if self.layout == "tiles":
             ov_rel = None
             if self.overviews:
@@ -308,7 +369,98 @@ class BlockStore:
                              overview=ov_rel)
         vrt = self.root / "tiles" / f"{key}.vrt"
         write_vrt(vrt, self.grid, tiles, tags=tags, description=description, units=units)
-        return publish_cog(vrt, final, tags=tags, description=description, units=units)
+        return publish_cog(vrt, final, tags=tags, description=description, units=units, level=self.deflate_level)
+
+    def _block_levels(self, h: int, w: int) -> list[tuple[int, int]]:
+        """(rows, cols) of a block of h x w px at every COG level (halved, rounded up)."""
+        out = [(h, w)]
+        for _ in range(1, len(self.cog_levels)):
+            h, w = -(-h // 2), -(-w // 2)
+            out.append((h, w))
+        return out
+
+    def _publish_direct(self, key: str, final: Path, *, tags: dict, description: str, units: str) -> Path:
+        """One COG from the blocks' spool files (:mod:`gep_raster.outputs.cog_writer`): the tiles of the first
+        :attr:`direct_levels` levels copied as they were compressed; the smaller overviews made here from the
+        blocks' means. Raises GepError when a block's spool or journal entry is missing."""
+        T = cog_writer.TILE
+        K, lv = self.direct_levels, self.cog_levels
+        j = [k for k, _ in self.outputs].index(key)
+        blocks = list(self.blocks())
+        if not hasattr(self, "_cog_index"):  # tile sizes of every block and output, from the journal
+            self._cog_index = {}
+            for bi, *_ in blocks:
+                try:
+                    with np.load(self.journal / f"b{bi:07d}.npz") as z:
+                        self._cog_index[bi] = z["cog_sizes"]
+                except (OSError, KeyError, ValueError) as exc:
+                    raise GepError(f"internal: journal entry of block {bi} unreadable ({exc}); the run did not "
+                                   f"finish") from None
+        # per block: level shapes, tile grid and byte offset of every level's framed tiles in its spool
+        info = {}
+        for bi, r0, c0, h, w in blocks:
+            sizes = self._cog_index[bi][j]
+            shapes = self._block_levels(h, w)
+            pos, start, levels = 0, 0, []
+            for k in range(K):
+                ny, nx = -(-shapes[k][0] // T), -(-shapes[k][1] // T)
+                framed = sizes[start:start + ny * nx].reshape(ny, nx) + 8
+                levels.append((pos, framed))
+                pos += int(framed.sum())
+                start += ny * nx
+            info[bi] = (r0, c0, shapes, levels, pos)
+        brow = {r0: i for i, r0 in enumerate(self.rows)}
+        ncols = len(self.cols)
+
+        def level_sizes(k):
+            out = []
+            for bi0 in range(0, len(blocks), ncols):
+                ny = info[bi0][3][k][1].shape[0]
+                for t in range(ny):
+                    for bi in range(bi0, bi0 + ncols):
+                        out.extend((info[bi][3][k][1][t] - 8).tolist())
+            return out
+
+        def level_pieces(k):
+            def gen():
+                for bi0 in range(0, len(blocks), ncols):
+                    fds = [os.open(self.tile_path(key, blocks[bi][1], blocks[bi][2]), os.O_RDONLY)
+                           for bi in range(bi0, bi0 + ncols)]
+                    try:
+                        ny = info[bi0][3][k][1].shape[0]
+                        for t in range(ny):
+                            for fd, bi in zip(fds, range(bi0, bi0 + ncols)):
+                                pos, framed = info[bi][3][k]
+                                yield fd, pos + int(framed[:t].sum()), int(framed[t].sum())
+                    finally:
+                        for fd in fds:
+                            os.close(fd)
+            return gen
+
+        sizes = [level_sizes(k) for k in range(K)]
+        pieces = [level_pieces(k) for k in range(K)]
+        if K < len(lv):  # the smaller overviews from the blocks' means of level K
+            mosaic = np.full(lv.shapes[K], np.nan, np.float32)
+            for bi, r0, c0, h, w in blocks:
+                shp = self._block_levels(h, w)[K]
+                raw = np.fromfile(self.tile_path(key, r0, c0), dtype="<f4", count=shp[0] * shp[1],
+                                  offset=info[bi][4]).reshape(shp)
+                mosaic[r0 >> K:(r0 >> K) + shp[0], c0 >> K:(c0 >> K) + shp[1]] = raw
+            a = mosaic
+            for k in range(K, len(lv)):
+                if k > K:
+                    a = block_mean(a, 2)
+                tiles = cog_writer.encode_tiles(a, level=self.deflate_level)
+                sizes.append([len(t) for t in tiles])
+                pieces.append(lambda tiles=tiles: (cog_writer.frame(t) for t in tiles))
+        str_tags = _serialise_tags(tags)
+        extra = cog_writer.geo_tags(self.grid.crs, self.grid.transform, tags=str_tags, description=description,
+                                    units=units, scratch=self.root / f".{key}.template.tif")
+        with atomic_path(final, sidecars=_RASTER_SIDECARS) as tmp:
+            cog_writer.assemble(tmp, self.grid.shape, pieces, [len(s) for s in sizes], sizes, extra)
+            _check_metadata(tmp, final, str_tags, description, units)
+            Path(str(final) + ".aux.xml").unlink(missing_ok=True)
+        return final
 
     def _overview_array(self, key: str) -> np.ndarray:
         """The x F mean raster of output ``key``, assembled from the journal entries.

@@ -647,7 +647,7 @@ def _check_metadata(tmp_cog: Path, final: Path, tags: dict[str, str], descriptio
 
 def publish_cog(src: str | os.PathLike, final: str | os.PathLike, *, tags: Mapping[str, Any] | None = None,
                 description: str = "", units: str = "", overview_resampling: str = "AVERAGE",
-                num_threads: str | int = "ALL_CPUS") -> Path:
+                num_threads: str | int = "ALL_CPUS", level: int | None = None) -> Path:
     """Convert a raster GDAL can read (a GeoTIFF, or a VRT mosaic of block tiles) into a COG at
     ``final``, atomically, and check that its metadata arrived.
 
@@ -668,6 +668,8 @@ def publish_cog(src: str | os.PathLike, final: str | os.PathLike, *, tags: Mappi
         COG overview resampling (``AVERAGE``; ``NEAREST``/``MODE`` for classes).
     num_threads : str or int
         GDAL compression threads.
+    level : int, optional
+        DEFLATE level (GDAL's default 6 when None).
 
     Returns
     -------
@@ -686,6 +688,8 @@ def publish_cog(src: str | os.PathLike, final: str | os.PathLike, *, tags: Mappi
     options = dict(COG_CREATION_OPTIONS)
     options["NUM_THREADS"] = str(num_threads)
     options["RESAMPLING"] = str(overview_resampling).upper()
+    if level is not None:
+        options["LEVEL"] = str(int(level))
     with atomic_path(final, sidecars=_RASTER_SIDECARS) as tmp_cog:
         try:
             # PAM off: no .aux.xml sidecars for the temp source (e.g. statistics).

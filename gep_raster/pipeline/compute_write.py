@@ -83,5 +83,9 @@ def compute_write(st: RunState) -> None:
             execution = store_distributed(stacked, sink, st.client, skip=skip)
         sink.check_complete()
     execution.update(blocks=n_blocks, blocks_resumed=len(finished), seconds=round(prog.elapsed(), 3), **st.chunk_info)
+    if st.layout == "cog":  # how the COGs are made (outputs.block_store)
+        execution["cog_writer"] = (f"tiles compressed on the block threads ({store.direct_levels} of "
+                                   f"{len(store.cog_levels)} pyramid levels), assembled once" if store.direct else
+                                   "GDAL COG driver over temporary block tiles (blocks off the 512 px tile lattice)")
     st.execution = execution
     st.totals = dict(zip(sink.okeys, sink.totals.tolist()))
