@@ -27,8 +27,9 @@ Every raster case is two subprocesses (so each peak RSS, ``ru_maxrss`` of the ch
    output i = the block of input number i (cycling over the inputs: terrain, classes, climate) times a
    per-output factor, so DEFLATE sees real data of a similar mix (the record's
    ``io_bytes_over_engine_bytes`` compares the bytes written); blocks are spread over a ThreadPoolExecutor of
-   the run's threads; then ``write_vrt`` per output (tiles layout) or ``write_vrt`` + ``publish_cog``
-   and removal of the tiles (cog layout), one output after the other as the engine does.
+   the run's threads; then ``BlockStore.publish`` per output, one output after the other as the engine does
+   (tiles layout: the VRT; cog layout: the COG assembled from the blocks' spooled COG tiles, or GDAL's COG
+   driver when the blocks are off the 512 px lattice).
 
 ``ratio_to_io`` = engine wall / IO-baseline wall. At the sizes of the ratio target (8192², 16384²) each case runs
 two (engine, baseline) pairs, alternating, and the record keeps the faster of each (``--repeat N`` for N pairs
@@ -178,7 +179,7 @@ def child_io(a: dict) -> dict:
     # the engine's own writer: one tile per output and block (+ overview raster for the tiles layout),
     # the same DEFLATE level, journal entry per block, then VRT or COG per output
     store = BlockStore(out / ".gep_state" / "blocks", out, grid, [(n, f"rasters/{n}{ext}") for n in names],
-                       "io-baseline", chunks, layout, deflate_level=cfg.output.deflate_level)
+                       "io-baseline", chunks, layout, deflate_level=cfg.output.deflate_level, threads=threads)
     factors = [np.float32(1.0 + 0.173 * i) for i in range(n_out)]
     windows = list(grid.block_windows(chunk))
     t_open = time.perf_counter() - t0

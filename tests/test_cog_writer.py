@@ -176,3 +176,30 @@ def test_sample_run_on_the_tile_lattice_equals_the_gdal_path(tmp_path):
     again = run(load_config(sample_config(tmp_path, "c512", chunk=512, workers=2)), progress=False)
     assert again.manifest["resumed_rasters"] is True
     assert {rel: (again.output_dir / rel).read_bytes() for rel in paths} == before
+
+
+@pytest.mark.parametrize("chunk", [1024, 700, 64])
+def test_tiles_layout_block_tiles_equal_gdal_tiles(tmp_path, chunk):
+    """The tiles layout's block tiles (written here, not by GDAL) against GDAL's write_tile of the same block:
+    same pixels, CRS, transform, nodata and internal tiling; the VRT mosaic reads back the whole raster."""
+    from gep_raster.outputs.io_write import write_tile
+
+    h, w = (700, 900) if chunk == 64 else (H, W)
+    grid, a = _grid(h, w), _field(h, w, seed=4)
+    rows = [min(chunk, grid.height - r) for r in range(0, grid.height, chunk)]
+    cols = [min(chunk, grid.width - c) for c in range(0, grid.width, chunk)]
+    store = BlockStore(tmp_path / "state", tmp_path, grid, [("v", "v.vrt")], "key", (rows, cols), "tiles")
+    for _, r0, c0, bh, bw in store.blocks():
+        store.commit(r0, c0, a[None, r0:r0 + bh, c0:c0 + bw], [0], (np.zeros(1), np.zeros(1), {}))
+    for _, r0, c0, bh, bw in list(store.blocks())[:3] + list(store.blocks())[-1:]:
+        ref = write_tile(tmp_path / "ref.tif", a[r0:r0 + bh, c0:c0 + bw], grid, r0, c0, num_threads=1)
+        assert ref > 0
+        with rasterio.open(store.tile_path("v", r0, c0)) as ours, rasterio.open(tmp_path / "ref.tif") as gdal:
+            np.testing.assert_array_equal(ours.read(1), gdal.read(1))
+            assert ours.crs == gdal.crs and ours.transform == gdal.transform
+            assert np.isnan(ours.nodata) and ours.block_shapes == gdal.block_shapes
+            assert ours.profile["compress"] == "deflate" and ours.overviews(1) == []
+    vrt = _publish(store)
+    with rasterio.open(vrt) as ds:
+        np.testing.assert_array_equal(ds.read(1), a)
+        assert ds.tags()["run_hash"] == "abc" and ds.tags(1)["units"] == "yuan/a per pixel"

@@ -116,6 +116,9 @@ class BlockStore:
     layout : {"cog", "tiles"}
     overviews : bool
         Overview raster (x F, :func:`overview_factor`) per output (default: with the tiles layout).
+    threads : int
+        Threads that compress the overview tiles made at publish (the run's threads; the outputs do not depend
+        on it).
     deflate_level : int
         DEFLATE level of the final files (``output.deflate_level``): the tiles of the tiles layout, the COGs;
         the cog layout's temporary GeoTIFF tiles (blocks off the tile lattice) use :data:`TEMP_TILE_CODEC`.
@@ -127,7 +130,8 @@ class BlockStore:
     """
 
     def __init__(self, root: Path, out_dir: Path, grid: RefGrid, outputs: list[tuple[str, str]], run_key: str,
-                 chunks: tuple, layout: str, overviews: bool | None = None, deflate_level: int = 6):
+                 chunks: tuple, layout: str, overviews: bool | None = None, deflate_level: int = 6,
+                 threads: int = 1):
         if layout not in ("cog", "tiles"):
             raise ValueError(f"layout must be 'cog' or 'tiles', got {layout!r}")
         self.root = Path(root)
@@ -136,6 +140,7 @@ class BlockStore:
         self.outputs = list(outputs)
         self.layout = layout
         self.deflate_level = int(deflate_level)
+        self.threads = max(1, int(threads))  # compression threads of the publish step (the run's threads)
         # the tiles of the tiles layout are the final files: DEFLATE, which every GIS reads; the cog layout's
         # are read once by the COG conversion: the faster codec
         self.tile_codec = ("DEFLATE", self.deflate_level) if layout == "tiles" else TEMP_TILE_CODEC
@@ -260,11 +265,14 @@ class BlockStore:
         for j, ((key, _), i) in enumerate(zip(self.outputs, out_index)):
             if self.direct:
                 break
-            # one compression thread: blocks are already written by as many threads as the run's workers
-            # (GDAL's ALL_CPUS here gained nothing, 42 ms per 1024² tile either way, and made a 1-worker run
-            # use every core)
-            sizes.append(write_tile(self.tile_path(key, r0, c0), value[i], self.grid, r0, c0,
-                                    codec=self.tile_codec[0], zlevel=self.tile_codec[1], num_threads=1))
+            if self.layout == "tiles":  # the final tiles: DEFLATE by libdeflate on this thread, no GDAL write
+                sizes.append(self._write_final_tile(self.tile_path(key, r0, c0), value[i], r0, c0))
+            else:
+                # one compression thread: blocks are already written by as many threads as the run's workers
+                # (GDAL's ALL_CPUS here gained nothing, 42 ms per 1024² tile either way, and made a 1-worker
+                # run use every core)
+                sizes.append(write_tile(self.tile_path(key, r0, c0), value[i], self.grid, r0, c0,
+                                        codec=self.tile_codec[0], zlevel=self.tile_codec[1], num_threads=1))
             if self.overviews:
                 ovs.append(block_mean(value[i], self.overview_factor))
         if ovs:  # one member (n_outputs, h/F, w/F): an entry is read once for all outputs' overviews
@@ -282,6 +290,18 @@ class BlockStore:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
         faults.hit("block")
+
+    def _write_final_tile(self, path: Path, a: np.ndarray, r0: int, c0: int) -> int:
+        """A block tile of the tiles layout (:func:`gep_raster.outputs.cog_writer.write_geotiff`), atomically;
+        its georeferencing is GDAL's for the grid (made once per store), moved to the block's corner."""
+        geo = getattr(self, "_grid_geo", None)
+        if geo is None:
+            geo = self._grid_geo = cog_writer.geo_tags(self.grid.crs, self.grid.transform,
+                                                       scratch=self.root / f".tile-template-{os.getpid()}.tif")
+        with atomic_path(path, suffix=".tif") as tmp:
+            return cog_writer.write_geotiff(tmp, np.asarray(a, np.float32),
+                                            cog_writer.tile_geo_tags(geo, self.grid.transform, r0, c0),
+                                            level=self.deflate_level)
 
     def _write_spool(self, path: Path, a: np.ndarray) -> tuple[int, list[int]]:
         """The block's COG tiles of levels 0 .. :attr:`direct_levels` - 1 (framed, level by level, row-major),
@@ -409,7 +429,6 @@ class BlockStore:
                 pos += int(framed.sum())
                 start += ny * nx
             info[bi] = (r0, c0, shapes, levels, pos)
-        brow = {r0: i for i, r0 in enumerate(self.rows)}
         ncols = len(self.cols)
 
         def level_sizes(k):
@@ -450,7 +469,7 @@ class BlockStore:
             for k in range(K, len(lv)):
                 if k > K:
                     a = block_mean(a, 2)
-                tiles = cog_writer.encode_tiles(a, level=self.deflate_level)
+                tiles = cog_writer.encode_tiles(a, level=self.deflate_level, threads=self.threads)
                 sizes.append([len(t) for t in tiles])
                 pieces.append(lambda tiles=tiles: (cog_writer.frame(t) for t in tiles))
         str_tags = _serialise_tags(tags)

@@ -37,7 +37,8 @@ import numpy as np
 
 from ..errors import GepError
 
-__all__ = ["TILE", "CogLevels", "encode_tile", "encode_tiles", "frame", "geo_tags", "assemble", "read_ifd", "GHOST"]
+__all__ = ["TILE", "CogLevels", "encode_tile", "encode_tiles", "frame", "geo_tags", "tile_geo_tags", "write_geotiff",
+           "assemble", "read_ifd", "GHOST"]
 
 #: Tile size of the COG (px), as GDAL's COG driver default (``BLOCKSIZE=512``).
 TILE = 512
@@ -140,7 +141,7 @@ def encode_tile(tile: np.ndarray, level: int = 6, size: int = TILE) -> bytes:
     return deflate.zlib_compress(_predict_float(t).tobytes(), int(level))
 
 
-def encode_tiles(block: np.ndarray, level: int = 6, size: int = TILE) -> list[bytes]:
+def encode_tiles(block: np.ndarray, level: int = 6, size: int = TILE, threads: int = 1) -> list[bytes]:
     """Every tile of a block whose origin lies on the tile lattice, row-major (edge tiles partial).
 
     Parameters
@@ -148,14 +149,25 @@ def encode_tiles(block: np.ndarray, level: int = 6, size: int = TILE) -> list[by
     block : numpy.ndarray, shape (h, w), float32
     level, size
         See :func:`encode_tile`.
+    threads : int
+        Tiles compressed at once (libdeflate releases the GIL); the bytes do not depend on it.
 
     Returns
     -------
     list of bytes, ceil(h / size) * ceil(w / size) tiles
     """
     h, w = block.shape
-    return [encode_tile(block[i:i + size, j:j + size], level, size)
-            for i in range(0, h, size) for j in range(0, w, size)]
+    windows = [(i, j) for i in range(0, h, size) for j in range(0, w, size)]
+
+    def one(ij):
+        return encode_tile(block[ij[0]:ij[0] + size, ij[1]:ij[1] + size], level, size)
+
+    if threads <= 1 or len(windows) < 2:
+        return [one(ij) for ij in windows]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(int(threads), len(windows))) as pool:
+        return list(pool.map(one, windows))
 
 
 # ---------------------------------------------------------------------------------------------------- tags
@@ -234,6 +246,52 @@ def geo_tags(crs, transform, *, tags: dict[str, str] | None = None, description:
     return {t: v for t, v in found.items() if t in GEO_TAGS}
 
 
+def tile_geo_tags(geo: dict[int, tuple[int, int, bytes]], transform, r0: int, c0: int
+                  ) -> dict[int, tuple[int, int, bytes]]:
+    """:func:`geo_tags` of a grid moved to the grid's pixel (``r0``, ``c0``): the tie point (or the
+    transformation's translation) of the block's top-left corner; the other tags unchanged."""
+    x, y = transform * (c0, r0)
+    out = dict(geo)
+    if 33922 in out:
+        typ, count, value = out[33922]
+        v = list(struct.unpack(f"<{count}d", value))
+        v[3], v[4] = x, y
+        out[33922] = (typ, count, struct.pack(f"<{count}d", *v))
+    elif 34264 in out:
+        typ, count, value = out[34264]
+        v = list(struct.unpack(f"<{count}d", value))
+        v[3], v[7] = x, y
+        out[34264] = (typ, count, struct.pack(f"<{count}d", *v))
+    return out
+
+
+def write_geotiff(path: str | os.PathLike, block: np.ndarray, extra: dict[int, tuple[int, int, bytes]], *,
+                  level: int = 6) -> int:
+    """One block as a tiled GeoTIFF without overviews (tiles of at most :data:`TILE` px, a multiple of 16;
+    predictor 3, DEFLATE), not atomically (the caller writes a temporary path).
+
+    Parameters
+    ----------
+    path : path-like
+    block : numpy.ndarray, shape (h, w), float32 (NaN = nodata)
+    extra : dict
+        Georeferencing of the block (:func:`tile_geo_tags`).
+    level : int
+        DEFLATE level.
+
+    Returns
+    -------
+    int
+        Size of the file in bytes.
+    """
+    h, w = block.shape
+    size = min(TILE, 16 * (-(-max(h, w) // 16)))
+    tiles = encode_tiles(block, level=level, size=size)
+    assemble(path, (h, w), [lambda: (frame(t) for t in tiles)], [len(tiles)], [[len(t) for t in tiles]], extra,
+             tile=size, overviews=False)
+    return os.path.getsize(path)
+
+
 # ---------------------------------------------------------------------------------------------------- file
 def frame(data: bytes) -> bytes:
     """A tile as it lies in the COG: its size (uint32), the data, its last 4 bytes again (GDAL's block leader
@@ -268,7 +326,7 @@ def _copy_range(fd: int, offset: int, n: int, fh) -> int:
 
 
 def _entries(width: int, height: int, n_tiles: int, overview: bool, big: bool,
-             extra: dict[int, tuple[int, int, bytes]]) -> list[tuple[int, int, int, bytes | None]]:
+             extra: dict[int, tuple[int, int, bytes]], tile: int = TILE) -> list[tuple[int, int, int, bytes | None]]:
     """(tag, type, count, value) of one IFD; value None for the tile offsets/byte counts (filled later)."""
     off_t = 16 if big else 4
 
@@ -281,7 +339,7 @@ def _entries(width: int, height: int, n_tiles: int, overview: bool, big: bool,
     e = [(254, 4, 1, long(1))] if overview else []  # NewSubfileType: reduced image (GDAL omits it on level 0)
     e += [(256, 4, 1, long(width)), (257, 4, 1, long(height)),
          (258, 3, 1, short(32)), (259, 3, 1, short(8)), (262, 3, 1, short(1)), (277, 3, 1, short(1)),
-         (284, 3, 1, short(1)), (317, 3, 1, short(3)), (322, 3, 1, short(TILE)), (323, 3, 1, short(TILE)),
+         (284, 3, 1, short(1)), (317, 3, 1, short(3)), (322, 3, 1, short(tile)), (323, 3, 1, short(tile)),
          (324, off_t, n_tiles, None), (325, off_t, n_tiles, None), (339, 3, 1, short(3))]
     for tag, (typ, count, value) in extra.items():
         if overview and tag != 42113:  # overviews carry only the nodata tag, as GDAL's
@@ -291,8 +349,8 @@ def _entries(width: int, height: int, n_tiles: int, overview: bool, big: bool,
 
 
 def assemble(final: str | os.PathLike, shape: tuple[int, int], levels: Sequence[Callable[[], Iterable[bytes]]],
-             counts: Sequence[int], sizes: Sequence[Sequence[int]], extra: dict[int, tuple[int, int, bytes]]
-             ) -> None:
+             counts: Sequence[int], sizes: Sequence[Sequence[int]], extra: dict[int, tuple[int, int, bytes]],
+             *, tile: int = TILE, overviews: bool = True) -> None:
     """Write the COG file ``final`` (not atomically: the caller writes to a temporary path and renames).
 
     Parameters
@@ -310,16 +368,23 @@ def assemble(final: str | os.PathLike, shape: tuple[int, int], levels: Sequence[
         Byte size of every tile of every level, in the order ``levels`` yields them (the IFDs are written first).
     extra : dict
         Georeferencing and metadata tags (:func:`geo_tags`).
+    tile : int
+        Tile size (a multiple of 16).
+    overviews : bool
+        False: the full resolution only (``levels``, ``counts`` and ``sizes`` of level 0).
 
     Raises
     ------
     CogError
         A level yields another number of bytes than its declared tiles take.
     """
-    lv = CogLevels(*shape)
-    if len(levels) != len(lv) or [len(s) for s in sizes] != list(counts) or list(counts) != [
-            a * b for a, b in lv.tiles]:
-        raise CogError(f"{final}: tile counts {list(counts)} do not match the pyramid {lv.tiles} of {shape}")
+    pyramid = CogLevels(*shape, tile=tile)
+    shapes = pyramid.shapes if overviews else pyramid.shapes[:1]
+    grid_tiles = pyramid.tiles[:len(shapes)]
+    if len(levels) != len(shapes) or [len(s) for s in sizes] != list(counts) or list(counts) != [
+            a * b for a, b in grid_tiles]:
+        raise CogError(f"{final}: tile counts {list(counts)} do not match the pyramid {grid_tiles} of {shape}")
+    n_levels = len(shapes)
     data_bytes = sum(sum(s) + 8 * len(s) for s in sizes)
     big = data_bytes > BIGTIFF_ABOVE
     ifd_head, ifd_entry, ifd_next = (8, 20, 8) if big else (2, 12, 4)
@@ -328,8 +393,8 @@ def assemble(final: str | os.PathLike, shape: tuple[int, int], levels: Sequence[
 
     # the IFDs with their out-of-line values, one after the other after header and ghost area
     ifds = []
-    for k, ((h, w), n) in enumerate(zip(lv.shapes, counts)):
-        ifds.append(_entries(w, h, n, k > 0, big, extra))
+    for k, ((h, w), n) in enumerate(zip(shapes, counts)):
+        ifds.append(_entries(w, h, n, k > 0, big, extra, tile))
     pos = header + len(GHOST)
     starts = []
     for ents in ifds:
@@ -341,8 +406,8 @@ def assemble(final: str | os.PathLike, shape: tuple[int, int], levels: Sequence[
                 pos += nbytes + (nbytes & 1)
     data_start = pos
     # tile data: smallest overview first; each tile = 4-byte leader, data, 4-byte trailer
-    offsets: list[list[int]] = [[] for _ in lv.shapes]
-    for k in reversed(range(len(lv))):
+    offsets: list[list[int]] = [[] for _ in shapes]
+    for k in reversed(range(n_levels)):
         for s in sizes[k]:
             offsets[k].append(pos + 4)
             pos += s + 8
@@ -372,7 +437,7 @@ def assemble(final: str | os.PathLike, shape: tuple[int, int], levels: Sequence[
             body += struct.pack(fmt, starts[k + 1] if k + 1 < len(ifds) else 0)
             fh.write(bytes(body) + bytes(out_of_line))
         assert fh.tell() == data_start
-        for k in reversed(range(len(lv))):
+        for k in reversed(range(n_levels)):
             want = sum(sizes[k]) + 8 * len(sizes[k])
             got = 0
             for piece in levels[k]():

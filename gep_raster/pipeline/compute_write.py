@@ -49,7 +49,8 @@ def _block_store(st: RunState, block_chunks):
     def make():
         return BlockStore(st.state_dir / "blocks", st.out_dir, st.grid,
                           [(o.key, st.rel_path[o.key]) for o in st.written], f"{st.run_hash}:{st.chunk}",
-                          block_chunks, st.layout, deflate_level=st.cfg.output.deflate_level)
+                          block_chunks, st.layout, deflate_level=st.cfg.output.deflate_level,
+                          threads=st.nthreads or 1)
 
     store = make()
     if st.force:  # recompute every block
