@@ -155,7 +155,7 @@ services:
                    slope_length_cap: false, exclude_ecosystems: []}}
   carbon_sequestration: {{negative_values: keep}}
   air_purification: {{enabled: false}}
-output: {{dir: {out}}}
+output: {{dir: {out}, report: 'off'}}  # InVEST writes no report: the same work without it
 """
 
 
