@@ -203,3 +203,26 @@ def test_tiles_layout_block_tiles_equal_gdal_tiles(tmp_path, chunk):
     with rasterio.open(vrt) as ds:
         np.testing.assert_array_equal(ds.read(1), a)
         assert ds.tags()["run_hash"] == "abc" and ds.tags(1)["units"] == "yuan/a per pixel"
+
+
+@pytest.mark.parametrize("layout", ["tiles", "cog"])
+def test_blocks_committed_on_threads_at_once(tmp_path, layout):
+    """Blocks committed by four threads at once from a fresh store (the first commits make the georeferencing
+    template): the published raster is the array."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    grid, a = _grid(1500, 1600), _field(1500, 1600, seed=5)
+    chunk = 512
+    rows = [min(chunk, grid.height - r) for r in range(0, grid.height, chunk)]
+    cols = [min(chunk, grid.width - c) for c in range(0, grid.width, chunk)]
+    rel = "v.vrt" if layout == "tiles" else "v.tif"
+    store = BlockStore(tmp_path / "state", tmp_path, grid, [("v", rel)], "key", (rows, cols), layout)
+
+    def commit(b):
+        _, r0, c0, h, w = b
+        store.commit(r0, c0, a[None, r0:r0 + h, c0:c0 + w], [0], (np.zeros(1), np.zeros(1), {}))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(commit, list(store.blocks())))
+    with rasterio.open(_publish(store)) as ds:
+        np.testing.assert_array_equal(ds.read(1), a)

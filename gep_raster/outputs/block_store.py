@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,9 @@ class _Entry:
     valid: np.ndarray
     layers: dict
 
+
+#: Serialises the one GDAL template write of a store's tile georeferencing (:meth:`BlockStore._write_final_tile`).
+_TEMPLATE_LOCK = threading.Lock()
 
 #: Overview rasters assembled in one pass over the journal entries (tiles layout; 16 MB per output at most:
 #: 4 outputs per pass at 16384² and more, every output in one pass below).
@@ -296,8 +300,11 @@ class BlockStore:
         its georeferencing is GDAL's for the grid (made once per store), moved to the block's corner."""
         geo = getattr(self, "_grid_geo", None)
         if geo is None:
-            geo = self._grid_geo = cog_writer.geo_tags(self.grid.crs, self.grid.transform,
-                                                       scratch=self.root / f".tile-template-{os.getpid()}.tif")
+            with _TEMPLATE_LOCK:  # the first blocks commit on several threads at once
+                geo = getattr(self, "_grid_geo", None)
+                if geo is None:
+                    geo = self._grid_geo = cog_writer.geo_tags(
+                        self.grid.crs, self.grid.transform, scratch=self.root / f".tile-template-{os.getpid()}.tif")
         with atomic_path(path, suffix=".tif") as tmp:
             return cog_writer.write_geotiff(tmp, np.asarray(a, np.float32),
                                             cog_writer.tile_geo_tags(geo, self.grid.transform, r0, c0),
