@@ -166,6 +166,7 @@ def test_sample_run_on_the_tile_lattice_equals_the_gdal_path(tmp_path):
     for rel in paths:
         ours, gdal = runs[512].output_dir / rel, runs[256].output_dir / rel
         assert cog_validate(str(ours)) == (True, [], []), rel
+        assert cog_validate(str(gdal))[0], rel
         with rasterio.open(ours) as a, rasterio.open(gdal) as b:
             np.testing.assert_array_equal(a.read(1), b.read(1), err_msg=str(rel))
             assert a.overviews(1) == b.overviews(1) == [2]
