@@ -227,3 +227,19 @@ def test_blocks_committed_on_threads_at_once(tmp_path, layout):
         list(pool.map(commit, list(store.blocks())))
     with rasterio.open(_publish(store)) as ds:
         np.testing.assert_array_equal(ds.read(1), a)
+
+
+def test_copy_without_copy_file_range_gives_the_same_file(tmp_path, monkeypatch):
+    """A file system or OS without ``os.copy_file_range`` (EXDEV, ENOSYS): the spooled tiles are copied through
+    Python and the COG is byte-identical."""
+    import errno
+    import os
+
+    grid, a = _grid(1200, 1300), _field(1200, 1300, seed=6)
+    ref = _publish(_store(tmp_path, "a", 512, grid, a)).read_bytes()
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    assert _publish(_store(tmp_path, "b", 512, grid, a)).read_bytes() == ref
