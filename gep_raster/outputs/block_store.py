@@ -259,16 +259,13 @@ class BlockStore:
         sizes = []
         arrays = {}
         ovs = []
-        if self.direct:
-            cog_sizes = []
-            for (key, _), i in zip(self.outputs, out_index):
+        cog_sizes = []
+        for (key, _), i in zip(self.outputs, out_index):
+            if self.direct:
                 n, tile_sizes = self._write_spool(self.tile_path(key, r0, c0), value[i])
                 sizes.append(n)
                 cog_sizes.append(tile_sizes)
-            arrays["cog_sizes"] = np.asarray(cog_sizes, np.int64)
-        for j, ((key, _), i) in enumerate(zip(self.outputs, out_index)):
-            if self.direct:
-                break
+                continue
             if self.layout == "tiles":  # the final tiles: DEFLATE by libdeflate on this thread, no GDAL write
                 sizes.append(self._write_final_tile(self.tile_path(key, r0, c0), value[i], r0, c0))
             else:
@@ -279,6 +276,8 @@ class BlockStore:
                                         codec=self.tile_codec[0], zlevel=self.tile_codec[1], num_threads=1))
             if self.overviews:
                 ovs.append(block_mean(value[i], self.overview_factor))
+        if cog_sizes:
+            arrays["cog_sizes"] = np.asarray(cog_sizes, np.int64)
         if ovs:  # one member (n_outputs, h/F, w/F): an entry is read once for all outputs' overviews
             arrays["ov"] = np.stack(ovs)
         totals, valid, layers = part
@@ -398,14 +397,6 @@ class BlockStore:
         write_vrt(vrt, self.grid, tiles, tags=tags, description=description, units=units)
         return publish_cog(vrt, final, tags=tags, description=description, units=units, level=self.deflate_level)
 
-    def _block_levels(self, h: int, w: int) -> list[tuple[int, int]]:
-        """(rows, cols) of a block of h x w px at every COG level (halved, rounded up)."""
-        out = [(h, w)]
-        for _ in range(1, len(self.cog_levels)):
-            h, w = -(-h // 2), -(-w // 2)
-            out.append((h, w))
-        return out
-
     def _publish_direct(self, key: str, final: Path, *, tags: dict, description: str, units: str) -> Path:
         """One COG from the blocks' spool files (:mod:`gep_raster.outputs.cog_writer`): the tiles of the first
         :attr:`direct_levels` levels copied as they were compressed; the smaller overviews made here from the
@@ -427,7 +418,7 @@ class BlockStore:
         info = {}
         for bi, r0, c0, h, w in blocks:
             sizes = self._cog_index[bi][j]
-            shapes = self._block_levels(h, w)
+            shapes = cog_writer.halved_shapes(h, w, len(lv))
             pos, start, levels = 0, 0, []
             for k in range(K):
                 ny, nx = -(-shapes[k][0] // T), -(-shapes[k][1] // T)
@@ -435,16 +426,16 @@ class BlockStore:
                 levels.append((pos, framed))
                 pos += int(framed.sum())
                 start += ny * nx
-            info[bi] = (r0, c0, shapes, levels, pos)
+            info[bi] = (levels, pos)  # framed tiles of each level: (offset, sizes + 8); offset of the raw means
         ncols = len(self.cols)
 
         def level_sizes(k):
             out = []
             for bi0 in range(0, len(blocks), ncols):
-                ny = info[bi0][3][k][1].shape[0]
+                ny = info[bi0][0][k][1].shape[0]
                 for t in range(ny):
                     for bi in range(bi0, bi0 + ncols):
-                        out.extend((info[bi][3][k][1][t] - 8).tolist())
+                        out.extend((info[bi][0][k][1][t] - 8).tolist())
             return out
 
         def level_pieces(k):
@@ -453,10 +444,10 @@ class BlockStore:
                     fds = [os.open(self.tile_path(key, blocks[bi][1], blocks[bi][2]), os.O_RDONLY)
                            for bi in range(bi0, bi0 + ncols)]
                     try:
-                        ny = info[bi0][3][k][1].shape[0]
+                        ny = info[bi0][0][k][1].shape[0]
                         for t in range(ny):
                             for fd, bi in zip(fds, range(bi0, bi0 + ncols)):
-                                pos, framed = info[bi][3][k]
+                                pos, framed = info[bi][0][k]
                                 yield fd, pos + int(framed[:t].sum()), int(framed[t].sum())
                     finally:
                         for fd in fds:
@@ -468,9 +459,9 @@ class BlockStore:
         if K < len(lv):  # the smaller overviews from the blocks' means of level K
             mosaic = np.full(lv.shapes[K], np.nan, np.float32)
             for bi, r0, c0, h, w in blocks:
-                shp = self._block_levels(h, w)[K]
+                shp = cog_writer.halved_shapes(h, w, K + 1)[K]
                 raw = np.fromfile(self.tile_path(key, r0, c0), dtype="<f4", count=shp[0] * shp[1],
-                                  offset=info[bi][4]).reshape(shp)
+                                  offset=info[bi][1]).reshape(shp)
                 mosaic[r0 >> K:(r0 >> K) + shp[0], c0 >> K:(c0 >> K) + shp[1]] = raw
             a = mosaic
             for k in range(K, len(lv)):

@@ -65,6 +65,17 @@ class CogError(GepError):
 
 
 # ---------------------------------------------------------------------------------------------------- levels
+def halved_shapes(height: int, width: int, n: int) -> list[tuple[int, int]]:
+    """(rows, cols) of a raster and of its n - 1 halvings (each side halved, rounded up): the shapes of the
+    levels of a pyramid, and of a block's part of each level when the block starts on a multiple of 2^(n-1)."""
+    h, w = int(height), int(width)
+    out = [(h, w)]
+    for _ in range(1, n):
+        h, w = -(-h // 2), -(-w // 2)
+        out.append((h, w))
+    return out
+
+
 @dataclass(frozen=True)
 class CogLevels:
     """Pyramid of a ``height`` x ``width`` raster: level 0 the full resolution, level k the 2^k overview.
@@ -80,11 +91,11 @@ class CogLevels:
     @property
     def shapes(self) -> list[tuple[int, int]]:
         h, w = int(self.height), int(self.width)
-        out = [(h, w)]
+        n = 1
         while max(h, w) > self.tile:
             h, w = -(-h // 2), -(-w // 2)
-            out.append((h, w))
-        return out
+            n += 1
+        return halved_shapes(self.height, self.width, n)
 
     @property
     def tiles(self) -> list[tuple[int, int]]:
@@ -226,24 +237,38 @@ def geo_tags(crs, transform, *, tags: dict[str, str] | None = None, description:
     -------
     dict
         tag -> (TIFF type, count, value bytes).
-    """
-    import rasterio
 
+    Raises
+    ------
+    CogError
+        GDAL cannot write the template (a CRS or transform it cannot encode in GeoTIFF).
+    """
     scratch = Path(scratch)
     try:
-        with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(
-                scratch, "w", driver="GTiff", width=1, height=1, count=1, dtype="float32", crs=crs,
-                transform=transform, nodata=float("nan")) as ds:
-            if tags:
-                ds.update_tags(**tags)
-            if description:
-                ds.set_band_description(1, description)
-            if units:
-                ds.update_tags(1, units=units)
-        found = read_ifd(scratch)
+        found = _template_tags(scratch, crs, transform, tags, description, units)
+    except CogError:
+        raise
+    except Exception as exc:
+        raise CogError(f"{scratch}: GDAL could not write the georeferencing template ({exc})") from None
     finally:
         scratch.unlink(missing_ok=True)
     return {t: v for t, v in found.items() if t in GEO_TAGS}
+
+
+def _template_tags(scratch: Path, crs, transform, tags, description, units) -> dict:
+    """The tags of the 1 x 1 GeoTIFF GDAL writes at ``scratch`` (:func:`geo_tags`)."""
+    import rasterio
+
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(
+            scratch, "w", driver="GTiff", width=1, height=1, count=1, dtype="float32", crs=crs,
+            transform=transform, nodata=float("nan")) as ds:
+        if tags:
+            ds.update_tags(**tags)
+        if description:
+            ds.set_band_description(1, description)
+        if units:
+            ds.update_tags(1, units=units)
+    return read_ifd(scratch)
 
 
 def tile_geo_tags(geo: dict[int, tuple[int, int, bytes]], transform, r0: int, c0: int
@@ -422,12 +447,8 @@ def assemble(final: str | os.PathLike, shape: tuple[int, int], levels: Sequence[
             tail = starts[k] + ifd_head + ifd_entry * len(ents) + ifd_next
             body += struct.pack("<Q" if big else "<H", len(ents))
             for tag, typ, count, value in ents:
-                if tag == 324:
-                    value = np.asarray(offsets[k], np.uint64 if big else np.uint32).astype("<u8" if big else "<u4"
-                                                                                          ).tobytes()
-                elif tag == 325:
-                    value = np.asarray(sizes[k], np.uint64 if big else np.uint32).astype("<u8" if big else "<u4"
-                                                                                        ).tobytes()
+                if tag in (324, 325):  # TileOffsets, TileByteCounts
+                    value = np.asarray(offsets[k] if tag == 324 else sizes[k], "<u8" if big else "<u4").tobytes()
                 body += struct.pack("<HHQ" if big else "<HHI", tag, typ, count)
                 if len(value) <= inline:
                     body += value + b"\0" * (inline - len(value))
